@@ -1,0 +1,61 @@
+import { z } from "zod";
+import { JobSchema } from "./schema.ts";
+
+export const OUTCOMES = ["success", "failed", "rolled_back", "superseded", "stale", "invalid"] as const;
+export type Outcome = (typeof OUTCOMES)[number];
+
+/** Outcomes that land in `done/`; the rest land in `failed/`. */
+const DONE_OUTCOMES: ReadonlySet<Outcome> = new Set(["success", "superseded", "stale"]);
+
+export function directoryFor(outcome: Outcome): "done" | "failed" {
+  return DONE_OUTCOMES.has(outcome) ? "done" : "failed";
+}
+
+const isoTime = z.iso.datetime({ offset: true });
+
+export const AttemptSchema = z.object({
+  attempt: z.number().int().positive(),
+  command: z.array(z.string()),
+  exitCode: z.number().int().nullable(),
+  timedOut: z.boolean(),
+  durationMs: z.number().nonnegative(),
+  outputTail: z.string(),
+  error: z.string().optional(),
+});
+
+export const ServiceStateSchema = z.object({
+  name: z.string(),
+  image: z.string().nullable(),
+  wantedImage: z.string().nullable(),
+  updateState: z.string().nullable(),
+  updateMessage: z.string().nullable(),
+  desired: z.number().int().nullable(),
+  running: z.number().int(),
+});
+
+/**
+ * The record written beside every finished job. It carries the job itself, so one file tells the
+ * whole story; `job` is null only for a quarantined file that never parsed.
+ */
+export const ResultRecordSchema = z.object({
+  outcome: z.enum(OUTCOMES),
+  reason: z.string().optional(),
+  jobId: z.string(),
+  job: JobSchema.nullable(),
+  stack: z.string().nullable(),
+  timings: z.object({
+    received: isoTime.nullable(),
+    claimed: isoTime.nullable(),
+    started: isoTime.nullable(),
+    finished: isoTime,
+  }),
+  attempts: z.array(AttemptSchema),
+  services: z.array(ServiceStateSchema),
+  warnings: z.array(z.string()),
+  supersededBy: z.string().optional(),
+  quarantinedAs: z.string().optional(),
+});
+
+export type Attempt = z.infer<typeof AttemptSchema>;
+export type ServiceState = z.infer<typeof ServiceStateSchema>;
+export type ResultRecord = z.infer<typeof ResultRecordSchema>;

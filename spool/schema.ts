@@ -1,0 +1,54 @@
+import { z } from "zod";
+
+/** Version of the job file format; bump it (and keep reading the old one) on any change. */
+export const JOB_VERSION = 1;
+
+/**
+ * A delivery id becomes the job's file name, so it is held to a strict, path-free charset.
+ * GitHub's `X-GitHub-Delivery` is a UUID; manual jobs use `manual-<sha>-<time>`.
+ */
+export const DELIVERY_ID = /^[A-Za-z0-9][A-Za-z0-9-]{0,79}$/;
+export const COMMIT_SHA = /^[0-9a-f]{40}$/;
+export const REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
+/** A git ref as GitHub sends it; only ever compared as a string, never used as a path or argument. */
+const REF = /^refs\/(heads|tags)\/[^\s\0]{1,240}$/;
+
+const isoTime = z.iso.datetime({ offset: true });
+
+export const DeployJobSchema = z.strictObject({
+  version: z.literal(JOB_VERSION),
+  kind: z.literal("deploy"),
+  deliveryId: z.string().regex(DELIVERY_ID, "deliveryId must be 1-80 of [A-Za-z0-9-], starting alphanumeric"),
+  event: z.enum(["push", "workflow_run", "manual"]),
+  repository: z.string().regex(REPOSITORY, "repository must be owner/name"),
+  ref: z.string().regex(REF, "ref must be refs/heads/<branch> or refs/tags/<tag>"),
+  sha: z.string().regex(COMMIT_SHA, "sha must be 40 lowercase hex characters"),
+  committedAt: isoTime,
+  sender: z.string().min(1).max(100),
+  receivedAt: isoTime,
+});
+
+/** Every kind of job the spool carries; the agent parses each file against this again on read. */
+export const JobSchema = z.discriminatedUnion("kind", [DeployJobSchema]);
+
+export type DeployJob = z.infer<typeof DeployJobSchema>;
+export type Job = z.infer<typeof JobSchema>;
+
+/** The file name of a job: derived from its validated delivery id, so a redelivery maps to the same name. */
+export function jobFileName(job: Job): string {
+  return `${job.deliveryId}.json`;
+}
+
+/** The job id a well-formed file name in `new/` or `work/` stands for, or null when the name is not one of ours. */
+export function jobIdFromFileName(name: string): string | null {
+  if (!name.endsWith(".json")) return null;
+  const id = name.slice(0, -".json".length);
+  return DELIVERY_ID.test(id) ? id : null;
+}
+
+/** One line per zod issue, `path: message`, for quarantine reasons and HTTP errors. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => `${issue.path.length > 0 ? issue.path.join(".") : "(root)"}: ${issue.message}`)
+    .join("; ");
+}

@@ -1,0 +1,42 @@
+import { execFile } from "node:child_process";
+import path from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+const SCRIPT = path.join(import.meta.dirname, "..", "..", "scripts", "netns-swarm.sh");
+
+export const NODES = ["kvm2", "kvm4", "kvm8"] as const;
+export type NodeName = (typeof NODES)[number];
+
+/** The docker socket of one node of the three-node netns swarm. */
+export function nodeHost(node: NodeName): string {
+  return `unix:///run/swarmhook-netns/${node}/docker.sock`;
+}
+
+/** Run the docker CLI (argv, never a shell string) against the host daemon or one netns node. */
+export async function docker(args: string[], opts: { host?: string; input?: string } = {}): Promise<string> {
+  const argv = opts.host ? ["-H", opts.host, ...args] : args;
+  const { stdout } = await run("docker", argv, { maxBuffer: 64 * 1024 * 1024 });
+  return stdout.trim();
+}
+
+export async function netnsSwarm(verb: "up" | "down" | "status", env: Record<string, string> = {}): Promise<string> {
+  const { stdout } = await run("bash", [SCRIPT, verb], { env: { ...process.env, ...env } });
+  return stdout;
+}
+
+/** Poll `check` until it returns a value or `timeoutMs` passes; the last error is kept for the message. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000, everyMs = 500): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+}

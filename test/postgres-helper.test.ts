@@ -1,0 +1,31 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import pg from "pg";
+import { startPostgres } from "./helpers/postgres.ts";
+
+describe("throwaway postgres", () => {
+  it("starts, requires the password over TCP, stops and starts again on the same port", async () => {
+    const db = await startPostgres();
+    try {
+      const q = async (url: string) => {
+        const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+        try {
+          await c.connect();
+          return (await c.query<{ v: number }>("select 41 + 1 as v")).rows[0]?.v;
+        } finally {
+          await c.end().catch(() => undefined);
+        }
+      };
+      assert.equal(await q(db.url), 42);
+      await assert.rejects(q(db.url.replace(db.password, "wrong")), /password authentication failed/);
+      if (db.controllable) {
+        await db.stop();
+        await assert.rejects(q(db.url));
+        await db.start();
+        assert.equal(await q(db.url), 42);
+      }
+    } finally {
+      await db.cleanup();
+    }
+  });
+});

@@ -1,0 +1,265 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { promises as fs } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import {
+  claimJob,
+  cleanStaleTemp,
+  ensureSpool,
+  finishJob,
+  listInterrupted,
+  listPending,
+  openSpool,
+  publishJob,
+  readClaimed,
+  ResultRecordSchema,
+  SpoolError,
+  type ResultRecord,
+} from "../spool/index.ts";
+import { makeJob } from "./helpers/jobs.ts";
+import { tempSpool, type TempSpool } from "./helpers/spool.ts";
+
+const fixture = (name: string) => path.join(import.meta.dirname, "fixtures", name);
+
+function run(script: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", fixture(script), ...args], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.on("error", reject);
+    child.on("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`${script} exited ${code}`))));
+  });
+}
+
+async function readRecord(root: string, dir: string, name: string): Promise<ResultRecord> {
+  return ResultRecordSchema.parse(JSON.parse(await fs.readFile(path.join(root, dir, name), "utf8")));
+}
+
+describe("spool layout", () => {
+  it("never creates a missing root, and says the mount is missing", async () => {
+    const root = path.join(os.tmpdir(), `swarmhook-missing-${randomUUID()}`);
+    await assert.rejects(ensureSpool(openSpool(root)), (err: unknown) => {
+      assert.ok(err instanceof SpoolError);
+      assert.equal(err.code, "root_missing");
+      assert.match(err.message, /NFS mount/);
+      return true;
+    });
+    await assert.rejects(fs.stat(root), { code: "ENOENT" });
+  });
+
+  it("creates setgid group-shared subdirectories and group-writable job files", async () => {
+    const t = await tempSpool();
+    try {
+      for (const sub of ["tmp", "new", "work", "done", "failed"]) {
+        const st = await fs.stat(path.join(t.root, sub));
+        assert.equal(st.mode & 0o7777, 0o2770, sub);
+      }
+      await ensureSpool(t.spool); // a second run changes nothing and does not fail
+      const { jobId } = await publishJob(t.spool, makeJob());
+      const st = await fs.stat(path.join(t.root, "new", `${jobId}.json`));
+      assert.equal(st.mode & 0o777, 0o660);
+    } finally {
+      await t.cleanup();
+    }
+  });
+});
+
+describe("publishJob", () => {
+  let t: TempSpool;
+  before(async () => (t = await tempSpool()));
+  after(() => t.cleanup());
+
+  it("publishes a complete job under its delivery id and leaves tmp/ empty", async () => {
+    const job = makeJob();
+    const r = await publishJob(t.spool, job);
+    assert.deepEqual(r, { jobId: job.deliveryId, duplicate: false });
+    const text = await fs.readFile(path.join(t.root, "new", `${job.deliveryId}.json`), "utf8");
+    assert.deepEqual(JSON.parse(text), job);
+    assert.deepEqual(await fs.readdir(path.join(t.root, "tmp")), []);
+  });
+
+  it("keeps a pending duplicate delivery as one job, also when both arrive at once", async () => {
+    const job = makeJob();
+    const results = await Promise.all([publishJob(t.spool, job), publishJob(t.spool, job), publishJob(t.spool, { ...job, sha: "f".repeat(40) })]);
+    assert.equal(results.filter((r) => !r.duplicate).length, 1);
+    const again = await publishJob(t.spool, job);
+    assert.equal(again.duplicate, true);
+    // claimed and in progress is still pending
+    await claimJob(t.spool, `${job.deliveryId}.json`);
+    assert.equal((await publishJob(t.spool, job)).duplicate, true);
+    assert.deepEqual((await listPending(t.spool)).filter((n) => n.startsWith(job.deliveryId)), []);
+    assert.deepEqual(await fs.readdir(path.join(t.root, "tmp")), []);
+  });
+
+  it("refuses a path-like delivery id before touching the filesystem", async () => {
+    const before = await fs.readdir(path.join(t.root, "new"));
+    for (const deliveryId of ["../../etc/passwd", "a/b", "..", "x y", ""]) {
+      await assert.rejects(publishJob(t.spool, makeJob({ deliveryId })), /deliveryId/);
+    }
+    assert.deepEqual(await fs.readdir(path.join(t.root, "new")), before);
+    assert.deepEqual(await fs.readdir(path.join(t.root, "tmp")), []);
+  });
+
+  it("maps a missing root to SpoolError root_missing", async () => {
+    const gone = await tempSpool();
+    await gone.cleanup();
+    await assert.rejects(publishJob(gone.spool, makeJob()), (err: unknown) => err instanceof SpoolError && err.code === "root_missing");
+  });
+});
+
+describe("claimJob", () => {
+  it("hands each of 200 jobs to exactly one of 8 concurrent claimer processes", async () => {
+    const t = await tempSpool();
+    try {
+      const ids = new Set<string>();
+      for (let i = 0; i < 200; i++) ids.add((await publishJob(t.spool, makeJob())).jobId);
+      const outputs = await Promise.all(Array.from({ length: 8 }, () => run("claimer.ts", [t.root])));
+      const claimed = outputs.flatMap((o) => o.split("\n").filter(Boolean));
+      assert.equal(claimed.length, 200, "every job claimed once, none twice");
+      assert.deepEqual(new Set(claimed), ids);
+      assert.ok(outputs.filter((o) => o.length > 0).length > 1, "the claimers really competed");
+      assert.deepEqual(await listPending(t.spool), []);
+      assert.equal((await listInterrupted(t.spool)).length, 200);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  it("quarantines bad files with the reason and never hands them out", async () => {
+    const t = await tempSpool();
+    try {
+      const put = (name: string, body: string) => fs.writeFile(path.join(t.root, "new", name), body);
+      const good = makeJob();
+      const cases: Record<string, [string, RegExp]> = {
+        [`${randomUUID()}-unknown.json`]: [JSON.stringify({ ...makeJob(), extra: 1 }), /Unrecognized key.*extra/i],
+        [`${randomUUID()}-sha.json`]: [JSON.stringify(makeJob({ sha: "abc123" })), /sha/],
+        ["pathlike.json"]: [JSON.stringify({ ...makeJob(), deliveryId: "../../etc/passwd" }), /deliveryId/],
+        ["a b;rm -rf ~.json"]: [JSON.stringify(good), /file name/],
+        [`${randomUUID()}.json`]: ["{ not json", /not JSON/],
+        [`${randomUUID()}-kind.json`]: [JSON.stringify({ ...makeJob(), kind: "exec" }), /kind/],
+        [`${randomUUID()}-name.json`]: [JSON.stringify(makeJob()), /does not match deliveryId/],
+        [`${randomUUID()}-big.json`]: ["x".repeat(70 * 1024), /too large/],
+      };
+      for (const [name, [body]] of Object.entries(cases)) {
+        const fixed = name.endsWith("-unknown.json") || name.endsWith("-sha.json") || name.endsWith("-kind.json")
+          ? body.replace(/"deliveryId":"[^"]+"/, `"deliveryId":"${name.slice(0, -5)}"`)
+          : body;
+        await put(name, fixed);
+      }
+      await fs.symlink("/etc/passwd", path.join(t.root, "new", `${randomUUID()}.json`));
+      const reasons: string[] = [];
+      for (const name of await listPending(t.spool)) {
+        const r = await claimJob(t.spool, name);
+        assert.equal(r.status, "quarantined", `${name} must not be handed out`);
+        if (r.status === "quarantined") {
+          reasons.push(r.reason);
+          const rec = await readRecord(t.root, "failed", r.record);
+          assert.equal(rec.outcome, "invalid");
+          assert.equal(rec.reason, r.reason);
+          assert.ok(rec.quarantinedAs);
+          await fs.lstat(path.join(t.root, "failed", rec.quarantinedAs)); // the bytes are kept
+        }
+      }
+      for (const [name, [, pattern]] of Object.entries(cases)) {
+        assert.ok(reasons.some((r) => pattern.test(r)), `${name}: no reason matching ${pattern} in ${reasons.join(" | ")}`);
+      }
+      assert.ok(reasons.some((r) => /symbolic link/.test(r)));
+      assert.deepEqual(await listPending(t.spool), []);
+      assert.deepEqual(await listInterrupted(t.spool), []);
+      for (const name of await fs.readdir(path.join(t.root, "failed"))) assert.match(name, /^[0-9TZ]+-[A-Za-z0-9._-]+$/);
+    } finally {
+      await t.cleanup();
+    }
+  });
+});
+
+describe("crash safety", () => {
+  it("a writer SIGKILLed mid-write leaves only complete jobs in new/", async () => {
+    const t = await tempSpool();
+    try {
+      for (let round = 0; round < 4; round++) {
+        const child = spawn(process.execPath, ["--import", "tsx", fixture("writer.ts"), t.root], { stdio: ["ignore", "pipe", "inherit"] });
+        let out = "";
+        await new Promise<void>((resolve) => child.stdout.on("data", (d: Buffer) => { out += d.toString(); if (out.includes("ready\n")) resolve(); }));
+        await new Promise((r) => setTimeout(r, 50 + Math.random() * 250));
+        child.kill("SIGKILL");
+        await new Promise((r) => child.on("exit", r));
+        const acked = out.split("\n").filter((l) => l && l !== "ready");
+        const pending = await listPending(t.spool);
+        for (const id of acked) assert.ok(pending.includes(`${id}.json`), `acknowledged job ${id} is in new/`);
+        for (const name of pending) {
+          const r = await readClaimedCopy(t, name);
+          assert.equal(r, "valid", `${name} is complete and valid`);
+        }
+      }
+      // what the killed writers left in tmp/ is removed, and was never published
+      const tmpLeft = await fs.readdir(path.join(t.root, "tmp"));
+      const before = await listPending(t.spool);
+      const removed = await cleanStaleTemp(t.spool, Date.now() + 60 * 60 * 1000);
+      assert.deepEqual(removed.sort(), tmpLeft.sort());
+      assert.deepEqual(await listPending(t.spool), before);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  it("removes a stale tmp/ file, keeps a fresh one, and never publishes either", async () => {
+    const t = await tempSpool();
+    try {
+      const job = makeJob();
+      const stale = path.join(t.root, "tmp", `${job.deliveryId}.1-aaaaaa.tmp`);
+      const fresh = path.join(t.root, "tmp", `${job.deliveryId}.2-bbbbbb.tmp`);
+      await fs.writeFile(stale, JSON.stringify(job));
+      await fs.writeFile(fresh, JSON.stringify(job));
+      const old = new Date(Date.now() - 11 * 60 * 1000);
+      await fs.utimes(stale, old, old);
+      assert.deepEqual(await cleanStaleTemp(t.spool), [path.basename(stale)]);
+      assert.deepEqual(await fs.readdir(path.join(t.root, "tmp")), [path.basename(fresh)]);
+      assert.deepEqual(await listPending(t.spool), []);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  it("finishes a job into done/ or failed/ and finds what a dead run left in work/", async () => {
+    const t = await tempSpool();
+    try {
+      const a = makeJob();
+      const b = makeJob();
+      await publishJob(t.spool, a);
+      await publishJob(t.spool, b);
+      for (const j of [a, b]) assert.equal((await claimJob(t.spool, `${j.deliveryId}.json`)).status, "claimed");
+      // a restarted agent sees both in work/ and can parse them again
+      assert.deepEqual(await listInterrupted(t.spool), [`${a.deliveryId}.json`, `${b.deliveryId}.json`].sort());
+      const again = await readClaimed(t.spool, `${a.deliveryId}.json`, a.deliveryId);
+      assert.equal(again.status, "claimed");
+      const finished = new Date().toISOString();
+      const base = { stack: "app", attempts: [], services: [], warnings: [], timings: { received: a.receivedAt, claimed: finished, started: finished, finished } };
+      const okPath = await finishJob(t.spool, { ...base, outcome: "success", jobId: a.deliveryId, job: a });
+      const badPath = await finishJob(t.spool, { ...base, outcome: "rolled_back", jobId: b.deliveryId, job: b });
+      assert.match(okPath, /^done\/\d{8}T\d{9}Z-/);
+      assert.match(badPath, /^failed\//);
+      assert.deepEqual(await listInterrupted(t.spool), []);
+      const rec = await readRecord(t.root, "done", okPath.slice("done/".length));
+      assert.deepEqual(rec.job, a);
+      // a redelivery after the job finished is a new deploy (GitHub's "Redeliver" button)
+      assert.equal((await publishJob(t.spool, a)).duplicate, false);
+    } finally {
+      await t.cleanup();
+    }
+  });
+});
+
+/** Parse a pending file the way the agent would, without claiming it. */
+async function readClaimedCopy(t: TempSpool, name: string): Promise<string> {
+  const text = await fs.readFile(path.join(t.root, "new", name), "utf8");
+  try {
+    const job = JSON.parse(text) as { deliveryId?: string };
+    return job.deliveryId && `${job.deliveryId}.json` === name ? "valid" : "mismatch";
+  } catch {
+    return "truncated";
+  }
+}
