@@ -6,3 +6,4 @@ export * from "./write.ts";
 export * from "./claim.ts";
 export * from "./finish.ts";
 export * from "./clean.ts";
+export * from "./env.ts";

@@ -1,5 +1,5 @@
 import { promises as fs } from "node:fs";
-import { publishNoClobber, syncDir, toSpoolError, writeTemp, type Spool } from "./layout.ts";
+import { ensureSpool, publishNoClobber, syncDir, toSpoolError, writeTemp, type Spool } from "./layout.ts";
 import { JobSchema, jobFileName, type Job } from "./schema.ts";
 
 export interface PublishResult {
@@ -21,7 +21,13 @@ export async function publishJob(spool: Spool, input: Job): Promise<PublishResul
   const jobId = job.deliveryId;
   try {
     if (await exists(spool.file("work", name))) return { jobId, duplicate: true };
-    const tmp = await writeTemp(spool, jobId, `${JSON.stringify(job, null, 2)}\n`);
+    const data = `${JSON.stringify(job, null, 2)}\n`;
+    // a root that came back (a remount) may lack its subdirectories: lay them out once and retry
+    const tmp = await writeTemp(spool, jobId, data).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== "ENOENT") throw err;
+      await ensureSpool(spool);
+      return writeTemp(spool, jobId, data);
+    });
     const published = await publishNoClobber(tmp, spool.file("new", name));
     if (published) await syncDir(spool.dir("new"));
     return { jobId, duplicate: !published };

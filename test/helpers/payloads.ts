@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- payload fixtures are edited in place */
 import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -23,4 +24,21 @@ export function examples(event: string): Record<string, unknown>[] {
 /** `sha256=<hex>` over the exact bytes, as GitHub computes X-Hub-Signature-256. */
 export function sign(secret: string, body: string | Buffer): string {
   return `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
+}
+
+/** GitHub's example push to a branch, with the fields a test cares about replaced. */
+export function pushPayload(o: { ref?: string; after?: string; repository?: string; timestamp?: string; message?: string } = {}): Record<string, unknown> {
+  const p = examples("push").find((e) => e.ref === "refs/heads/master" && e.head_commit) as Record<string, any>;
+  if (o.ref) p.ref = o.ref;
+  if (o.after) {
+    p.after = o.after;
+    p.head_commit.id = o.after;
+  }
+  if (o.repository) {
+    p.repository.full_name = o.repository;
+    p.repository.name = o.repository.split("/")[1];
+  }
+  if (o.timestamp) p.head_commit.timestamp = o.timestamp;
+  if (o.message) p.head_commit.message = o.message;
+  return p;
 }

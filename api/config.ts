@@ -1,0 +1,120 @@
+import { z } from "zod";
+import { COMMIT_SHA, ConfigError, REPOSITORY, boolVar, cleanEnv, listVar, logLevelVar, parseEnv, portVar } from "../spool/index.ts";
+
+/** GitHub caps webhook payloads at 25 MB; nothing larger can be a real delivery. */
+export const MAX_BODY_LIMIT = 25 * 1024 * 1024;
+
+const schema = z
+  .object({
+    PORT: portVar(8000),
+    HOST: z.string().default("0.0.0.0"),
+    SPOOL_DIR: z.string({ error: "SPOOL_DIR is required: the spool root, e.g. /mnt/nfs/webhook_jobs" }),
+    GITHUB_WEBHOOK_SECRET: z
+      .string({ error: "GITHUB_WEBHOOK_SECRET (or GITHUB_WEBHOOK_SECRET_FILE) is required and must not be empty" })
+      .min(16, "GITHUB_WEBHOOK_SECRET must be at least 16 characters (use: openssl rand -hex 32)"),
+    DEPLOY_REPOSITORY: z.string().regex(REPOSITORY, "DEPLOY_REPOSITORY must be owner/name").optional(),
+    DEPLOY_BRANCHES: listVar.transform((l) => (l.length > 0 ? l : ["main"])),
+    DEPLOY_EVENTS: listVar
+      .transform((l) => (l.length > 0 ? l : ["push"]))
+      .pipe(z.array(z.enum(["push", "workflow_run"], { error: "DEPLOY_EVENTS: each must be push or workflow_run" }))),
+    DEPLOY_WORKFLOWS: listVar,
+    DEPLOY_TAGS: boolVar,
+    WEBHOOK_BODY_LIMIT: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .max(MAX_BODY_LIMIT, `WEBHOOK_BODY_LIMIT must be at most ${MAX_BODY_LIMIT} (GitHub's 25 MB cap)`)
+      .default(MAX_BODY_LIMIT),
+    DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/, error: "DATABASE_URL must be a postgres:// URL" }).optional(),
+    POSTGRES_HOST: z.string().optional(),
+    POSTGRES_PORT: portVar(5432),
+    POSTGRES_DB: z.string().default("app"),
+    POSTGRES_USER: z.string().default("app"),
+    POSTGRES_PASSWORD: z.string().optional(),
+    VISIT_SALT: z.string().min(16, "VISIT_SALT must be at least 16 characters").optional(),
+    TRUSTED_PROXIES: listVar,
+    LOG_LEVEL: logLevelVar,
+    GIT_SHA: z.string().regex(COMMIT_SHA, "GIT_SHA must be a 40-hex commit SHA").optional(),
+  })
+  .superRefine((v, ctx) => {
+    if (v.DATABASE_URL && v.POSTGRES_HOST) {
+      ctx.addIssue({ code: "custom", path: ["DATABASE_URL"], message: "set DATABASE_URL or POSTGRES_HOST, not both" });
+    }
+    if (v.POSTGRES_HOST && !v.POSTGRES_PASSWORD) {
+      ctx.addIssue({ code: "custom", path: ["POSTGRES_PASSWORD"], message: "POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE) is required with POSTGRES_HOST" });
+    }
+    if ((v.DATABASE_URL || v.POSTGRES_HOST) && !v.VISIT_SALT) {
+      ctx.addIssue({ code: "custom", path: ["VISIT_SALT"], message: "VISIT_SALT is required with a database: a stable random string (openssl rand -hex 32)" });
+    }
+  });
+
+export interface DatabaseConfig {
+  host: string;
+  port: number;
+  database: string;
+  user: string;
+  password: string | undefined;
+  connectionString: string | undefined;
+}
+
+export interface ApiConfig {
+  port: number;
+  host: string;
+  spoolDir: string;
+  secret: string;
+  deploy: {
+    repository: string | undefined;
+    branches: readonly string[];
+    events: readonly ("push" | "workflow_run")[];
+    workflows: readonly string[];
+    tags: boolean;
+  };
+  bodyLimit: number;
+  database: DatabaseConfig | undefined;
+  visitSalt: string | undefined;
+  trustedProxies: readonly string[];
+  logLevel: string;
+  gitSha: string | undefined;
+}
+
+/**
+ * Parse the API's configuration once, at start. Throws ConfigError naming the variable.
+ * @example
+ * const config = loadApiConfig({ SPOOL_DIR: "/mnt/nfs/webhook_jobs", GITHUB_WEBHOOK_SECRET_FILE: "/run/secrets/github_webhook_secret" });
+ */
+export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): Readonly<ApiConfig> {
+  const v = parseEnv(schema, cleanEnv(env, ["GITHUB_WEBHOOK_SECRET", "POSTGRES_PASSWORD", "VISIT_SALT"]));
+  for (const proxy of v.TRUSTED_PROXIES) {
+    if (!/^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(proxy)) throw new ConfigError(`TRUSTED_PROXIES: "${proxy}" is not an IP address or CIDR`);
+  }
+  const database: DatabaseConfig | undefined =
+    v.DATABASE_URL || v.POSTGRES_HOST
+      ? {
+          host: v.POSTGRES_HOST ?? "",
+          port: v.POSTGRES_PORT,
+          database: v.POSTGRES_DB,
+          user: v.POSTGRES_USER,
+          password: v.POSTGRES_PASSWORD,
+          connectionString: v.DATABASE_URL,
+        }
+      : undefined;
+  return Object.freeze({
+    port: v.PORT,
+    host: v.HOST,
+    spoolDir: v.SPOOL_DIR,
+    secret: v.GITHUB_WEBHOOK_SECRET,
+    deploy: Object.freeze({
+      repository: v.DEPLOY_REPOSITORY,
+      branches: Object.freeze(v.DEPLOY_BRANCHES),
+      events: Object.freeze(v.DEPLOY_EVENTS),
+      workflows: Object.freeze(v.DEPLOY_WORKFLOWS),
+      tags: v.DEPLOY_TAGS,
+    }),
+    bodyLimit: v.WEBHOOK_BODY_LIMIT,
+    database: database && Object.freeze(database),
+    visitSalt: v.VISIT_SALT,
+    trustedProxies: Object.freeze(v.TRUSTED_PROXIES),
+    logLevel: v.LOG_LEVEL,
+    gitSha: v.GIT_SHA,
+  });
+}

@@ -1,0 +1,77 @@
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import pg from "pg";
+import { pino } from "pino";
+import { ConfigError, ensureSpool, openSpool } from "../spool/index.ts";
+import { createApp } from "./app.ts";
+import { createClientAddress } from "./client-address.ts";
+import { loadApiConfig, type ApiConfig } from "./config.ts";
+import { startServer } from "./server.ts";
+import { createVisitStore, VISIT_DEADLINE_MS } from "./visits.ts";
+
+/** The package version, found by walking up from this file (src and dist/ sit at different depths). */
+function packageVersion(): string {
+  let dir = import.meta.dirname;
+  for (let i = 0; i < 4; i++) {
+    const file = path.join(dir, "package.json");
+    if (existsSync(file)) return (JSON.parse(readFileSync(file, "utf8")) as { version: string }).version;
+    dir = path.dirname(dir);
+  }
+  return "unknown";
+}
+
+function createPool(db: NonNullable<ApiConfig["database"]>): pg.Pool {
+  const bounds = { connectionTimeoutMillis: 1000, query_timeout: VISIT_DEADLINE_MS - 100, max: 5, idleTimeoutMillis: 10_000 };
+  return db.connectionString
+    ? new pg.Pool({ connectionString: db.connectionString, ...bounds })
+    : new pg.Pool({ host: db.host, port: db.port, database: db.database, user: db.user, password: db.password, ...bounds });
+}
+
+async function main(): Promise<void> {
+  let config: Readonly<ApiConfig>;
+  try {
+    config = loadApiConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`swarmhook api: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const log = pino({ level: config.logLevel, base: { service: "swarmhook-api" } });
+  const spool = openSpool(config.spoolDir);
+  await ensureSpool(spool).catch((err: Error) =>
+    log.error({ err: { message: err.message } }, "spool not ready: webhooks will answer 503 until it is"),
+  );
+  if (!config.deploy.repository) log.warn("DEPLOY_REPOSITORY is not set: any repository that signs with the secret can deploy");
+
+  const pool = config.database ? createPool(config.database) : undefined;
+  pool?.on("error", (err) => log.warn({ err: { message: err.message } }, "idle database connection lost"));
+  const visits = pool && config.visitSalt ? createVisitStore({ pool, salt: config.visitSalt }) : undefined;
+  if (!visits) {
+    log.warn("no database configured: /api/visit answers 503; set DATABASE_URL, or POSTGRES_HOST with POSTGRES_PASSWORD(_FILE), and VISIT_SALT");
+  } else {
+    await visits.ensureSchema().catch((err: Error) =>
+      log.warn({ err: { message: err.message } }, "database not reachable at start-up; the schema is created on first use"),
+    );
+  }
+
+  const app = createApp({ config, spool, log, visits, clientAddress: createClientAddress(config.trustedProxies), version: packageVersion() });
+  const running = await startServer(app, { port: config.port, host: config.host });
+  log.info({ url: running.url, spool: spool.root, branches: config.deploy.branches, events: config.deploy.events }, "listening");
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "stopping: no new connections, draining in-flight requests");
+    await running.close();
+    await pool?.end();
+    log.info("stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+await main();

@@ -1,0 +1,57 @@
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+
+/** A configuration problem, always naming the variable; each side's main prints it and exits 1. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+/**
+ * The environment as a config schema should see it: empty strings are unset, and every `X_FILE`
+ * named in `fileVars` is read into `X` (Docker secrets: /run/secrets/...). Setting both is an error.
+ * Shared by the api and the agent so both read SPOOL_DIR and secrets the same way.
+ */
+export function cleanEnv(env: NodeJS.ProcessEnv, fileVars: readonly string[] = []): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(env)) out[k] = v === undefined || v.trim() === "" ? undefined : v;
+  for (const name of fileVars) {
+    const file = out[`${name}_FILE`];
+    if (file === undefined) continue;
+    if (out[name] !== undefined) throw new ConfigError(`${name} and ${name}_FILE are both set: set one`);
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (err) {
+      throw new ConfigError(`${name}_FILE=${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+    const value = text.replace(/\r?\n$/, "");
+    if (value.trim() === "") throw new ConfigError(`${name}_FILE=${file}: the file is empty`);
+    out[name] = value;
+  }
+  return out;
+}
+
+/** Parse with a zod schema and turn its issues into one ConfigError that names each variable. */
+export function parseEnv<T extends z.ZodType>(schema: T, values: Record<string, string | undefined>): Readonly<z.infer<T>> {
+  const parsed = schema.safeParse(values);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join(".") || "(config)"}: ${i.message}`);
+    throw new ConfigError(`invalid configuration: ${lines.join("; ")}`);
+  }
+  return Object.freeze(parsed.data);
+}
+
+/** Comma- or space-separated list. */
+export const listVar = z
+  .string()
+  .optional()
+  .transform((s) => (s ?? "").split(/[\s,]+/).filter(Boolean));
+
+export const portVar = (fallback: number) => z.coerce.number().int().min(1).max(65535).default(fallback);
+
+export const logLevelVar = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info");
+
+export const boolVar = z
+  .enum(["true", "false", "1", "0", "yes", "no"])
+  .optional()
+  .transform((v) => v === "true" || v === "1" || v === "yes");
