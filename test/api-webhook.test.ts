@@ -241,6 +241,7 @@ describe("workflow_run deliveries", () => {
 
   it("deploys a successful completed run of a listed workflow on a configured branch, and nothing else", async () => {
     const runs = examples("workflow_run");
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a payload fixture edited in place
     const success = runs.find((r) => r.action === "completed" && (r.workflow_run as { conclusion: string }).conclusion === "success") as Record<string, any>;
     success.workflow_run.name = "Build";
     const r = await deliver(api.url, { event: "workflow_run", body: JSON.stringify(success) });

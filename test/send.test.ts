@@ -1,0 +1,65 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { JobSchema } from "../spool/index.ts";
+import { SECRET, startTestApi, type TestApi } from "./helpers/api.ts";
+import { randomSha } from "./helpers/jobs.ts";
+import { tempSpool, type TempSpool } from "./helpers/spool.ts";
+
+const CLI = path.join(import.meta.dirname, "..", "bin", "swarmhook.ts");
+
+function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], { env: { PATH: process.env.PATH ?? "", ...env } });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    child.on("exit", (code) => resolve({ code, out, err }));
+  });
+}
+
+describe("swarmhook send", () => {
+  let t: TempSpool;
+  let api: TestApi;
+  before(async () => {
+    t = await tempSpool();
+    api = await startTestApi(t.root, { DEPLOY_REPOSITORY: "acme/app", DEPLOY_BRANCHES: "main" });
+  });
+  after(async () => {
+    await api.close();
+    await t.cleanup();
+  });
+
+  it("signs a push the API accepts, and the job appears in the spool", async () => {
+    const sha = randomSha();
+    const r = await cli(["send", "--repository", "acme/app", "--sha", sha, "--committed-at", "2026-11-24T00:00:00Z"], {
+      DEPLOY_WEBHOOK_URL: `${api.url}/api/webhook/github`,
+      DEPLOY_WEBHOOK_SECRET: SECRET,
+    });
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^202 \{"jobId":"[0-9a-f-]{36}"\}/);
+    const jobId = JSON.parse(r.out.slice(4)).jobId as string;
+    const job = JobSchema.parse(JSON.parse(await fs.readFile(path.join(t.root, "new", `${jobId}.json`), "utf8")));
+    assert.equal(job.sha, sha);
+    assert.equal(job.committedAt, "2026-11-24T00:00:00Z");
+    assert.equal(job.repository, "acme/app");
+  });
+
+  it("exits 1 on a non-2xx answer and 2 on bad usage, never echoing the secret", async () => {
+    const secretFile = path.join(t.root, "wrong-secret");
+    await fs.writeFile(secretFile, "not-the-right-secret-at-all\n");
+    const wrong = await cli(["send", "--url", `${api.url}/api/webhook/github`, "--secret-file", secretFile, "--repository", "acme/app", "--sha", randomSha()], {});
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.out, /^401 /);
+    assert.ok(!(wrong.out + wrong.err).includes("not-the-right-secret"));
+    const usage = await cli(["send", "--repository", "acme/app", "--sha", "abc"], { DEPLOY_WEBHOOK_URL: api.url, DEPLOY_WEBHOOK_SECRET: SECRET });
+    assert.equal(usage.code, 2);
+    assert.match(usage.err, /40-hex/);
+    const down = await cli(["send", "--url", "http://127.0.0.1:9/api/webhook/github", "--repository", "acme/app", "--sha", randomSha()], { DEPLOY_WEBHOOK_SECRET: SECRET });
+    assert.equal(down.code, 2);
+    assert.match(down.err, /fetch failed|ECONNREFUSED/);
+  });
+});
