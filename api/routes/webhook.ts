@@ -46,7 +46,7 @@ export function createWebhookRoute(deps: WebhookDeps): Hono {
     const started = performance.now();
     const receivedAt = deps.now();
     const { signature, event, deliveryId } = checkHeaders(c);
-    const body = await readBodyLimited(c.req.raw, deps.config.bodyLimit);
+    const body = await readBodyLimited(c, deps.config.bodyLimit);
     if (body.length === 0) throw new HttpError(400, "empty body");
     // octokit verifies a string: a body that is not UTF-8 cannot survive the round trip and fails here
     if (!(await webhooks.verify(body.toString("utf8"), signature))) throw new HttpError(401, "signature does not match the payload");
