@@ -1,0 +1,114 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { ConfigError, REPOSITORY, cleanEnv, logLevelVar, parseEnv } from "../spool/index.ts";
+
+/** Docker's own rule for stack names, which also keeps them safe as file names. */
+const STACK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$/;
+
+export interface StackConfig {
+  name: string;
+  file: string;
+  /** owner/name this stack deploys from; undefined = any (the API already filtered). */
+  repository: string | undefined;
+  /** Branches (refs/heads/...) that deploy it; empty = any branch the API accepted. */
+  branches: readonly string[];
+  healthUrl: string | undefined;
+}
+
+export interface AgentConfig {
+  spoolDir: string;
+  stacks: readonly StackConfig[];
+  pollIntervalMs: number;
+  deployTimeoutMs: number;
+  retries: number;
+  retryBackoffMs: number;
+  healthTimeoutMs: number;
+  digestPolicy: "warn" | "fail";
+  logLevel: string;
+}
+
+const envSchema = z.object({
+  SPOOL_DIR: z.string({ error: "SPOOL_DIR is required: the spool root, e.g. /mnt/nfs/webhook_jobs" }),
+  STACK_FILE: z.string().optional(),
+  STACK_NAME: z.string().regex(STACK_NAME, "STACK_NAME must be a Docker stack name ([a-zA-Z0-9_-], starting alphanumeric)").optional(),
+  POLL_INTERVAL_MS: z.coerce.number().int().min(50).max(60_000).default(1000),
+  DEPLOY_TIMEOUT_S: z.coerce.number().int().min(5).max(24 * 3600).default(600),
+  DEPLOY_RETRIES: z.coerce.number().int().min(0).max(20).default(3),
+  RETRY_BACKOFF_MS: z.coerce.number().int().min(0).max(600_000).default(2000),
+  HEALTH_URL: z.url({ protocol: /^https?$/, error: "HEALTH_URL must be an http(s) URL" }).optional(),
+  HEALTH_TIMEOUT_S: z.coerce.number().int().min(1).max(3600).default(120),
+  DIGEST_POLICY: z.enum(["warn", "fail"], { error: "DIGEST_POLICY must be warn or fail" }).default("warn"),
+  LOG_LEVEL: logLevelVar,
+  AGENT_CONFIG: z.string().optional(),
+});
+
+const fileSchema = z.strictObject({
+  stacks: z
+    .array(
+      z.strictObject({
+        name: z.string().regex(STACK_NAME, "must be a Docker stack name"),
+        file: z.string().min(1),
+        repository: z.string().regex(REPOSITORY, "must be owner/name").optional(),
+        branches: z.array(z.string().min(1)).default([]),
+        healthUrl: z.url({ protocol: /^https?$/ }).optional(),
+      }),
+    )
+    .min(1),
+});
+
+function readStacksFile(file: string): StackConfig[] {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new ConfigError(`AGENT_CONFIG=${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  let data: unknown;
+  try {
+    data = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`AGENT_CONFIG=${file}: not YAML: ${(err as Error).message}`);
+  }
+  const parsed = fileSchema.safeParse(data);
+  if (!parsed.success) {
+    throw new ConfigError(`AGENT_CONFIG=${file}: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  }
+  const names = new Set<string>();
+  return parsed.data.stacks.map((s) => {
+    if (names.has(s.name)) throw new ConfigError(`AGENT_CONFIG=${file}: stack ${s.name} is listed twice`);
+    names.add(s.name);
+    return { name: s.name, file: path.resolve(path.dirname(file), s.file), repository: s.repository, branches: s.branches, healthUrl: s.healthUrl };
+  });
+}
+
+/**
+ * Parse the agent's configuration once. One stack from STACK_FILE + STACK_NAME (+ HEALTH_URL), or
+ * several from the YAML file AGENT_CONFIG. Throws ConfigError naming the variable.
+ * @example
+ * loadAgentConfig({ SPOOL_DIR: "/srv/nfs/webhook_jobs", STACK_FILE: "/opt/app/stack/stack.yaml", STACK_NAME: "app" });
+ */
+export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<AgentConfig> {
+  const v = parseEnv(envSchema, cleanEnv(env));
+  let stacks: StackConfig[];
+  if (v.AGENT_CONFIG) {
+    if (v.STACK_FILE || v.STACK_NAME) throw new ConfigError("AGENT_CONFIG and STACK_FILE/STACK_NAME are both set: use one");
+    stacks = readStacksFile(v.AGENT_CONFIG);
+  } else {
+    if (!v.STACK_FILE) throw new ConfigError("STACK_FILE is required (the stack file to deploy), or AGENT_CONFIG for several stacks");
+    if (!v.STACK_NAME) throw new ConfigError("STACK_NAME is required (the Docker stack name, e.g. app)");
+    stacks = [{ name: v.STACK_NAME, file: path.resolve(v.STACK_FILE), repository: undefined, branches: [], healthUrl: v.HEALTH_URL }];
+  }
+  return Object.freeze({
+    spoolDir: v.SPOOL_DIR,
+    stacks: Object.freeze(stacks.map((s) => Object.freeze(s))),
+    pollIntervalMs: v.POLL_INTERVAL_MS,
+    deployTimeoutMs: v.DEPLOY_TIMEOUT_S * 1000,
+    retries: v.DEPLOY_RETRIES,
+    retryBackoffMs: v.RETRY_BACKOFF_MS,
+    healthTimeoutMs: v.HEALTH_TIMEOUT_S * 1000,
+    digestPolicy: v.DIGEST_POLICY,
+    logLevel: v.LOG_LEVEL,
+  });
+}

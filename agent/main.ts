@@ -1,0 +1,36 @@
+import { pino } from "pino";
+import { ConfigError, openSpool } from "../spool/index.ts";
+import { createAgent } from "./agent.ts";
+import { loadAgentConfig, type AgentConfig } from "./config.ts";
+import { createDockerRunner } from "./docker.ts";
+
+let config: Readonly<AgentConfig>;
+try {
+  config = loadAgentConfig();
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`webhook-watcher: ${err.message}\n`);
+    process.exit(1);
+  }
+  throw err;
+}
+
+const log = pino({ level: config.logLevel, base: { service: "webhook-watcher" } });
+const agent = createAgent({ config, spool: openSpool(config.spoolDir), docker: createDockerRunner(), log });
+
+let stopping = false;
+const stop = (signal: string) => {
+  if (stopping) return;
+  stopping = true;
+  log.info({ signal }, "stop requested");
+  agent.stop().then(
+    () => process.exit(0),
+    (err: Error) => {
+      log.error({ err }, "error while stopping");
+      process.exit(1);
+    },
+  );
+};
+process.on("SIGTERM", () => stop("SIGTERM"));
+process.on("SIGINT", () => stop("SIGINT"));
+await agent.start();

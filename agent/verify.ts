@@ -1,0 +1,138 @@
+import { parse as parseYaml } from "yaml";
+import type { ServiceState } from "../spool/index.ts";
+import type { DockerRunner, RunOptions } from "./docker.ts";
+
+/** Strip a pinned digest: the spec says `img:tag@sha256:…` once a registry resolved it. */
+export const imageName = (image: string | null | undefined): string | null => (image ? image.replace(/@sha256:[0-9a-f]{64}$/, "") : null);
+
+const ROLLBACK = new Set(["rollback_started", "rollback_paused", "rollback_completed"]);
+
+export type Verdict =
+  | { status: "converged"; services: ServiceState[] }
+  | { status: "pending"; services: ServiceState[]; reason: string }
+  | { status: "rolled_back" | "failed"; services: ServiceState[]; reason: string };
+
+interface ServiceInspect {
+  ID: string;
+  Spec: {
+    Name: string;
+    TaskTemplate: { ContainerSpec?: { Image?: string } };
+    Mode: { Replicated?: { Replicas?: number }; Global?: object };
+  };
+  UpdateStatus?: { State?: string; StartedAt?: string; Message?: string };
+}
+
+interface TaskRow {
+  Image: string;
+  CurrentState: string;
+  DesiredState: string;
+}
+
+/** A docker query that must succeed; its failure is an inspection error, never a success. */
+async function query(docker: DockerRunner, args: string[], env: RunOptions["env"]): Promise<string> {
+  const r = await docker.capture(args, { env, timeoutMs: 30_000 });
+  if (r.exitCode !== 0) throw new Error(`${args.slice(0, 2).join(" ")} failed (exit ${r.exitCode ?? "none"}): ${r.spawnError ?? r.outputTail.split("\n").slice(-3).join(" ")}`);
+  return r.stdout;
+}
+
+/** The image each service of the stack file asks for, after interpolation with the deploy's env. */
+export async function askedImages(docker: DockerRunner, stackFile: string, stackName: string, env: Record<string, string>): Promise<Map<string, string>> {
+  const text = await query(docker, ["stack", "config", "-c", stackFile], env);
+  const doc = parseYaml(text) as { services?: Record<string, { image?: string }> };
+  const out = new Map<string, string>();
+  for (const [svc, def] of Object.entries(doc.services ?? {})) if (def.image) out.set(`${stackName}_${svc}`, def.image);
+  return out;
+}
+
+/**
+ * Inspect every service of a stack and judge it against what the stack file asked for. Exit 0 from
+ * `docker stack deploy` is not trusted: a rollback, a paused update, a spec on another image or
+ * missing replicas is seen here. Update states older than `since` belong to an earlier deploy.
+ */
+export async function inspectStack(
+  docker: DockerRunner,
+  stackName: string,
+  asked: Map<string, string>,
+  since: Date,
+  env?: RunOptions["env"],
+): Promise<Verdict> {
+  const ids = (await query(docker, ["stack", "services", stackName, "--format", "{{.ID}}"], env)).split("\n").filter(Boolean);
+  if (ids.length === 0) return { status: "failed", services: [], reason: `stack ${stackName} has no services` };
+  const inspected = JSON.parse(await query(docker, ["service", "inspect", ...ids], env)) as ServiceInspect[];
+  const services: ServiceState[] = [];
+  const problems: { kind: "rolled_back" | "failed" | "pending"; text: string }[] = [];
+
+  for (const s of inspected) {
+    const name = s.Spec.Name;
+    const specImage = imageName(s.Spec.TaskTemplate.ContainerSpec?.Image);
+    const wanted = imageName(asked.get(name)) ?? specImage;
+    const recent = s.UpdateStatus?.StartedAt && new Date(s.UpdateStatus.StartedAt) >= since ? s.UpdateStatus : undefined;
+    const updateState = recent?.State ?? null;
+    const rows = (await query(docker, ["service", "ps", s.ID, "--filter", "desired-state=running", "--no-trunc", "--format", "{{json .}}"], env))
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as TaskRow);
+    const running = rows.filter((t) => t.CurrentState.startsWith("Running"));
+    const desired = s.Spec.Mode.Replicated ? (s.Spec.Mode.Replicated.Replicas ?? 1) : rows.length;
+    const runningImages = [...new Set(running.map((t) => imageName(t.Image)))];
+    services.push({
+      name,
+      image: runningImages.length === 1 ? (runningImages[0] ?? null) : runningImages.length === 0 ? null : runningImages.join(","),
+      wantedImage: wanted,
+      updateState,
+      updateMessage: recent?.Message ?? null,
+      desired,
+      running: running.length,
+    });
+
+    if (updateState && ROLLBACK.has(updateState)) {
+      problems.push({ kind: updateState === "rollback_started" ? "pending" : "rolled_back", text: `${name}: ${updateState} (${recent?.Message ?? "no message"})` });
+    } else if (updateState === "paused") {
+      problems.push({ kind: "failed", text: `${name}: update paused (${recent?.Message ?? "no message"})` });
+    } else if (specImage !== wanted) {
+      problems.push({ kind: "rolled_back", text: `${name}: spec runs ${specImage}, the stack asks for ${wanted}` });
+    } else if (updateState === "updating") {
+      problems.push({ kind: "pending", text: `${name}: update in progress` });
+    } else if (running.length < desired || running.some((t) => imageName(t.Image) !== wanted)) {
+      problems.push({ kind: "pending", text: `${name}: ${running.length}/${desired} running on ${wanted}` });
+    }
+  }
+  const settled = problems.find((p) => p.kind !== "pending");
+  if (settled) {
+    const kind = problems.some((p) => p.kind === "rolled_back") ? "rolled_back" : "failed";
+    return { status: kind, services, reason: problems.map((p) => p.text).join("; ") };
+  }
+  if (problems.length > 0) return { status: "pending", services, reason: problems.map((p) => p.text).join("; ") };
+  return { status: "converged", services };
+}
+
+/**
+ * Poll HEALTH_URL until it answers 200 and, when its JSON carries `commit`, reports `sha`.
+ * Returns null on success, else why it did not.
+ */
+export async function checkHealth(url: string, sha: string, timeoutMs: number, everyMs = 1000): Promise<string | null> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "no answer yet";
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(Math.min(5000, Math.max(500, deadline - Date.now()))) });
+      const text = await res.text();
+      if (res.status !== 200) {
+        last = `HTTP ${res.status}`;
+      } else {
+        let commit: unknown;
+        try {
+          commit = (JSON.parse(text) as { commit?: unknown }).commit;
+        } catch {
+          commit = undefined;
+        }
+        if (typeof commit !== "string" || commit === sha) return null;
+        last = `reports commit ${commit.slice(0, 12)}, not ${sha.slice(0, 12)}`;
+      }
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  return `${url} not healthy within ${Math.round(timeoutMs / 1000)} s: ${last}`;
+}

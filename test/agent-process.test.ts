@@ -1,0 +1,127 @@
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { after, describe, it } from "node:test";
+import { ensureSpool, openSpool } from "../spool/index.ts";
+import { publish, readRecords, stackFile, startTestAgent, waitForRecord } from "./helpers/agent.ts";
+import { mountBindfs } from "./helpers/bindfs.ts";
+import { buildWebImage, WEB_REPO } from "./helpers/images.ts";
+import { randomSha } from "./helpers/jobs.ts";
+import { tempSpool } from "./helpers/spool.ts";
+import { docker, waitFor } from "./helpers/swarm.ts";
+
+const MAIN = path.join(import.meta.dirname, "..", "agent", "main.ts");
+
+interface Proc {
+  child: ChildProcess;
+  lines: string[];
+  exited: Promise<number | null>;
+}
+
+function startAgentProcess(env: Record<string, string>): Proc {
+  const child = spawn(process.execPath, ["--import", "tsx", MAIN], { env: { PATH: process.env.PATH ?? "", POLL_INTERVAL_MS: "200", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const lines: string[] = [];
+  let buf = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    buf += d.toString();
+    const parts = buf.split("\n");
+    buf = parts.pop() ?? "";
+    lines.push(...parts);
+  });
+  child.stderr?.on("data", (d: Buffer) => lines.push(d.toString()));
+  return { child, lines, exited: new Promise((r) => child.on("exit", (code) => r(code))) };
+}
+
+const logged = (p: Proc, msg: string) => waitFor(`log "${msg}"`, async () => (p.lines.some((l) => l.includes(`"msg":"${msg}"`)) ? true : undefined), 60_000, 50);
+
+describe("the webhook-watcher process", () => {
+  const stacks: string[] = [];
+  after(async () => {
+    for (const s of stacks) await docker(["stack", "rm", s]).catch(() => undefined);
+  });
+
+  it("finishes a job after being SIGKILLed mid-deploy and restarted", async () => {
+    const stack = `shtest-${randomBytes(3).toString("hex")}`;
+    stacks.push(stack);
+    const sha = randomSha();
+    await buildWebImage(sha);
+    const t = await tempSpool();
+    const env = { SPOOL_DIR: t.root, STACK_FILE: stackFile("web"), STACK_NAME: stack };
+    try {
+      const first = startAgentProcess(env);
+      const id = await publish(t.root, sha);
+      await logged(first, "deploy started");
+      first.child.kill("SIGKILL");
+      await first.exited;
+      assert.deepEqual(await fs.readdir(path.join(t.root, "work")), [`${id}.json`], "the job waits in work/");
+      assert.deepEqual(await readRecords(t.root), []);
+      const second = startAgentProcess(env);
+      try {
+        const r = await waitForRecord(t.root, id);
+        assert.equal(r.outcome, "success", r.reason);
+        assert.ok(second.lines.some((l) => l.includes("left in work/ by a dead run")));
+        assert.equal(await docker(["service", "inspect", `${stack}_web`, "-f", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"]), `${WEB_REPO}:${sha}`);
+      } finally {
+        second.child.kill("SIGTERM");
+        assert.equal(await second.exited, 0);
+      }
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  it("on SIGTERM mid-deploy, finishes and records the deploy, then exits 0", async () => {
+    const stack = `shtest-${randomBytes(3).toString("hex")}`;
+    stacks.push(stack);
+    const sha = randomSha();
+    await buildWebImage(sha);
+    const t = await tempSpool();
+    try {
+      const p = startAgentProcess({ SPOOL_DIR: t.root, STACK_FILE: stackFile("web"), STACK_NAME: stack });
+      const id = await publish(t.root, sha);
+      await logged(p, "deploy started");
+      p.child.kill("SIGTERM");
+      assert.equal(await p.exited, 0);
+      const records = await readRecords(t.root);
+      assert.equal(records.find((r) => r.jobId === id)?.outcome, "success", "recorded before the process exited");
+      assert.deepEqual(await fs.readdir(path.join(t.root, "work")), []);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  it("refuses a bad configuration naming the variable (exit 1)", async () => {
+    const p = startAgentProcess({ SPOOL_DIR: "/tmp", STACK_FILE: "x.yaml", STACK_NAME: "bad name!" });
+    assert.equal(await p.exited, 1);
+    assert.match(p.lines.join(""), /STACK_NAME/);
+  });
+});
+
+describe("pickup through a bindfs mount (the NFS case)", () => {
+  it("sees a job written underneath the mount within 2 x the poll interval", async () => {
+    const t = await tempSpool();
+    const mount = await mountBindfs(t.root);
+    const POLL = 500;
+    // an invalid stack file fails at once: this test measures pickup, not deploys
+    const a = await startTestAgent(mount.mountpoint, { STACK_FILE: stackFile("invalid"), STACK_NAME: "shpickup", POLL_INTERVAL_MS: String(POLL) });
+    try {
+      await ensureSpool(openSpool(t.root));
+      const delays: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        await new Promise((r) => setTimeout(r, 137 * i)); // land at different points of the poll cycle
+        const published = Date.now();
+        const id = await publish(t.root, randomSha()); // written to the underlying directory, as nfsd would
+        const claimed = await waitFor("the job claimed", async () => a.logs.find((l) => l.msg === "job claimed" && l.jobId === id), 10_000, 10);
+        delays.push(claimed.at - published);
+        await waitForRecord(t.root, id);
+      }
+      for (const d of delays) assert.ok(d <= 2 * POLL, `picked up after ${d} ms (limit ${2 * POLL})`);
+    } finally {
+      await a.stop();
+      await mount.unmount();
+      await t.cleanup();
+    }
+  });
+});

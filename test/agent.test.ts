@@ -1,0 +1,195 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import { checkHealth } from "../agent/verify.ts";
+import { WEB_REPO, buildWebImage } from "./helpers/images.ts";
+import { publish, readRecords, startTestAgent, stackFile, waitForRecord, type TestAgent } from "./helpers/agent.ts";
+import { randomSha } from "./helpers/jobs.ts";
+import { freePort } from "./helpers/postgres.ts";
+import { tempSpool, type TempSpool } from "./helpers/spool.ts";
+import { docker, waitFor } from "./helpers/swarm.ts";
+import http from "node:http";
+
+const stackName = () => `shtest-${randomBytes(3).toString("hex")}`;
+const serviceImage = async (stack: string) => docker(["service", "inspect", `${stack}_web`, "-f", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"]);
+const runningImages = async (stack: string) =>
+  (await docker(["service", "ps", `${stack}_web`, "--filter", "desired-state=running", "--format", "{{.Image}} {{.CurrentState}}"])).split("\n").filter((l) => / Running /.test(l)).map((l) => l.split(" ")[0]);
+const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000).toISOString();
+
+describe("agent on the real one-node swarm", () => {
+  const stacks: string[] = [];
+  after(async () => {
+    for (const s of stacks) await docker(["stack", "rm", s]).catch(() => undefined);
+  });
+
+  describe("deploy, verify, roll back, go stale", () => {
+    let t: TempSpool;
+    let a: TestAgent;
+    const stack = stackName();
+    const [v1, v2, broken, old] = [randomSha(), randomSha(), randomSha(), randomSha()];
+    before(async () => {
+      stacks.push(stack);
+      await Promise.all([buildWebImage(v1), buildWebImage(v2), buildWebImage(broken, { crash: true }), buildWebImage(old)]);
+      t = await tempSpool();
+      a = await startTestAgent(t.root, { STACK_FILE: stackFile("web"), STACK_NAME: stack });
+    });
+    after(async () => {
+      await a.stop();
+      await t.cleanup();
+    });
+
+    it("deploys a new image tag and records success with the services' state", async () => {
+      const id1 = await publish(t.root, v1, minutesAgo(30));
+      const r1 = await waitForRecord(t.root, id1);
+      assert.equal(r1.outcome, "success", r1.reason);
+      const id2 = await publish(t.root, v2, minutesAgo(20));
+      const r2 = await waitForRecord(t.root, id2);
+      assert.equal(r2.outcome, "success", r2.reason);
+      assert.equal(await serviceImage(stack), `${WEB_REPO}:${v2}`);
+      assert.deepEqual(await runningImages(stack), [`${WEB_REPO}:${v2}`, `${WEB_REPO}:${v2}`]);
+      assert.deepEqual(r2.services.map((s) => [s.name, s.image, s.running, s.desired]), [[`${stack}_web`, `${WEB_REPO}:${v2}`, 2, 2]]);
+      assert.equal(r2.attempts.length, 1);
+      assert.deepEqual(r2.attempts[0]?.command.slice(0, 4), ["docker", "stack", "deploy", "-c"]);
+      assert.ok(r2.attempts[0]?.command.includes("--with-registry-auth"));
+      assert.ok(r2.timings.started && r2.timings.claimed && r2.timings.received);
+      assert.ok(r2.warnings.some((w) => /digest/.test(w)), "a locally built image raises the digest warning, recorded");
+      assert.ok(a.logs.some((l) => l.msg === "docker" && typeof l.docker === "string"), "docker's output is logged line by line");
+    });
+
+    it("records rolled_back when the new image crashes, and the service is back on the previous image", async () => {
+      const id = await publish(t.root, broken, minutesAgo(10));
+      const r = await waitForRecord(t.root, id);
+      assert.equal(r.outcome, "rolled_back", r.reason);
+      assert.equal(r.attempts[0]?.exitCode, 0, "docker stack deploy itself exited 0: the CLI's word is not the truth");
+      assert.equal(await serviceImage(stack), `${WEB_REPO}:${v2}`);
+      await waitFor("both replicas back on the previous image", async () => {
+        const imgs = await runningImages(stack);
+        return imgs.length === 2 && imgs.every((i) => i === `${WEB_REPO}:${v2}`) ? true : undefined;
+      });
+    });
+
+    it("records a commit older than the deployed one as stale and does not deploy it", async () => {
+      const id = await publish(t.root, old, minutesAgo(25));
+      const r = await waitForRecord(t.root, id);
+      assert.equal(r.outcome, "stale");
+      assert.match(r.reason ?? "", /older than the deployed/);
+      assert.equal(r.attempts.length, 0);
+      assert.equal(await serviceImage(stack), `${WEB_REPO}:${v2}`);
+    });
+  });
+
+  it("coalesces 20 jobs published during a deploy: at most 2 further deploys, the rest superseded", async () => {
+    const stack = stackName();
+    stacks.push(stack);
+    const first = randomSha();
+    const shas = Array.from({ length: 20 }, () => randomSha());
+    const newest = shas[19] as string;
+    await Promise.all([buildWebImage(first), buildWebImage(newest)]);
+    const t = await tempSpool();
+    const a = await startTestAgent(t.root, { STACK_FILE: stackFile("web"), STACK_NAME: stack });
+    try {
+      const firstId = await publish(t.root, first, minutesAgo(60));
+      await waitFor("the first deploy to start", async () => (a.logs.some((l) => l.msg === "deploy started") ? true : undefined), 30_000, 50);
+      const ids = [];
+      for (let i = 0; i < 20; i++) ids.push(await publish(t.root, shas[i] as string, minutesAgo(59 - i)));
+      for (const id of [firstId, ...ids]) await waitForRecord(t.root, id);
+      const records = await readRecords(t.root);
+      assert.equal(records.length, 21, "every job accounted for");
+      const deploys = records.filter((r) => r.attempts.length > 0);
+      assert.ok(deploys.length <= 3, `${deploys.length} deploys`);
+      assert.ok(records.every((r) => r.outcome === "success" || r.outcome === "superseded"), records.map((r) => `${r.outcome}: ${r.reason}`).join("\n"));
+      assert.equal(records.find((r) => r.job?.sha === newest)?.outcome, "success", "the newest commit won");
+      assert.equal(await serviceImage(stack), `${WEB_REPO}:${newest}`);
+      assert.ok(records.filter((r) => r.outcome === "superseded").every((r) => r.supersededBy));
+    } finally {
+      await a.stop();
+      await t.cleanup();
+    }
+  });
+
+  it("fails an invalid stack file at once, without retrying", async () => {
+    const t = await tempSpool();
+    const a = await startTestAgent(t.root, { STACK_FILE: stackFile("invalid"), STACK_NAME: stackName() });
+    try {
+      const r = await waitForRecord(t.root, await publish(t.root, randomSha()));
+      assert.equal(r.outcome, "failed");
+      assert.equal(r.attempts.length, 1);
+      assert.notEqual(r.attempts[0]?.exitCode, 0);
+      assert.match(r.reason ?? "", /permanent/);
+    } finally {
+      await a.stop();
+      await t.cleanup();
+    }
+  });
+
+  it("retries an unreachable daemon with backoff, logging each attempt, then fails", async () => {
+    const t = await tempSpool();
+    const a = await startTestAgent(t.root, { STACK_FILE: stackFile("web"), STACK_NAME: stackName(), DEPLOY_RETRIES: "2" }, { DOCKER_HOST: "unix:///run/swarmhook-no-such-daemon.sock" });
+    try {
+      const r = await waitForRecord(t.root, await publish(t.root, randomSha()));
+      assert.equal(r.outcome, "failed");
+      assert.equal(r.attempts.length, 3);
+      assert.ok(r.attempts.every((x) => /Cannot connect to the Docker daemon/.test(x.outputTail)));
+      const retries = a.logs.filter((l) => l.msg.startsWith("deploy failed transiently"));
+      assert.deepEqual(retries.map((l) => l.retryInMs), [100, 200]);
+      assert.match(r.reason ?? "", /after 3 attempts/);
+    } finally {
+      await a.stop();
+      await t.cleanup();
+    }
+  });
+
+  it("records a job that matches no configured stack as invalid", async () => {
+    const t = await tempSpool();
+    const dir = t.root;
+    const { writeFile } = await import("node:fs/promises");
+    const cfg = `${dir}/agent.yaml`;
+    await writeFile(cfg, `stacks:\n  - name: other\n    file: ${stackFile("web")}\n    repository: acme/other\n    branches: [main]\n`);
+    const a = await startTestAgent(t.root, { AGENT_CONFIG: cfg });
+    try {
+      const r = await waitForRecord(t.root, await publish(t.root, randomSha()));
+      assert.equal(r.outcome, "invalid");
+      assert.match(r.reason ?? "", /no stack is configured for Codertocat\/Hello-World/);
+    } finally {
+      await a.stop();
+      await t.cleanup();
+    }
+  });
+
+  it("waits for HEALTH_URL to report the deployed commit", async () => {
+    const stack = stackName();
+    stacks.push(stack);
+    const sha = randomSha();
+    await buildWebImage(sha);
+    const port = await freePort();
+    const t = await tempSpool();
+    const a = await startTestAgent(t.root, { STACK_FILE: stackFile("web-health"), STACK_NAME: stack, HEALTH_URL: `http://127.0.0.1:${port}/health`, HEALTH_TIMEOUT_S: "60" }, { WEB_PORT: String(port) });
+    try {
+      const r = await waitForRecord(t.root, await publish(t.root, sha));
+      assert.equal(r.outcome, "success", r.reason);
+      const res = await fetch(`http://127.0.0.1:${port}/health`);
+      assert.equal(((await res.json()) as { commit: string }).commit, sha);
+    } finally {
+      await a.stop();
+      await t.cleanup();
+    }
+  });
+});
+
+describe("checkHealth", () => {
+  it("passes once the commit matches and fails with the reason when it never does", async () => {
+    let commit = "0".repeat(40);
+    const srv = http.createServer((_req, res) => res.end(JSON.stringify({ commit })));
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
+    const url = `http://127.0.0.1:${(srv.address() as { port: number }).port}/health`;
+    try {
+      const sha = "a".repeat(40);
+      setTimeout(() => (commit = sha), 300);
+      assert.equal(await checkHealth(url, sha, 5000, 100), null);
+      const why = await checkHealth(url, "b".repeat(40), 500, 100);
+      assert.match(why ?? "", /reports commit aaaaaaaaaaaa, not bbbbbbbbbbbb/);
+    } finally {
+      srv.close();
+    }
+  });
+});
