@@ -1,40 +1,37 @@
 #!/usr/bin/env node
-// The operator's command line: small tools around the API and the spool.
-import { readFileSync } from "node:fs";
+// The operator's command line: small tools around the API, the watcher and the spool.
+import path from "node:path";
 import { parseArgs } from "node:util";
-import { sendDeploy } from "../api/send.ts";
+import { COMMIT_SHA, REPOSITORY } from "../spool/index.ts";
+import { ENQUEUE_HELP, enqueue } from "./enqueue.ts";
+import { JOBS_HELP, listJobs } from "./jobs.ts";
+import { LOCAL_HELP, runLocal } from "./local.ts";
+import { SEND_HELP, send } from "./send.ts";
 
-const HELP = `Usage: swarmhook <command> [options]
+const HELP = `Usage: swarmhook <command> [options]    (swarmhook <command> --help for one)
 
 Commands:
+  local     run the API and the watcher together on this machine, with embedded defaults
   send      sign and POST a deploy request to the API, exactly as GitHub would
+  enqueue   put a manual deploy job straight into the spool (just deploy-now)
+  jobs      list pending jobs and the last outcomes (just jobs)
 
-swarmhook send --repository OWNER/NAME --sha SHA [--branch main] [--url URL]
-               [--secret-file FILE] [--committed-at ISO-TIME] [--sender NAME]
-  --url           the API's webhook URL (default: $DEPLOY_WEBHOOK_URL),
-                  e.g. https://app.example.com/api/webhook/github
-  --secret-file   file holding the webhook secret (default: $DEPLOY_WEBHOOK_SECRET;
-                  the secret is never taken on the command line, where ps would show it)
-  --repository    owner/name as configured in DEPLOY_REPOSITORY
-  --branch        branch pushed to (default: main)
-  --sha           the full 40-hex commit SHA to deploy
-  --committed-at  the commit's time (default: now); a job older than the last deploy is stale
-  --sender        who asked (default: swarmhook-send)
-Prints the API's answer; exits 0 on 2xx, 1 on any other status, 2 on bad usage or no answer.
-
-Example (kvm8 is the edge; run from anywhere that reaches it):
-  DEPLOY_WEBHOOK_SECRET=... swarmhook send --url https://app.example.com/api/webhook/github \\
-    --repository acme/app --sha "$(git rev-parse HEAD)"
-`;
+${LOCAL_HELP}
+${SEND_HELP}
+${ENQUEUE_HELP}
+${JOBS_HELP}`;
 
 function fail(message: string): never {
   process.stderr.write(`swarmhook: ${message}\n`);
   process.exit(2);
 }
 
-async function send(argv: string[]): Promise<void> {
+const ROOT = path.resolve(import.meta.dirname, path.basename(path.dirname(import.meta.dirname)) === "dist" ? "../.." : "..");
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
   const { values } = parseArgs({
-    args: argv,
+    args: rest,
     options: {
       url: { type: "string" },
       "secret-file": { type: "string" },
@@ -43,40 +40,48 @@ async function send(argv: string[]): Promise<void> {
       sha: { type: "string" },
       "committed-at": { type: "string" },
       sender: { type: "string" },
+      spool: { type: "string" },
+      dir: { type: "string", default: ".swarmhook" },
+      last: { type: "string", default: "10" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
   });
-  if (values.help) {
-    process.stdout.write(HELP);
+  const help = { local: LOCAL_HELP, send: SEND_HELP, enqueue: ENQUEUE_HELP, jobs: JOBS_HELP }[command ?? ""];
+  if (values.help || command === undefined || command === "help" || command === "--help" || command === "-h") {
+    process.stdout.write(help ?? HELP);
     return;
   }
-  const url = values.url ?? process.env.DEPLOY_WEBHOOK_URL;
-  const file = values["secret-file"];
-  const secret = (file ? readFileSync(file, "utf8") : process.env.DEPLOY_WEBHOOK_SECRET ?? "").replace(/\r?\n$/, "");
-  if (!url) fail("--url or DEPLOY_WEBHOOK_URL is required");
-  if (!secret) fail("the secret is required: --secret-file FILE or DEPLOY_WEBHOOK_SECRET");
-  if (!values.repository || !values.sha) fail("--repository and --sha are required (swarmhook send --help)");
-  const r = await sendDeploy({
-    url, secret, repository: values.repository, branch: values.branch, sha: values.sha,
-    committedAt: values["committed-at"], sender: values.sender,
-  }).catch((err: Error) => fail(`${err.message}${err.cause ? ` (${String((err.cause as Error).message ?? err.cause)})` : ""}`));
-  process.stdout.write(`${r.status} ${r.body}\n`);
-  process.stderr.write(`delivery ${r.deliveryId}\n`);
-  process.exitCode = r.status >= 200 && r.status < 300 ? 0 : 1;
+  const spoolDir = values.spool ?? process.env.SPOOL_DIR;
+  switch (command) {
+    case "local":
+      return runLocal(path.resolve(values.dir), ROOT);
+    case "send": {
+      const r = await send(
+        { url: values.url, secretFile: values["secret-file"], repository: values.repository, branch: values.branch, sha: values.sha, committedAt: values["committed-at"], sender: values.sender },
+        process.env,
+      );
+      process.stdout.write(`${r.status} ${r.body}\n`);
+      process.stderr.write(`delivery ${r.deliveryId}\n`);
+      process.exitCode = r.status >= 200 && r.status < 300 ? 0 : 1;
+      return;
+    }
+    case "enqueue": {
+      if (!spoolDir) return fail("--spool or SPOOL_DIR is required");
+      if (!values.sha || !COMMIT_SHA.test(values.sha)) return fail("--sha must be a full 40-hex commit SHA");
+      const repository = values.repository ?? process.env.DEPLOY_REPOSITORY ?? "manual/deploy";
+      if (!REPOSITORY.test(repository)) return fail("--repository must be owner/name");
+      const jobId = await enqueue({ sha: values.sha, repository, branch: values.branch, spoolDir });
+      process.stdout.write(`queued ${jobId} in ${spoolDir}/new\n`);
+      return;
+    }
+    case "jobs":
+      if (!spoolDir) return fail("--spool or SPOOL_DIR is required");
+      process.stdout.write(await listJobs(spoolDir, Math.max(1, Number(values.last) || 10)));
+      return;
+    default:
+      return fail(`unknown command "${command}" (swarmhook --help)`);
+  }
 }
 
-const [command, ...rest] = process.argv.slice(2);
-switch (command) {
-  case "send":
-    await send(rest).catch((err: Error) => fail(err.message));
-    break;
-  case undefined:
-  case "-h":
-  case "--help":
-  case "help":
-    process.stdout.write(HELP);
-    break;
-  default:
-    fail(`unknown command "${command}" (swarmhook --help)`);
-}
+await main(process.argv.slice(2)).catch((err: Error) => fail(`${err.message}${err.cause ? ` (${String((err.cause as Error).message ?? err.cause)})` : ""}`));

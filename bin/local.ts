@@ -1,0 +1,70 @@
+// `swarmhook local`: the API and the watcher together on this machine, with embedded defaults.
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { pino } from "pino";
+import { createAgent } from "../agent/agent.ts";
+import { loadAgentConfig } from "../agent/config.ts";
+import { createDockerRunner } from "../agent/docker.ts";
+import { createApp } from "../api/app.ts";
+import { createClientAddress } from "../api/client-address.ts";
+import { loadApiConfig } from "../api/config.ts";
+import { startServer } from "../api/server.ts";
+import { ensureSpool, openSpool } from "../spool/index.ts";
+
+export const LOCAL_HELP = `swarmhook local [--dir DIR]
+  Runs the API (http://127.0.0.1:8000) and the watcher in one process on this machine, with
+  embedded defaults: the spool in DIR/spool (default .swarmhook/), a webhook secret generated
+  once into DIR/webhook-secret (mode 600), and stack/local-demo.yaml deployed as the stack
+  swarmhook-demo on this machine's swarm. Any variable of the API or the watcher overrides its
+  default (PORT, SPOOL_DIR, STACK_FILE, STACK_NAME, DEPLOY_REPOSITORY, LOG_LEVEL, ...).
+  Try it from a second terminal:
+    swarmhook send --url http://127.0.0.1:8000/api/webhook/github \\
+      --secret-file .swarmhook/webhook-secret --repository local/demo --sha "$(git rev-parse HEAD)"
+`;
+
+function secretFile(dir: string): string {
+  const file = path.join(dir, "webhook-secret");
+  if (!existsSync(file)) {
+    writeFileSync(file, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
+    chmodSync(file, 0o600);
+  }
+  readFileSync(file); // fail here, clearly, if it is unreadable
+  return file;
+}
+
+export async function runLocal(dir: string, root: string): Promise<void> {
+  mkdirSync(path.join(dir, "spool"), { recursive: true, mode: 0o2770 });
+  const defaults: NodeJS.ProcessEnv = {
+    SPOOL_DIR: path.join(dir, "spool"),
+    GITHUB_WEBHOOK_SECRET_FILE: secretFile(dir),
+    HOST: "127.0.0.1",
+    DEPLOY_REPOSITORY: "local/demo",
+    STACK_FILE: path.join(root, "stack", "local-demo.yaml"),
+    STACK_NAME: "swarmhook-demo",
+    HEALTH_TIMEOUT_S: "30",
+    DEPLOY_TIMEOUT_S: "120",
+  };
+  const env = { ...defaults, ...Object.fromEntries(Object.entries(process.env).filter(([, v]) => v)) };
+  if (env.GITHUB_WEBHOOK_SECRET) delete env.GITHUB_WEBHOOK_SECRET_FILE;
+  const apiConfig = loadApiConfig(env);
+  const agentConfig = loadAgentConfig(env);
+  const log = pino({ level: apiConfig.logLevel });
+  const spool = openSpool(apiConfig.spoolDir);
+  await ensureSpool(spool);
+  const app = createApp({ config: apiConfig, spool, log: log.child({ service: "api" }), visits: undefined, clientAddress: createClientAddress([]), version: "local" });
+  const server = await startServer(app, { port: apiConfig.port, host: apiConfig.host });
+  const agent = createAgent({ config: agentConfig, spool, docker: createDockerRunner(), log: log.child({ service: "webhook-watcher" }) });
+  await agent.start();
+  log.info(
+    { url: server.url, spool: spool.root, secretFile: env.GITHUB_WEBHOOK_SECRET_FILE, stack: agentConfig.stacks[0]?.name },
+    `swarmhook local: POST ${server.url}/api/webhook/github deploys ${agentConfig.stacks[0]?.file}; Ctrl-C stops`,
+  );
+  const stop = async () => {
+    await server.close(2000);
+    await agent.stop();
+    process.exit(0);
+  };
+  process.once("SIGINT", () => void stop());
+  process.once("SIGTERM", () => void stop());
+}

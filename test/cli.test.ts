@@ -1,0 +1,73 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { after, describe, it } from "node:test";
+import { waitForRecord } from "./helpers/agent.ts";
+import { randomSha } from "./helpers/jobs.ts";
+import { freePort } from "./helpers/postgres.ts";
+import { docker, waitFor } from "./helpers/swarm.ts";
+
+const CLI = path.join(import.meta.dirname, "..", "bin", "swarmhook.ts");
+
+function cli(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], { env: { PATH: process.env.PATH ?? "", ...env } });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+  const done = new Promise<{ code: number | null; out: string; err: string }>((r) => child.on("exit", (code) => r({ code, out, err })));
+  return { child, done, output: () => out };
+}
+
+describe("swarmhook local (the quick start's main job)", () => {
+  const stack = `shlocal-${process.pid}`;
+  after(async () => {
+    await docker(["stack", "rm", stack]).catch(() => undefined);
+  });
+
+  it("serves the API and deploys a signed push to this machine's swarm, verified", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "swarmhook-local-"));
+    const port = await freePort();
+    const local = cli(["local", "--dir", dir], { PORT: String(port), STACK_NAME: stack, POLL_INTERVAL_MS: "200" });
+    try {
+      await waitFor("the API", async () => ((await fetch(`http://127.0.0.1:${port}/health`)).ok ? true : undefined), 30_000, 200);
+      const sha = randomSha();
+      const sent = await cli(["send", "--url", `http://127.0.0.1:${port}/api/webhook/github`, "--secret-file", path.join(dir, "webhook-secret"), "--repository", "local/demo", "--sha", sha]).done;
+      assert.equal(sent.code, 0, sent.err);
+      const jobId = (JSON.parse(sent.out.slice(4)) as { jobId: string }).jobId;
+      const rec = await waitForRecord(path.join(dir, "spool"), jobId, 90_000);
+      assert.equal(rec.outcome, "success", rec.reason);
+      const env = await docker(["service", "inspect", `${stack}_hello`, "-f", "{{json .Spec.TaskTemplate.ContainerSpec.Env}}"]);
+      assert.ok(env.includes(`DEPLOY_SHA=${sha}`));
+      const jobs = await cli(["jobs", "--spool", path.join(dir, "spool")]).done;
+      assert.match(jobs.out, new RegExp(`success\\s+${stack}\\s+${sha.slice(0, 12)}`));
+      assert.equal((await readFile(path.join(dir, "webhook-secret"), "utf8")).trim().length, 64);
+    } finally {
+      local.child.kill("SIGTERM");
+      assert.equal((await local.done).code, 0);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("swarmhook enqueue and --help", () => {
+  it("queues a manual job the schema accepts, and refuses a short SHA", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "swarmhook-enq-"));
+    try {
+      const sha = randomSha();
+      const r = await cli(["enqueue", "--spool", dir, "--sha", sha, "--repository", "acme/app"]).done;
+      assert.equal(r.code, 0, r.err);
+      const jobId = /queued (\S+)/.exec(r.out)?.[1] ?? "";
+      const job = JSON.parse(await readFile(path.join(dir, "new", `${jobId}.json`), "utf8")) as { event: string; sha: string };
+      assert.deepEqual([job.event, job.sha], ["manual", sha]);
+      const bad = await cli(["enqueue", "--spool", dir, "--sha", "abc"]).done;
+      assert.equal(bad.code, 2);
+      const help = await cli(["--help"]).done;
+      for (const word of ["local", "send", "enqueue", "jobs", "kvm8"]) assert.ok(help.out.includes(word), word);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
