@@ -1,0 +1,80 @@
+# swarmhook operations, run on a manager (kvm8, kvm4 or kvm2) from the checkout in /opt/swarmhook.
+# Values come from .env (copy .env.example); every recipe says what it runs with `just -n RECIPE`.
+set dotenv-load
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+stack_name := env("STACK_NAME", "app")
+stack_file := "stack/stack.yaml"
+spool := env("SPOOL_DIR", "/mnt/nfs/webhook_jobs")
+compose := "docker compose -p swarmhook-local -f stack/compose.yaml"
+
+# list the recipes
+default:
+    @just --list
+
+# local: start Postgres, the API (localhost:8000) and the frontend (localhost:8080) from images
+up:
+    {{compose}} up -d
+
+# local: build the API and frontend images, then start them (the README's local run)
+upb:
+    {{compose}} up -d --build
+
+# local: stop and remove the local containers (the database volume is kept)
+down:
+    {{compose}} down
+
+# swarm: create the overlay networks `public` and `internal` (safe to run twice)
+swarm-networks:
+    bash scripts/swarm-bootstrap.sh networks
+
+# swarm: label NODE as the edge node that runs Traefik and Postgres
+swarm-label-edge NODE="kvm8":
+    bash scripts/swarm-bootstrap.sh label {{NODE}}
+
+# swarm: the seed's name for labelling kvm8 as the edge
+swarm-label-kvm8: (swarm-label-edge "kvm8")
+
+# swarm: create the secrets github_webhook_secret and postgres_password from .env
+swarm-secrets:
+    bash scripts/swarm-bootstrap.sh secrets
+
+# deploy the stack by hand, as the watcher does (IMAGE_TAG from .env, default latest)
+stack-deploy:
+    docker stack deploy -c {{stack_file}} {{stack_name}} --with-registry-auth --detach=false
+
+# the stack's services and their replicas
+stack-services:
+    docker stack services {{stack_name}}
+
+# the stack's tasks: where each runs and why one failed
+stack-ps:
+    docker stack ps {{stack_name}} --no-trunc
+
+# follow one service's logs, e.g. just stack-logs api
+stack-logs SERVICE:
+    docker service logs -f --tail 200 {{stack_name}}_{{SERVICE}}
+
+# install (or update) the webhook-watcher systemd unit on this node (root)
+watcher-install:
+    sudo bash scripts/watcher-install.sh
+
+# follow the watcher's journal, pretty-printed
+watcher-logs:
+    journalctl -u webhook-watcher -f -o cat | node_modules/.bin/pino-pretty
+
+# the watcher's state and its last log lines
+watcher-status:
+    systemctl status webhook-watcher --no-pager
+
+# queue a manual deploy of SHA through the spool (the watcher picks it up like a push)
+deploy-now SHA:
+    node dist/bin/swarmhook.js enqueue --spool {{spool}} --sha {{SHA}}
+
+# jobs waiting in the spool and the last outcomes
+jobs:
+    node dist/bin/swarmhook.js jobs --spool {{spool}}
+
+# the whole test suite (installs and starts what it needs)
+test:
+    npm test

@@ -1,0 +1,133 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- rendered YAML is inspected loosely */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { readdirSync } from "node:fs";
+import path from "node:path";
+import { promisify } from "node:util";
+import { describe, it } from "node:test";
+import { parse as parseYaml } from "yaml";
+import { readEnvFile } from "./helpers/env-file.ts";
+
+const run = promisify(execFile);
+const ROOT = path.join(import.meta.dirname, "..");
+const exampleEnv = readEnvFile(path.join(ROOT, ".env.example"));
+
+async function sh(cmd: string, args: string[], env: Record<string, string> = {}) {
+  try {
+    const r = await run(cmd, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? "", ...env } });
+    return { code: 0, out: r.stdout, err: r.stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, out: err.stdout, err: err.stderr };
+  }
+}
+
+describe("stack files", () => {
+  for (const file of ["stack/stack.yaml", "stack/compose.yaml"]) {
+    it(`docker stack config renders ${file} with .env.example`, async () => {
+      const r = await sh("docker", ["stack", "config", "-c", file], exampleEnv);
+      assert.equal(r.code, 0, r.err);
+      assert.doesNotMatch(r.out, /\$\{/, "every variable interpolated");
+      const doc = parseYaml(r.out) as { services: Record<string, { image: string }> };
+      assert.equal(doc.services.api?.image, `${exampleEnv.API_IMAGE}:${exampleEnv.IMAGE_TAG}`);
+      assert.ok(doc.services.postgres?.image.startsWith("postgres:18"));
+    });
+  }
+
+  it("stack.yaml pins its images and has what each service needs", async () => {
+    const doc = parseYaml((await sh("docker", ["stack", "config", "-c", "stack/stack.yaml"], exampleEnv)).out) as {
+      services: Record<string, { image: string; deploy: Record<string, any>; ports?: { mode: string; published: number }[]; secrets?: { source: string }[]; volumes?: { target: string }[]; healthcheck?: object }>;
+      networks: Record<string, { external: boolean }>;
+      secrets: Record<string, { external: boolean }>;
+    };
+    const s = doc.services;
+    assert.match(s.traefik?.image ?? "", /^traefik:v3\.\d+\.\d+$/);
+    assert.match(s.postgres?.image ?? "", /^postgres:18\.\d+/);
+    for (const name of ["traefik", "postgres"]) assert.ok(s[name]?.deploy.placement.constraints.includes("node.labels.edge == true"), name);
+    assert.deepEqual(s.traefik?.ports?.map((p) => [p.published, p.mode]), [[80, "host"], [443, "host"]]);
+    assert.ok(s.postgres?.volumes?.some((v) => v.target === "/var/lib/postgresql"));
+    assert.ok(s.postgres?.healthcheck && s.api?.healthcheck);
+    assert.equal(s.api?.deploy.replicas, 2);
+    for (const name of ["api", "frontend"]) {
+      const d = s[name]?.deploy;
+      assert.equal(d?.update_config.failure_action, "rollback", name);
+      assert.equal(d?.update_config.order, "start-first", name);
+      assert.ok(d?.update_config.monitor, name);
+      assert.ok(d?.rollback_config, name);
+      assert.ok(d?.resources.limits && d.resources.reservations, name);
+    }
+    assert.deepEqual(s.api?.secrets?.map((x) => x.source).sort(), ["github_webhook_secret", "postgres_password"]);
+    assert.match(String(s.api?.deploy.labels["traefik.http.routers.api.rule"]), /Host\(`app\.example\.com`\) && \(PathPrefix\(`\/api`\) \|\| Path\(`\/health`\)\)/);
+    assert.deepEqual(Object.keys(doc.networks).sort(), ["internal", "public"]);
+    assert.ok(Object.values(doc.networks).every((n) => n.external) && Object.values(doc.secrets).every((x) => x.external));
+  });
+});
+
+describe("systemd unit", () => {
+  const unit = "systemd/webhook-watcher.service";
+  it("passes systemd-analyze verify", async () => {
+    const r = await sh("systemd-analyze", ["verify", unit]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.err.trim(), "", r.err);
+  });
+  it("has an exposure of at most 4.0 (systemd-analyze security --offline=yes)", async () => {
+    const r = await sh("systemd-analyze", ["security", "--offline=yes", unit]);
+    const m = /Overall exposure level for webhook-watcher\.service: ([\d.]+)/.exec(r.out);
+    assert.ok(m, r.out + r.err);
+    assert.ok(Number(m[1]) <= 4.0, `exposure ${m[1]}`);
+  });
+});
+
+describe("scripts", () => {
+  const scripts = readdirSync(path.join(ROOT, "scripts")).filter((f) => f.endsWith(".sh")).map((f) => `scripts/${f}`);
+  it("are shellcheck clean", async () => {
+    const r = await sh("shellcheck", scripts);
+    assert.equal(r.code, 0, r.out);
+  });
+  for (const s of scripts) {
+    it(`${s} --help explains itself and exits 0`, async () => {
+      const r = await sh("bash", [s, "--help"]);
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.out, /^Usage: /);
+      const text = await sh("grep", ["-c", "set -euo pipefail", s]);
+      assert.equal(text.out.trim(), "1");
+    });
+  }
+});
+
+describe("justfile", () => {
+  const recipes = ["up", "upb", "down", "swarm-networks", "swarm-label-edge", "swarm-label-kvm8", "swarm-secrets", "stack-deploy", "stack-services", "stack-ps", "stack-logs", "watcher-install", "watcher-logs", "watcher-status", "deploy-now", "jobs", "test"];
+  it("lists every recipe, each with a comment", async () => {
+    const r = await sh("just", ["--list"]);
+    assert.equal(r.code, 0, r.err);
+    for (const name of recipes) assert.match(r.out, new RegExp(`^\\s+${name}\\b.*# \\S`, "m"), name);
+  });
+  it("prints the expected command for each recipe (just -n)", async () => {
+    const expected: [string[], string][] = [
+      [["up"], "docker compose -p swarmhook-local -f stack/compose.yaml up -d"],
+      [["upb"], "docker compose -p swarmhook-local -f stack/compose.yaml up -d --build"],
+      [["down"], "docker compose -p swarmhook-local -f stack/compose.yaml down"],
+      [["swarm-networks"], "bash scripts/swarm-bootstrap.sh networks"],
+      [["swarm-label-edge"], "bash scripts/swarm-bootstrap.sh label kvm8"],
+      [["swarm-label-edge", "kvm4"], "bash scripts/swarm-bootstrap.sh label kvm4"],
+      [["swarm-label-kvm8"], "bash scripts/swarm-bootstrap.sh label kvm8"],
+      [["swarm-secrets"], "bash scripts/swarm-bootstrap.sh secrets"],
+      [["stack-deploy"], "docker stack deploy -c stack/stack.yaml app --with-registry-auth --detach=false"],
+      [["stack-services"], "docker stack services app"],
+      [["stack-ps"], "docker stack ps app --no-trunc"],
+      [["stack-logs", "api"], "docker service logs -f --tail 200 app_api"],
+      [["watcher-install"], "sudo bash scripts/watcher-install.sh"],
+      [["watcher-logs"], "journalctl -u webhook-watcher -f -o cat | node_modules/.bin/pino-pretty"],
+      [["watcher-status"], "systemctl status webhook-watcher --no-pager"],
+      [["deploy-now", "0123456789abcdef0123456789abcdef01234567"], "node dist/bin/swarmhook.js enqueue --spool /mnt/nfs/webhook_jobs --sha 0123456789abcdef0123456789abcdef01234567"],
+      [["jobs"], "node dist/bin/swarmhook.js jobs --spool /mnt/nfs/webhook_jobs"],
+      [["test"], "npm test"],
+    ];
+    // a fresh checkout has no .env: the defaults apply (STACK_NAME=app, SPOOL_DIR=/mnt/nfs/webhook_jobs)
+    for (const [args, cmd] of expected) {
+      const r = await sh("just", ["-n", ...args]);
+      assert.equal(r.code, 0, `${args.join(" ")}: ${r.err}`);
+      assert.equal(r.err.trim().split("\n").at(-1), cmd, args.join(" "));
+    }
+  });
+});
