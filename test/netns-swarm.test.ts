@@ -2,13 +2,19 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { readEnvFile } from "./helpers/env-file.ts";
+import { STACK_IMAGES, buildStandinImage } from "./helpers/images.ts";
 import { NODES, docker, netnsSwarm, nodeHost, waitFor } from "./helpers/swarm.ts";
 
 const run = promisify(execFile);
 
 describe("three-node swarm in network namespaces", () => {
   before(async () => {
-    await netnsSwarm("up");
+    await buildStandinImage(STACK_IMAGES);
+    await netnsSwarm("up", { SWARMHOOK_NETNS_IMAGES: ["swarmhook-test/busybox:latest", ...STACK_IMAGES].join(" ") });
   });
   after(async () => {
     await netnsSwarm("down");
@@ -36,6 +42,37 @@ describe("three-node swarm in network namespaces", () => {
       return running.length === 3 ? running.map((l) => l.split(" ")[0]) : undefined;
     });
     assert.deepEqual([...new Set(nodes)].sort(), [...NODES]);
+  });
+
+  it("places stack.yaml as designed: traefik and postgres on the edge node, api and frontend spread", async () => {
+    const root = path.join(import.meta.dirname, "..");
+    const host = nodeHost("kvm8");
+    const spool = await mkdtemp(path.join(os.tmpdir(), "swarmhook-placement-"));
+    const env = { ...process.env, ...readEnvFile(path.join(root, ".env.example")), SPOOL_DIR: spool, DOCKER_HOST: host, ENV_FILE: path.join(root, ".env.example") };
+    try {
+      // the operator's bootstrap, for real: networks, edge label, secrets from the env file
+      await run("bash", [path.join(root, "scripts", "swarm-bootstrap.sh"), "all"], { env });
+      const again = await run("bash", [path.join(root, "scripts", "swarm-bootstrap.sh"), "all"], { env });
+      assert.match(again.stdout, /network public: exists/);
+      await run("docker", ["stack", "deploy", "-c", path.join(root, "stack", "stack.yaml"), "app", "--resolve-image", "never", "--detach=true"], { env });
+      const placed = await waitFor("every task of the stack running", async () => {
+        const out = await docker(["stack", "ps", "app", "--filter", "desired-state=running", "--format", "{{.Name}} {{.Node}} {{.CurrentState}}"], { host });
+        const rows = out.split("\n").filter(Boolean).map((l) => l.split(" "));
+        const running = rows.filter((r) => r[2] === "Running");
+        return running.length === 6 ? running.map((r) => [String(r[0]).replace(/\.\d+$/, ""), r[1] as string]) : undefined;
+      }, 120_000, 1000);
+      const nodesOf = (svc: string) => placed.filter(([name]) => name === `app_${svc}`).map(([, node]) => node);
+      assert.deepEqual(nodesOf("traefik"), ["kvm8"]);
+      assert.deepEqual(nodesOf("postgres"), ["kvm8"]);
+      for (const svc of ["api", "frontend"]) {
+        const nodes = nodesOf(svc);
+        assert.equal(nodes.length, 2, svc);
+        assert.equal(new Set(nodes).size, 2, `${svc} replicas on two different nodes: ${nodes.join(",")}`);
+      }
+    } finally {
+      await docker(["stack", "rm", "app"], { host }).catch(() => undefined);
+      await rm(spool, { recursive: true, force: true });
+    }
   });
 
   it("comes down cleanly and can be taken down twice", async () => {

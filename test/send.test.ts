@@ -63,3 +63,39 @@ describe("swarmhook send", () => {
     assert.match(down.err, /fetch failed|ECONNREFUSED/);
   });
 });
+
+describe("the Actions workflow's deploy step", () => {
+  it("runs swarmhook send as the workflow does, and the API queues the job", async () => {
+    const { parse } = await import("yaml");
+    const { execFile } = await import("node:child_process");
+    const root = path.join(import.meta.dirname, "..");
+    const wf = parse(await fs.readFile(path.join(root, ".github", "workflows", "deploy.yml"), "utf8")) as {
+      jobs: Record<string, { steps: { name?: string; run?: string; env?: Record<string, string> }[] }>;
+    };
+    const step = Object.values(wf.jobs).flatMap((j) => j.steps).find((s) => s.run?.includes("swarmhook -- send"));
+    assert.ok(step?.run, "the workflow has a send step");
+    assert.deepEqual(Object.keys(step.env ?? {}).sort(), ["DEPLOY_WEBHOOK_SECRET", "DEPLOY_WEBHOOK_URL"]);
+    const t = await tempSpool();
+    const api = await startTestApi(t.root, { DEPLOY_REPOSITORY: "acme/app", DEPLOY_BRANCHES: "main" });
+    try {
+      const sha = randomSha();
+      const out = await new Promise<string>((resolve, reject) =>
+        execFile("bash", ["-euo", "pipefail", "-c", step.run as string], {
+          cwd: root,
+          env: {
+            PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root",
+            GITHUB_REPOSITORY: "acme/app", GITHUB_REF_NAME: "main", GITHUB_SHA: sha, GITHUB_ACTOR: "octocat",
+            DEPLOY_WEBHOOK_URL: `${api.url}/api/webhook/github`, DEPLOY_WEBHOOK_SECRET: SECRET,
+          },
+        }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout))),
+      );
+      assert.match(out, /^202 /);
+      const [name] = await fs.readdir(path.join(t.root, "new"));
+      const job = JobSchema.parse(JSON.parse(await fs.readFile(path.join(t.root, "new", name as string), "utf8")));
+      assert.deepEqual([job.sha, job.repository, job.ref, job.sender], [sha, "acme/app", "refs/heads/main", "octocat"]);
+    } finally {
+      await api.close();
+      await t.cleanup();
+    }
+  });
+});

@@ -25,3 +25,26 @@ export async function buildWebImage(sha: string, opts: { crash?: boolean; host?:
     await rm(ctx, { recursive: true, force: true });
   }
 }
+
+/** The images stack/stack.yaml names, rendered with .env.example. */
+export const STACK_IMAGES = ["traefik:v3.5.3", "postgres:18.1-alpine", "ghcr.io/acme/app-api:latest", "ghcr.io/acme/app-frontend:latest"];
+
+/**
+ * A stand-in for images no registry here can provide: it ignores its arguments and sleeps, and its
+ * node, pg_isready and wget succeed, so the stack's healthchecks pass. Tagged as each of `tags`.
+ */
+export async function buildStandinImage(tags: string[]): Promise<void> {
+  const ctx = await mkdtemp(path.join(os.tmpdir(), "swarmhook-standin-"));
+  try {
+    const ok = "#!/bin/sh\nexit 0\n";
+    await writeFile(path.join(ctx, "standin"), "#!/bin/sh\nexec sleep 2147483647\n", { mode: 0o755 });
+    for (const tool of ["node", "pg_isready", "wget"]) await writeFile(path.join(ctx, tool), ok, { mode: 0o755 });
+    await writeFile(
+      path.join(ctx, "Dockerfile"),
+      "FROM swarmhook-test/busybox:latest\nCOPY standin /standin\nCOPY node pg_isready wget /usr/local/bin/\nENTRYPOINT [\"/standin\"]\n",
+    );
+    await run("docker", ["build", "-q", ...tags.flatMap((t) => ["-t", t]), ctx], { env: { ...process.env, DOCKER_BUILDKIT: "0" } });
+  } finally {
+    await rm(ctx, { recursive: true, force: true });
+  }
+}
