@@ -82,15 +82,22 @@ dockerd_up() {
   local node=$1 run="$RUNDIR/$1"
   if daemon_up "$node"; then return 0; fi
   mkdir -p "$run" "$STATE/$node"
+  local _
+  # a daemon still starting or shutting down holds the pid file: wait until it answers or is gone
+  for _ in $(seq 60); do
+    pid_alive "$run/docker.pid" || break
+    daemon_up "$node" && return 0
+    sleep 0.5
+  done
+  pid_alive "$run/docker.pid" && die "dockerd for $node (pid $(cat "$run/docker.pid")) neither answers nor exits"
   # a pid file whose process is gone would stop dockerd from starting
-  if [[ -f $run/docker.pid ]] && ! pid_alive "$run/docker.pid"; then rm -f "$run/docker.pid"; fi
+  rm -f "$run/docker.pid"
   # nsenter, not 'ip netns exec': the latter remounts /sys and hides the cgroups from dockerd
   # shellcheck disable=SC2016 # $1 and $@ belong to the inner sh
   nsenter --net="/run/netns/$(ns_of "$node")" unshare --uts -- sh -c \
     'hostname "$1"; shift; exec setsid dockerd "$@"' sh "$node" \
     --data-root "$STATE/$node" --exec-root "$run/exec" --pidfile "$run/docker.pid" \
-    -H "$(sock_of "$node")" >"/var/log/swarmhook-netns-$node.log" 2>&1 </dev/null &
-  local _
+    -H "$(sock_of "$node")" >>"/var/log/swarmhook-netns-$node.log" 2>&1 </dev/null &
   for _ in $(seq 60); do
     daemon_up "$node" && return 0
     sleep 0.5
@@ -162,6 +169,8 @@ cmd_down() {
     awk -v a="$STATE/$node" -v b="$run" '$2 ~ "^"a || $2 ~ "^"b {print $2}' /proc/mounts | sort -r |
       while read -r mnt; do umount -l "$mnt" 2>/dev/null || true; done
     rm -rf "${STATE:?}/$node" "${run:?}"
+    # keep the last run's log for a look after a failure, start the next one empty
+    [[ -f /var/log/swarmhook-netns-$node.log ]] && mv "/var/log/swarmhook-netns-$node.log" "/var/log/swarmhook-netns-$node.log.1"
     ip netns del "$(ns_of "$node")" 2>/dev/null || true
     ip link del "shv-$node" 2>/dev/null || true
   done
