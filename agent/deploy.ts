@@ -86,11 +86,12 @@ export async function deployJob(deps: { docker: DockerRunner; log: Logger; polic
   }
   if (!last) return fail("failed", "no attempt ran");
   if (last.spawnError) return fail("failed", `docker could not be run: ${last.spawnError}`);
-  if (DIGEST_WARNING.test(last.outputTail)) {
+  // Docker prints this when it updates a service (not when it creates one)
+  const unpinned = DIGEST_WARNING.test(last.outputTail);
+  if (unpinned) {
     const w = "an image could not be accessed on a registry to record its digest: nodes may run different versions";
     warnings.push(w);
     log.warn(w);
-    if (policy.digestPolicy === "fail") return fail("failed", `${w} (DIGEST_POLICY=fail)`);
   }
   if (!last.timedOut && last.exitCode !== 0) {
     const why = isTransient(last) ? `still failing after ${attempts.length} attempts` : "permanent failure";
@@ -116,6 +117,9 @@ export async function deployJob(deps: { docker: DockerRunner; log: Logger; polic
   if (stack.healthUrl) {
     const problem = await checkHealth(stack.healthUrl, job.sha, policy.healthTimeoutMs);
     if (problem) return fail("failed", problem, verdict.services);
+  }
+  if (unpinned && policy.digestPolicy === "fail") {
+    return fail("failed", "the stack was updated, but an image digest could not be pinned, so nodes may run different builds (DIGEST_POLICY=fail)", verdict.services);
   }
   return { outcome: "success", attempts, services: verdict.services, warnings };
 }

@@ -9,7 +9,8 @@ Usage: scripts/test-env.sh [--help]
 Brings this machine to the state the test suite needs, printing one line per
 service with what it found or did:
   packages  Debian's docker.io, iptables, postgresql, bindfs, busybox-static,
-            shellcheck (one 'apt-get update', then install what is missing)
+            shellcheck, systemd (for systemd-analyze; one 'apt-get update', then
+            install what is missing)
   just      the 'just' binary from npm's rust-just package (global, outside the lockfile)
   dockerd   started in the background when none answers (log /var/log/swarmhook-dockerd.log)
   swarm     a one-node swarm on 127.0.0.1 when none is active
@@ -27,7 +28,7 @@ EOF
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 JUST_VERSION=${SWARMHOOK_JUST_VERSION:-1.57.0}
-PACKAGES=(docker.io iptables postgresql bindfs busybox-static shellcheck)
+PACKAGES=(docker.io iptables postgresql bindfs busybox-static shellcheck systemd)
 DOCKERD_LOG=/var/log/swarmhook-dockerd.log
 BASE_IMAGE=swarmhook-test/busybox:latest
 

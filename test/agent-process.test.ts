@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
@@ -9,32 +8,12 @@ import { publish, readRecords, stackFile, startTestAgent, waitForRecord } from "
 import { mountBindfs } from "./helpers/bindfs.ts";
 import { buildWebImage, WEB_REPO } from "./helpers/images.ts";
 import { randomSha } from "./helpers/jobs.ts";
+import { spawnTs, waitForLine, type Proc } from "./helpers/proc.ts";
 import { tempSpool } from "./helpers/spool.ts";
 import { docker, waitFor } from "./helpers/swarm.ts";
 
-const MAIN = path.join(import.meta.dirname, "..", "agent", "main.ts");
-
-interface Proc {
-  child: ChildProcess;
-  lines: string[];
-  exited: Promise<number | null>;
-}
-
-function startAgentProcess(env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, ["--import", "tsx", MAIN], { env: { PATH: process.env.PATH ?? "", POLL_INTERVAL_MS: "200", ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  const lines: string[] = [];
-  let buf = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    buf += d.toString();
-    const parts = buf.split("\n");
-    buf = parts.pop() ?? "";
-    lines.push(...parts);
-  });
-  child.stderr?.on("data", (d: Buffer) => lines.push(d.toString()));
-  return { child, lines, exited: new Promise((r) => child.on("exit", (code) => r(code))) };
-}
-
-const logged = (p: Proc, msg: string) => waitFor(`log "${msg}"`, async () => (p.lines.some((l) => l.includes(`"msg":"${msg}"`)) ? true : undefined), 60_000, 50);
+const startAgentProcess = (env: Record<string, string>): Proc => spawnTs("agent/main.ts", [], { POLL_INTERVAL_MS: "200", ...env });
+const logged = (p: Proc, msg: string) => waitForLine(p, `"msg":"${msg}"`, undefined, 60_000);
 
 describe("the webhook-watcher process", () => {
   const stacks: string[] = [];

@@ -139,6 +139,28 @@ describe("agent on the real one-node swarm", () => {
     }
   });
 
+  it("fails a deploy whose image digest could not be pinned when DIGEST_POLICY=fail", async () => {
+    const stack = stackName();
+    stacks.push(stack);
+    const [v1, v2] = [randomSha(), randomSha()];
+    await Promise.all([buildWebImage(v1), buildWebImage(v2)]);
+    const t = await tempSpool();
+    const a = await startTestAgent(t.root, { STACK_FILE: stackFile("web"), STACK_NAME: stack, DIGEST_POLICY: "fail" });
+    try {
+      // Docker warns only when it updates a service, so the first deploy (a create) passes
+      assert.equal((await waitForRecord(t.root, await publish(t.root, v1, minutesAgo(2)))).outcome, "success");
+      const r = await waitForRecord(t.root, await publish(t.root, v2, minutesAgo(1)));
+      assert.equal(r.outcome, "failed");
+      assert.match(r.reason ?? "", /digest could not be pinned.*DIGEST_POLICY=fail/);
+      assert.equal(r.services[0]?.image, `${WEB_REPO}:${v2}`, "the record shows what runs");
+      assert.equal(r.attempts.length, 1, "not retried");
+      assert.ok(a.logs.some((l) => l.level === 40 && /digest/.test(l.msg)), "logged as a warning");
+    } finally {
+      await a.stop();
+      await t.cleanup();
+    }
+  });
+
   it("records a job that matches no configured stack as invalid", async () => {
     const t = await tempSpool();
     const dir = t.root;

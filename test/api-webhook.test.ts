@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { existsSync, promises as fs } from "node:fs";
 import path from "node:path";
@@ -8,6 +7,7 @@ import { JobSchema } from "../spool/index.ts";
 import { SECRET, deliver, startTestApi, type TestApi } from "./helpers/api.ts";
 import { randomSha } from "./helpers/jobs.ts";
 import { examples, pushPayload, sign } from "./helpers/payloads.ts";
+import { spawnTs, waitForLine } from "./helpers/proc.ts";
 import { tempSpool, type TempSpool } from "./helpers/spool.ts";
 
 const pending = async (root: string) => (await fs.readdir(path.join(root, "new"))).sort();
@@ -264,9 +264,7 @@ describe("workflow_run deliveries", () => {
 });
 
 describe("the api process", () => {
-  const main = path.join(import.meta.dirname, "..", "api", "main.ts");
-  const runApi = (env: Record<string, string>) =>
-    spawn(process.execPath, ["--import", "tsx", main], { env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const runApi = (env: Record<string, string>) => spawnTs("api/main.ts", [], env);
 
   it("refuses to start on a bad value, naming the variable (exit 1)", async () => {
     for (const [env, name] of [
@@ -276,10 +274,9 @@ describe("the api process", () => {
       [{ GITHUB_WEBHOOK_SECRET: SECRET }, /SPOOL_DIR/],
       [{ SPOOL_DIR: "/tmp", GITHUB_WEBHOOK_SECRET: SECRET, DATABASE_URL: "postgres://x@127.0.0.1/db" }, /VISIT_SALT/],
     ] as const) {
-      const child = runApi(env);
-      let err = "";
-      child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-      const code = await new Promise((r) => child.on("exit", r));
+      const p = runApi(env);
+      const code = await p.exited;
+      const err = p.err();
       assert.equal(code, 1, err);
       assert.match(err, name);
       assert.ok(!err.includes(SECRET));
@@ -289,10 +286,10 @@ describe("the api process", () => {
   it("drains an in-flight delivery on SIGTERM, then exits 0", async () => {
     const s = await tempSpool();
     const port = 20000 + Math.floor(Math.random() * 20000);
-    const child = runApi({ SPOOL_DIR: s.root, GITHUB_WEBHOOK_SECRET: SECRET, PORT: String(port), HOST: "127.0.0.1", DEPLOY_BRANCHES: "main" });
+    const p = runApi({ SPOOL_DIR: s.root, GITHUB_WEBHOOK_SECRET: SECRET, PORT: String(port), HOST: "127.0.0.1", DEPLOY_BRANCHES: "main" });
+    const child = p.child;
     try {
-      let out = "";
-      await new Promise<void>((resolve) => child.stdout.on("data", (d: Buffer) => { out += d.toString(); if (out.includes('"listening"')) resolve(); }));
+      await waitForLine(p, '"listening"', undefined, 30_000);
       const body = new TextEncoder().encode(JSON.stringify(pushPayload({ ref: "refs/heads/main", after: randomSha() })));
       let send!: (b: Uint8Array) => void;
       const stream = new ReadableStream<Uint8Array>({
@@ -313,8 +310,7 @@ describe("the api process", () => {
       send(body.subarray(100));
       const res = await answer;
       assert.equal(res.status, 202, await res.text());
-      const code = await new Promise((r) => child.on("exit", r));
-      assert.equal(code, 0);
+      assert.equal(await p.exited, 0);
       assert.equal((await pending(s.root)).length, 1);
     } finally {
       child.kill("SIGKILL");

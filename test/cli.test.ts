@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -7,18 +6,12 @@ import { after, describe, it } from "node:test";
 import { waitForRecord } from "./helpers/agent.ts";
 import { randomSha } from "./helpers/jobs.ts";
 import { freePort } from "./helpers/postgres.ts";
+import { spawnTs } from "./helpers/proc.ts";
 import { docker, waitFor } from "./helpers/swarm.ts";
 
-const CLI = path.join(import.meta.dirname, "..", "bin", "swarmhook.ts");
-
 function cli(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], { env: { PATH: process.env.PATH ?? "", ...env } });
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-  const done = new Promise<{ code: number | null; out: string; err: string }>((r) => child.on("exit", (code) => r({ code, out, err })));
-  return { child, done, output: () => out };
+  const p = spawnTs("bin/swarmhook.ts", args, env);
+  return { child: p.child, done: p.exited.then((code) => ({ code, out: p.out(), err: p.err() })) };
 }
 
 describe("swarmhook local (the quick start's main job)", () => {

@@ -2,56 +2,25 @@
 // write one spool; the watcher reads it through a bindfs mount (no inotify, like NFS) and deploys to
 // kvm8's daemon. Every fault ends with nothing lost, the outcome recorded and the final state checked.
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { JobSchema, ensureSpool, openSpool, type ResultRecord } from "../spool/index.ts";
-import { readRecords, stackFile } from "./helpers/agent.ts";
+import { readRecords, stackFile, waitForRecord } from "./helpers/agent.ts";
 import { SECRET } from "./helpers/api.ts";
 import { mountBindfs, type BindfsMount } from "./helpers/bindfs.ts";
 import { WEB_REPO, buildWebImage } from "./helpers/images.ts";
 import { randomSha } from "./helpers/jobs.ts";
 import { pushPayload, sign } from "./helpers/payloads.ts";
 import { freePort } from "./helpers/postgres.ts";
+import { spawnTs, stopProc, waitForLine, type Proc } from "./helpers/proc.ts";
 import { docker, loadIntoNodes, netnsSwarm, nodeHost, waitFor } from "./helpers/swarm.ts";
 
-const ROOT = path.join(import.meta.dirname, "..");
 const APP_GID = 1011;
 const KVM8 = nodeHost("kvm8");
 const WEB = "e2e_web";
-
-interface Proc {
-  child: ChildProcess;
-  lines: string[];
-  exited: Promise<number | null>;
-}
-
-function startProc(script: string, env: Record<string, string>, as?: { uid: number; gid: number }): Proc {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, script)], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-    ...as,
-  });
-  const lines: string[] = [];
-  let buf = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    const parts = (buf + d.toString()).split("\n");
-    buf = parts.pop() ?? "";
-    lines.push(...parts);
-  });
-  child.stderr?.on("data", (d: Buffer) => lines.push(d.toString()));
-  return { child, lines, exited: new Promise((r) => child.on("exit", (code) => r(code))) };
-}
-
-async function stopProc(p: Proc | undefined, signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> {
-  if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return p?.child.exitCode ?? null;
-  p.child.kill(signal);
-  return p.exited;
-}
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
@@ -72,8 +41,9 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
   });
   const startApi = async (i: number, port?: number) => {
     const p = port ?? (await freePort());
-    const proc = startProc(
+    const proc = spawnTs(
       "api/main.ts",
+      [],
       { SPOOL_DIR: spoolRoot, GITHUB_WEBHOOK_SECRET: SECRET, PORT: String(p), HOST: "127.0.0.1", DEPLOY_REPOSITORY: "Codertocat/Hello-World", DEPLOY_BRANCHES: "main burst", LOG_LEVEL: "warn" },
       { uid: APP_GID, gid: APP_GID },
     );
@@ -82,11 +52,9 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
     apis[i] = { proc, url, port: p };
   };
   const startAgent = async () => {
-    agent = startProc("agent/main.ts", agentEnv());
-    await waitFor("the watcher", async () => (agent?.lines.some((l) => l.includes('"watcher starting"')) ? true : undefined), 30_000, 50);
+    agent = spawnTs("agent/main.ts", [], agentEnv());
+    await waitForLine(agent, '"watcher starting"', undefined, 30_000);
   };
-  const logged = (p: Proc | undefined, pred: (l: string) => boolean) =>
-    waitFor("a log line", async () => (p?.lines.some(pred) ? true : undefined), 120_000, 50);
 
   /** A signed push, built from GitHub's example payload, to one API process. */
   const push = async (api: number, o: { sha: string; branch?: string; committedAt?: string; deliveryId?: string }) => {
@@ -98,8 +66,7 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
     });
     return { status: res.status, json: (await res.json()) as { jobId?: string; duplicate?: boolean; error?: string } };
   };
-  const recordOf = (jobId: string, timeoutMs = 150_000) =>
-    waitFor(`the record of ${jobId}`, async () => (await readRecords(spoolRoot)).find((r) => r.jobId === jobId), timeoutMs, 250);
+  const recordOf = (jobId: string, timeoutMs = 150_000) => waitForRecord(spoolRoot, jobId, timeoutMs);
   const specImage = () => docker(["service", "inspect", WEB, "-f", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"], { host: KVM8 });
   const runningTasks = async () =>
     (await docker(["service", "ps", WEB, "--filter", "desired-state=running", "--format", "{{.Node}} {{.Image}} {{.CurrentState}}"], { host: KVM8 }))
@@ -201,7 +168,7 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
   it("1: finishes a job after the watcher is SIGKILLed mid-deploy and restarted", async (t) => {
     const r = await push(0, { sha: shas.afterKill, committedAt: minutesAgo(30) });
     const jobId = r.json.jobId as string;
-    await logged(agent, (l) => l.includes('"deploy started"') && l.includes(shas.afterKill));
+    await waitForLine(agent, '"deploy started"', shas.afterKill);
     await stopProc(agent, "SIGKILL");
     assert.deepEqual(await fs.readdir(path.join(spoolRoot, "work")), [`${jobId}.json`]);
     const restarted = performance.now();
@@ -312,7 +279,7 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
     const victim = (await runningTasks()).map(([node]) => node).find((n) => n !== "kvm8") ?? "kvm2";
     const r = await push(1, { sha: shas.nodeDown, committedAt: minutesAgo(20) });
     const jobId = r.json.jobId as string;
-    await logged(agent, (l) => l.includes('"deploy started"') && l.includes(shas.nodeDown));
+    await waitForLine(agent, '"deploy started"', shas.nodeDown);
     const pidFile = `/run/swarmhook-netns/${victim}/docker.pid`;
     const pid = Number((await fs.readFile(pidFile, "utf8")).trim());
     const stopped = performance.now();

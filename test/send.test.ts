@@ -1,24 +1,17 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { JobSchema } from "../spool/index.ts";
 import { SECRET, startTestApi, type TestApi } from "./helpers/api.ts";
 import { randomSha } from "./helpers/jobs.ts";
+import { spawnTs } from "./helpers/proc.ts";
 import { tempSpool, type TempSpool } from "./helpers/spool.ts";
 
-const CLI = path.join(import.meta.dirname, "..", "bin", "swarmhook.ts");
-
-function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], { env: { PATH: process.env.PATH ?? "", ...env } });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    child.on("exit", (code) => resolve({ code, out, err }));
-  });
+async function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string; err: string }> {
+  const p = spawnTs("bin/swarmhook.ts", args, env);
+  const code = await p.exited;
+  return { code, out: p.out(), err: p.err() };
 }
 
 describe("swarmhook send", () => {

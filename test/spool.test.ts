@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { promises as fs } from "node:fs";
 import os from "node:os";
@@ -20,18 +19,14 @@ import {
   type ResultRecord,
 } from "../spool/index.ts";
 import { makeJob } from "./helpers/jobs.ts";
+import { spawnTs, stopProc, waitForLine } from "./helpers/proc.ts";
 import { tempSpool, type TempSpool } from "./helpers/spool.ts";
 
-const fixture = (name: string) => path.join(import.meta.dirname, "fixtures", name);
-
-function run(script: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", fixture(script), ...args], { stdio: ["ignore", "pipe", "inherit"] });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.on("error", reject);
-    child.on("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`${script} exited ${code}`))));
-  });
+async function run(script: string, args: string[]): Promise<string> {
+  const p = spawnTs(`test/fixtures/${script}`, args, {});
+  const code = await p.exited;
+  if (code !== 0) throw new Error(`${script} exited ${code}: ${p.err()}`);
+  return p.out();
 }
 
 async function readRecord(root: string, dir: string, name: string): Promise<ResultRecord> {
@@ -181,13 +176,11 @@ describe("crash safety", () => {
     const t = await tempSpool();
     try {
       for (let round = 0; round < 4; round++) {
-        const child = spawn(process.execPath, ["--import", "tsx", fixture("writer.ts"), t.root], { stdio: ["ignore", "pipe", "inherit"] });
-        let out = "";
-        await new Promise<void>((resolve) => child.stdout.on("data", (d: Buffer) => { out += d.toString(); if (out.includes("ready\n")) resolve(); }));
+        const writer = spawnTs("test/fixtures/writer.ts", [t.root], {});
+        await waitForLine(writer, "ready", undefined, 30_000);
         await new Promise((r) => setTimeout(r, 50 + Math.random() * 250));
-        child.kill("SIGKILL");
-        await new Promise((r) => child.on("exit", r));
-        const acked = out.split("\n").filter((l) => l && l !== "ready");
+        await stopProc(writer, "SIGKILL");
+        const acked = writer.out().split("\n").filter((l) => l && l !== "ready");
         const pending = await listPending(t.spool);
         for (const id of acked) assert.ok(pending.includes(`${id}.json`), `acknowledged job ${id} is in new/`);
         for (const name of pending) {
