@@ -71,6 +71,7 @@ export function createAgent(deps: AgentDeps): Agent {
   let watcher: FSWatcher | undefined;
   let lastSpoolProblem: string | undefined;
   let lastClean = 0;
+  let recovered = false;
 
   const stackFor = (job: Job): StackRuntime | undefined =>
     [...stacks.values()].find(({ config: s }) => {
@@ -121,9 +122,10 @@ export function createAgent(deps: AgentDeps): Agent {
       return;
     }
     log.info({ jobId: c.jobId, sha: c.job.sha, stack: stack.config.name, event: c.job.event }, "job claimed");
-    stack.pending.push(c);
-    kick(stack);
+    stack.pending.push(c); // deployed by kickAll once the whole tick is claimed, so the newest wins
   }
+
+  const kickAll = () => stacks.forEach(kick);
 
   function kick(stack: StackRuntime): void {
     if (stack.running || stopping || stack.pending.length === 0) return;
@@ -191,16 +193,18 @@ export function createAgent(deps: AgentDeps): Agent {
           const removed = await cleanStaleTemp(spool);
           if (removed.length > 0) log.warn({ removed }, "removed stale temp files left by dead writers");
         }
+        if (!recovered) await recover(); // the spool was missing at start
         for (const name of await listPending(spool)) {
           if (stopping) return;
           await handle(await claimJob(spool, name, now()));
         }
+        kickAll();
         if (lastSpoolProblem) log.info("spool available again");
         lastSpoolProblem = undefined;
       } while (again && !stopping);
     } catch (err) {
       spoolProblem(err);
-      if (lastSpoolProblem) await ensureSpool(spool).catch(() => undefined);
+      await ensureSpool(spool).catch(() => undefined); // a remounted, empty root gets its subdirectories
     } finally {
       ticking = false;
     }
@@ -213,6 +217,7 @@ export function createAgent(deps: AgentDeps): Agent {
       if (r.status === "claimed") log.warn({ jobId: r.jobId, sha: r.job.sha }, "job left in work/ by a dead run: deploying it again");
       await handle(r);
     }
+    recovered = true;
   }
 
   return {
@@ -222,6 +227,7 @@ export function createAgent(deps: AgentDeps): Agent {
         await ensureSpool(spool);
         await recover();
       } catch (err) {
+        recovered = false; // tried again by every tick until the spool is there
         spoolProblem(err);
       }
       const loop = async () => {

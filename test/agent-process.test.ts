@@ -1,13 +1,14 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { ensureSpool, openSpool } from "../spool/index.ts";
 import { publish, readRecords, stackFile, startTestAgent, waitForRecord } from "./helpers/agent.ts";
 import { mountBindfs } from "./helpers/bindfs.ts";
 import { buildWebImage, WEB_REPO } from "./helpers/images.ts";
-import { randomSha } from "./helpers/jobs.ts";
+import { makeJob, randomSha } from "./helpers/jobs.ts";
 import { spawnTs, waitForLine, type Proc } from "./helpers/proc.ts";
 import { tempSpool } from "./helpers/spool.ts";
 import { docker, waitFor } from "./helpers/swarm.ts";
@@ -75,6 +76,27 @@ describe("the webhook-watcher process", () => {
     const p = startAgentProcess({ SPOOL_DIR: "/tmp", STACK_FILE: "x.yaml", STACK_NAME: "bad name!" });
     assert.equal(await p.exited, 1);
     assert.match(p.lines.join(""), /STACK_NAME/);
+  });
+});
+
+describe("a spool that is missing when the watcher starts", () => {
+  it("is polled until it appears, and what a dead run left in work/ is then finished", async () => {
+    const root = path.join(os.tmpdir(), `swarmhook-late-${randomBytes(4).toString("hex")}`);
+    const a = await startTestAgent(root, { STACK_FILE: stackFile("invalid"), STACK_NAME: "shlate" });
+    try {
+      await waitFor("the spool problem logged", async () => a.logs.find((l) => l.msg === "spool unavailable; still polling"), 10_000, 50);
+      // the mount appears, holding a job a dead run had claimed: it sits in work/, not new/
+      await fs.mkdir(path.join(root, "work"), { recursive: true });
+      const job = makeJob();
+      await fs.writeFile(path.join(root, "work", `${job.deliveryId}.json`), JSON.stringify(job));
+      const r = await waitForRecord(root, job.deliveryId, 30_000);
+      assert.equal(r.outcome, "failed", "deployed (the stack file is invalid on purpose) and recorded");
+      assert.ok(a.logs.some((l) => l.msg === "spool available again"));
+      assert.ok(a.logs.some((l) => l.msg.startsWith("job left in work/")));
+    } finally {
+      await a.stop();
+      await fs.rm(root, { recursive: true, force: true });
+    }
   });
 });
 
