@@ -13,6 +13,7 @@ service with what it found or did:
             install what is missing)
   just      the 'just' binary from npm's rust-just package (global, outside the lockfile)
   dockerd   started in the background when none answers (log /var/log/swarmhook-dockerd.log)
+  cli       a docker CLI >= 26 (stack config, stack deploy --detach) is on PATH
   swarm     a one-node swarm on 127.0.0.1 when none is active
   images    swarmhook-test/busybox:latest, FROM scratch + Debian's static busybox
   postgres  initdb found; throwaway clusters a dead test run left in /tmp removed
@@ -103,6 +104,14 @@ ensure_dockerd() {
   die "dockerd did not answer within 30 s; see $DOCKERD_LOG"
 }
 
+ensure_cli() {
+  # the watcher runs `docker stack deploy --detach=false` and `docker stack config`: CLI 26 or newer
+  if ! docker stack config --help >/dev/null 2>&1 || ! docker stack deploy --help 2>/dev/null | grep -q -- '--detach'; then
+    die "the docker CLI ($(command -v docker), $(docker version -f '{{.Client.Version}}' 2>/dev/null)) lacks 'stack config' or 'stack deploy --detach': install a Docker CLI >= 26 (docker-ce-cli)"
+  fi
+  say cli "found: $(command -v docker) $(docker version -f '{{.Client.Version}}'), API $(docker version -f '{{.Client.APIVersion}}') against server API $(docker version -f '{{.Server.APIVersion}}')"
+}
+
 ensure_swarm() {
   local state
   state=$(docker info -f '{{.Swarm.LocalNodeState}}')
@@ -175,6 +184,7 @@ ensure_fuse() {
 ensure_packages
 ensure_just
 ensure_dockerd
+ensure_cli
 ensure_swarm
 ensure_images
 ensure_postgres
