@@ -10,6 +10,7 @@ import {
   listPending,
   quarantine,
   readClaimed,
+  sameRepository,
   type ClaimResult,
   type Job,
   type Outcome,
@@ -73,11 +74,12 @@ export function createAgent(deps: AgentDeps): Agent {
   let lastClean = 0;
   let recovered = false;
 
-  const stackFor = (job: Job): StackRuntime | undefined =>
-    [...stacks.values()].find(({ config: s }) => {
-      const branch = branchOf(job.ref);
-      return (!s.repository || s.repository.toLowerCase() === job.repository.toLowerCase()) && (s.branches.length === 0 || (branch !== null && s.branches.includes(branch)));
-    });
+  const stackFor = (job: Job): StackRuntime | undefined => {
+    const branch = branchOf(job.ref);
+    return [...stacks.values()].find(
+      ({ config: s }) => (!s.repository || sameRepository(s.repository, job.repository)) && (s.branches.length === 0 || (branch !== null && s.branches.includes(branch))),
+    );
+  };
 
   async function record(c: Claimed, outcome: Outcome, extra: Partial<ResultRecord> & { stack?: string | null; started?: Date | null } = {}): Promise<void> {
     const { started, stack, ...rest } = extra;

@@ -1,19 +1,10 @@
 import { pino } from "pino";
-import { ConfigError, openSpool } from "../spool/index.ts";
+import { loadConfigOrExit, openSpool } from "../spool/index.ts";
 import { createAgent } from "./agent.ts";
-import { loadAgentConfig, type AgentConfig } from "./config.ts";
+import { loadAgentConfig } from "./config.ts";
 import { createDockerRunner } from "./docker.ts";
 
-let config: Readonly<AgentConfig>;
-try {
-  config = loadAgentConfig();
-} catch (err) {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`webhook-watcher: ${err.message}\n`);
-    process.exit(1);
-  }
-  throw err;
-}
+const config = loadConfigOrExit("webhook-watcher", () => loadAgentConfig());
 
 const log = pino({ level: config.logLevel, base: { service: "webhook-watcher" } });
 const agent = createAgent({ config, spool: openSpool(config.spoolDir), docker: createDockerRunner(), log });

@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { COMMIT_SHA, DIR_MODE, writeTemp, type Spool } from "../spool/index.ts";
+import { COMMIT_SHA, makeSharedDir, writeTemp, type Spool } from "../spool/index.ts";
 
 /** What was last deployed to a stack, so a late, older delivery is recorded stale, never deployed. */
 export const DeployedSchema = z.object({
@@ -30,10 +30,7 @@ export async function readDeployed(spool: Spool, stack: string): Promise<{ deplo
 
 /** Replace the state file atomically (temp file in tmp/, then rename over the old one). */
 export async function writeDeployed(spool: Spool, d: Deployed): Promise<void> {
-  const dir = path.join(spool.root, "state");
-  await fs.mkdir(dir, { mode: DIR_MODE }).then(() => fs.chmod(dir, DIR_MODE)).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== "EEXIST") throw err;
-  });
+  await makeSharedDir(path.join(spool.root, "state"));
   const tmp = await writeTemp(spool, `state-${d.stack}`, `${JSON.stringify(DeployedSchema.parse(d), null, 2)}\n`);
   await fs.rename(tmp, stateFile(spool, d.stack));
 }

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { JOB_VERSION, JobSchema, describeIssues, type Job } from "../spool/index.ts";
+import { JOB_VERSION, JobSchema, describeIssues, sameRepository, type Job } from "../spool/index.ts";
 import type { ApiConfig } from "./config.ts";
 import { HttpError } from "./errors.ts";
 
@@ -47,8 +47,6 @@ function parse<T extends z.ZodType>(schema: T, payload: unknown, event: string):
   return r.data;
 }
 
-const sameRepo = (a: string, b: string) => a.toLowerCase() === b.toLowerCase(); // GitHub names are case-insensitive
-
 /**
  * Decide what a verified delivery asks for: a pong, nothing (with the reason), or a deploy job.
  * Refs and names from the payload are only ever compared as strings here.
@@ -77,7 +75,7 @@ export function decide(delivery: Delivery, deploy: ApiConfig["deploy"]): Decisio
     return { kind: "deploy", job: job.data } as const;
   };
   const repoIgnored = (name: string): Decision | undefined =>
-    deploy.repository && !sameRepo(name, deploy.repository)
+    deploy.repository && !sameRepository(name, deploy.repository)
       ? { kind: "ignored", reason: `repository ${name} is not DEPLOY_REPOSITORY` }
       : undefined;
 
@@ -101,7 +99,7 @@ export function decide(delivery: Delivery, deploy: ApiConfig["deploy"]): Decisio
   if (p.action !== "completed") return { kind: "ignored", reason: `workflow_run action ${p.action}` };
   if (run.conclusion !== "success") return { kind: "ignored", reason: `workflow_run conclusion ${run.conclusion ?? "none"}` };
   // a pull request from a fork may carry a branch named like ours: only runs on our own repository deploy
-  if (run.head_repository && !sameRepo(run.head_repository.full_name, p.repository.full_name)) {
+  if (run.head_repository && !sameRepository(run.head_repository.full_name, p.repository.full_name)) {
     return { kind: "ignored", reason: `workflow_run on a fork (${run.head_repository.full_name})` };
   }
   if (!run.head_branch || !deploy.branches.includes(run.head_branch)) {

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import pg from "pg";
 import { pino } from "pino";
-import { ConfigError, ensureSpool, openSpool } from "../spool/index.ts";
+import { ensureSpool, loadConfigOrExit, openSpool } from "../spool/index.ts";
 import { createApp } from "./app.ts";
 import { createClientAddress } from "./client-address.ts";
 import { loadApiConfig, type ApiConfig } from "./config.ts";
@@ -28,16 +28,7 @@ function createPool(db: NonNullable<ApiConfig["database"]>): pg.Pool {
 }
 
 async function main(): Promise<void> {
-  let config: Readonly<ApiConfig>;
-  try {
-    config = loadApiConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`swarmhook api: ${err.message}\n`);
-      process.exit(1);
-    }
-    throw err;
-  }
+  const config = loadConfigOrExit("swarmhook api", () => loadApiConfig());
   const log = pino({ level: config.logLevel, base: { service: "swarmhook-api" } });
   const spool = openSpool(config.spoolDir);
   await ensureSpool(spool).catch((err: Error) =>

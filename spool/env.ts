@@ -41,6 +41,17 @@ export function parseEnv<T extends z.ZodType>(schema: T, values: Record<string, 
   return Object.freeze(parsed.data);
 }
 
+/** Load a daemon's configuration, or print the ConfigError (naming the variable) and exit 1. */
+export function loadConfigOrExit<T>(program: string, load: () => T): T {
+  try {
+    return load();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${program}: ${err.message}\n`);
+    process.exit(1);
+  }
+}
+
 /** Comma- or space-separated list. */
 export const listVar = z
   .string()

@@ -78,12 +78,19 @@ export async function ensureSpool(spool: Spool): Promise<void> {
   }
   if (!st.isDirectory()) throw new SpoolError("root_missing", `spool root ${spool.root} is not a directory`);
   for (const sub of SUBDIRS) {
-    try {
-      await fs.mkdir(spool.dir(sub));
-      await fs.chmod(spool.dir(sub), DIR_MODE); // mkdir's mode is cut by the umask
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw toSpoolError(err, `creating ${spool.dir(sub)}`);
-    }
+    await makeSharedDir(spool.dir(sub)).catch((err: unknown) => {
+      throw toSpoolError(err, `creating ${spool.dir(sub)}`);
+    });
+  }
+}
+
+/** Create a directory below the spool root with the group-shared mode, unless it exists. */
+export async function makeSharedDir(dir: string): Promise<void> {
+  try {
+    await fs.mkdir(dir);
+    await fs.chmod(dir, DIR_MODE); // mkdir's mode is cut by the umask
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
   }
 }
 
