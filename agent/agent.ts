@@ -1,38 +1,13 @@
-import { watch, type FSWatcher } from "node:fs";
+import { watch } from "node:fs";
 import type { Logger } from "pino";
-import {
-  claimJob,
-  cleanStaleTemp,
-  ensureSpool,
-  finishJob,
-  jobIdFromFileName,
-  listInterrupted,
-  listPending,
-  quarantine,
-  readClaimed,
-  sameRepository,
-  type ClaimResult,
-  type Job,
-  type Outcome,
-  type ResultRecord,
-  type Spool,
-} from "../spool/index.ts";
-import type { AgentConfig, StackConfig } from "./config.ts";
-import { deployJob } from "./deploy.ts";
+import { systemClock, type Clock } from "../lib/clock.ts";
+import { SpoolError, claimJob, cleanStaleTemp, ensureSpool, listPending, recoverInterrupted, type ClaimResult, type Spool } from "../spool/index.ts";
+import type { AgentConfig } from "./config.ts";
 import type { DockerRunner } from "./docker.ts";
-import { newestFirst, readDeployed, writeDeployed } from "./state.ts";
-
-interface Claimed {
-  jobId: string;
-  job: Job;
-  claimedAt: Date;
-}
-
-interface StackRuntime {
-  config: StackConfig;
-  pending: Claimed[];
-  running: Promise<void> | null;
-}
+import { createRecorder } from "./records.ts";
+import { stackFor } from "./route.ts";
+import { runStack, type StackContext } from "./run-stack.ts";
+import { createState, type AgentState, type StackRuntime } from "./state.ts";
 
 export interface Agent {
   /** Recover `work/`, then poll `new/` every POLL_INTERVAL_MS until stopped. */
@@ -46,214 +21,157 @@ export interface AgentDeps {
   spool: Spool;
   docker: DockerRunner;
   log: Logger;
-  now?: () => Date;
+  clock?: Clock;
 }
 
 const CLEAN_EVERY_MS = 60_000;
-const branchOf = (ref: string) => (ref.startsWith("refs/heads/") ? ref.slice("refs/heads/".length) : null);
 
 /**
- * The watcher: claims jobs, coalesces them per stack (newest wins, the rest superseded, older than
- * the last deploy stale), deploys one at a time per stack, verifies, and records every outcome.
+ * The watcher: claims jobs, coalesces them per stack (newest received wins, the rest superseded, what
+ * the branch moved past stale), deploys one at a time per stack, verifies, and records every outcome.
+ * Its memory is one AgentState; the decisions live in coalesce.ts, the records in records.ts.
  * @example
  * const agent = createAgent({ config, spool: openSpool(config.spoolDir), docker: createDockerRunner(), log });
  * await agent.start();
  * process.on("SIGTERM", () => agent.stop().then(() => process.exit(0)));
  */
 export function createAgent(deps: AgentDeps): Agent {
-  const { config, spool, docker, log } = deps;
-  const now = deps.now ?? (() => new Date());
-  const stacks = new Map<string, StackRuntime>(config.stacks.map((s) => [s.name, { config: s, pending: [], running: null }]));
-  const unrecorded: ResultRecord[] = [];
-  let stopping = false;
-  let ticking = false;
-  let again = false;
-  let timer: NodeJS.Timeout | undefined;
-  let watcher: FSWatcher | undefined;
-  let lastSpoolProblem: string | undefined;
-  let lastClean = 0;
-  let recovered = false;
-
-  const stackFor = (job: Job): StackRuntime | undefined => {
-    const branch = branchOf(job.ref);
-    return [...stacks.values()].find(
-      ({ config: s }) => (!s.repository || sameRepository(s.repository, job.repository)) && (s.branches.length === 0 || (branch !== null && s.branches.includes(branch))),
-    );
-  };
-
-  async function record(c: Claimed, outcome: Outcome, extra: Partial<ResultRecord> & { stack?: string | null; started?: Date | null } = {}): Promise<void> {
-    const { started, stack, ...rest } = extra;
-    const rec: ResultRecord = {
-      outcome,
-      jobId: c.jobId,
-      job: c.job,
-      stack: stack ?? null,
-      timings: { received: c.job.receivedAt, claimed: c.claimedAt.toISOString(), started: started?.toISOString() ?? null, finished: now().toISOString() },
-      attempts: [],
-      services: [],
-      warnings: [],
-      ...rest,
-    };
-    await save(rec);
-  }
-
-  async function save(rec: ResultRecord): Promise<void> {
-    const jobLog = log.child({ jobId: rec.jobId, sha: rec.job?.sha, stack: rec.stack });
-    try {
-      const where = await finishJob(spool, rec);
-      const level = rec.outcome === "success" || rec.outcome === "superseded" || rec.outcome === "stale" ? "info" : "error";
-      const took = rec.timings.started ? Date.parse(rec.timings.finished) - Date.parse(rec.timings.started) : 0;
-      jobLog[level]({ outcome: rec.outcome, reason: rec.reason, record: where, durationMs: took, attempts: rec.attempts.length, warnings: rec.warnings }, `job ${rec.outcome}`);
-    } catch (err) {
-      // the job stays in work/ (deployed again after a restart); the record is retried every tick
-      jobLog.error({ err: { message: (err as Error).message }, outcome: rec.outcome }, "could not record the outcome; will retry");
-      unrecorded.push(rec);
-    }
-  }
-
-  async function handle(r: ClaimResult): Promise<void> {
-    if (r.status === "lost") return;
-    if (r.status === "quarantined") {
-      log.error({ file: r.name, reason: r.reason, record: `failed/${r.record}` }, "invalid job file quarantined");
-      return;
-    }
-    const c: Claimed = { jobId: r.jobId, job: r.job, claimedAt: r.claimedAt };
-    const stack = stackFor(r.job);
-    if (!stack) {
-      await record(c, "invalid", { reason: `no stack is configured for ${r.job.repository} ${r.job.ref}` });
-      return;
-    }
-    log.info({ jobId: c.jobId, sha: c.job.sha, stack: stack.config.name, event: c.job.event }, "job claimed");
-    stack.pending.push(c); // deployed by kickAll once the whole tick is claimed, so the newest wins
-  }
-
-  const kickAll = () => stacks.forEach(kick);
-
-  function kick(stack: StackRuntime): void {
-    if (stack.running || stopping || stack.pending.length === 0) return;
-    stack.running = runStack(stack)
-      .catch((err: Error) => log.error({ err: { message: err.message, stack: err.stack }, stack: stack.config.name }, "deploy loop error"))
-      .finally(() => {
-        stack.running = null;
-        kick(stack);
-      });
-  }
-
-  async function runStack(stack: StackRuntime): Promise<void> {
-    const batch = stack.pending.splice(0).sort((a, b) => newestFirst(a.job, b.job));
-    const [newest, ...older] = batch;
-    if (!newest) return;
-    const name = stack.config.name;
-    for (const o of older) {
-      await record(o, "superseded", { stack: name, supersededBy: newest.jobId, reason: `a newer commit (${newest.job.sha.slice(0, 12)}) was pending` });
-    }
-    const { deployed, problem } = await readDeployed(spool, name);
-    if (problem) log.warn({ stack: name }, problem);
-    if (deployed && Date.parse(newest.job.committedAt) < Date.parse(deployed.committedAt)) {
-      await record(newest, "stale", {
-        stack: name,
-        reason: `commit ${newest.job.sha.slice(0, 12)} (${newest.job.committedAt}) is older than the deployed ${deployed.sha.slice(0, 12)} (${deployed.committedAt})`,
-      });
-      return;
-    }
-    const started = now();
-    const jobLog = log.child({ jobId: newest.jobId, deliveryId: newest.job.deliveryId, sha: newest.job.sha, stack: name });
-    const result = await deployJob({ docker, log: jobLog, policy: config, stack: stack.config, job: newest.job });
-    if (result.outcome === "success") {
-      await writeDeployed(spool, { stack: name, sha: newest.job.sha, committedAt: newest.job.committedAt, jobId: newest.jobId, finishedAt: now().toISOString() }).catch(
-        (err: Error) => jobLog.error({ err: { message: err.message } }, "could not write state/; stale detection may miss this deploy"),
-      );
-    }
-    await record(newest, result.outcome, {
-      stack: name,
-      started,
-      ...(result.reason ? { reason: result.reason } : {}),
-      attempts: result.attempts,
-      services: result.services,
-      warnings: result.warnings,
-    });
-  }
-
-  function spoolProblem(err: unknown): void {
-    const message = (err as Error).message;
-    if (message !== lastSpoolProblem) log.error({ err: { message } }, "spool unavailable; still polling");
-    lastSpoolProblem = message;
-  }
-
-  async function tick(): Promise<void> {
-    if (ticking) {
-      again = true;
-      return;
-    }
-    ticking = true;
-    try {
-      do {
-        again = false;
-        for (const rec of unrecorded.splice(0)) await save(rec);
-        if (Date.now() - lastClean > CLEAN_EVERY_MS) {
-          lastClean = Date.now();
-          const removed = await cleanStaleTemp(spool);
-          if (removed.length > 0) log.warn({ removed }, "removed stale temp files left by dead writers");
-        }
-        if (!recovered) await recover(); // the spool was missing at start
-        for (const name of await listPending(spool)) {
-          if (stopping) return;
-          await handle(await claimJob(spool, name, now()));
-        }
-        kickAll();
-        if (lastSpoolProblem) log.info("spool available again");
-        lastSpoolProblem = undefined;
-      } while (again && !stopping);
-    } catch (err) {
-      spoolProblem(err);
-      await ensureSpool(spool).catch(() => undefined); // a remounted, empty root gets its subdirectories
-    } finally {
-      ticking = false;
-    }
-  }
-
-  async function recover(): Promise<void> {
-    for (const name of await listInterrupted(spool)) {
-      const jobId = jobIdFromFileName(name);
-      const r = jobId === null ? await quarantine(spool, "work", name, "file name is not <delivery-id>.json", now()) : await readClaimed(spool, name, jobId, now());
-      if (r.status === "claimed") log.warn({ jobId: r.jobId, sha: r.job.sha }, "job left in work/ by a dead run: deploying it again");
-      await handle(r);
-    }
-    recovered = true;
-  }
+  const { config, spool, log } = deps;
+  const clock = deps.clock ?? systemClock;
+  const state = createState(config);
+  const recorder = createRecorder({ spool, log, clock, unrecorded: state.unrecorded });
+  const ctx: StackContext = { config, spool, docker: deps.docker, log, clock, recorder };
+  const tick = () => runTick(state, ctx);
 
   return {
     async start() {
       log.info({ spool: spool.root, stacks: config.stacks.map((s) => s.name), pollIntervalMs: config.pollIntervalMs }, "watcher starting");
       try {
         await ensureSpool(spool);
-        await recover();
+        await recover(state, ctx);
       } catch (err) {
-        recovered = false; // tried again by every tick until the spool is there
-        spoolProblem(err);
+        spoolProblem(state, log, err); // tried again by every tick until the spool is there
       }
       const loop = async () => {
         await tick();
-        if (!stopping) timer = setTimeout(loop, config.pollIntervalMs);
+        if (!state.stopping) state.timer = setTimeout(loop, config.pollIntervalMs);
       };
       await loop();
       // inotify only speeds pickup up where it works (local writes); polling alone is relied on
       try {
-        watcher = watch(spool.dir("new"), () => void tick());
-        watcher.on("error", () => watcher?.close());
+        state.watcher = watch(spool.dir("new"), () => void tick());
+        state.watcher.on("error", () => state.watcher?.close());
       } catch {
-        watcher = undefined;
+        state.watcher = undefined;
       }
     },
     async stop() {
-      stopping = true;
-      clearTimeout(timer);
-      watcher?.close();
-      const running = [...stacks.values()].map((s) => s.running).filter(Boolean);
+      state.stopping = true;
+      clearTimeout(state.timer);
+      state.watcher?.close();
+      const running = [...state.stacks.values()].map((s) => s.running).filter(Boolean);
       if (running.length > 0) log.info({ deploys: running.length }, "stopping: letting the running deploy finish");
       await Promise.all(running);
-      const left = [...stacks.values()].reduce((n, s) => n + s.pending.length, 0);
+      const left = [...state.stacks.values()].reduce((n, s) => n + s.pending.length, 0);
       log.info({ leftInWork: left }, "watcher stopped");
     },
   };
+}
+
+/** One scan: retry refused records, clean tmp/, claim everything in new/, then start each stack's deploy. */
+async function runTick(state: AgentState, ctx: StackContext): Promise<void> {
+  if (state.ticking) {
+    state.again = true;
+    return;
+  }
+  state.ticking = true;
+  try {
+    do {
+      state.again = false;
+      await ctx.recorder.retry();
+      await cleanTemp(state, ctx);
+      if (!state.recovered) await recover(state, ctx); // the spool was missing at start
+      for (const name of await listPending(ctx.spool)) {
+        if (state.stopping) return;
+        await claimOne(state, ctx, name);
+      }
+      for (const stack of state.stacks.values()) kick(state, ctx, stack);
+      if (state.spoolProblem) ctx.log.info("spool available again");
+      state.spoolProblem = undefined;
+    } while (state.again && !state.stopping);
+  } catch (err) {
+    spoolProblem(state, ctx.log, err);
+    await ensureSpool(ctx.spool).catch(() => undefined); // a remounted, empty root gets its subdirectories
+  } finally {
+    state.ticking = false;
+  }
+}
+
+/** Claim one entry of new/. Whatever goes wrong with it is logged once, naming it, and never stops the others. */
+async function claimOne(state: AgentState, ctx: StackContext, name: string): Promise<void> {
+  try {
+    await route(state, ctx, await claimJob(ctx.spool, name, ctx.clock.now()));
+    state.entryProblems.delete(name);
+  } catch (err) {
+    if (err instanceof SpoolError && err.code === "root_missing") throw err;
+    const message = (err as Error).message;
+    if (state.entryProblems.get(name) !== message) ctx.log.error({ err, entry: `new/${name}` }, "spool entry skipped: it cannot be claimed");
+    state.entryProblems.set(name, message);
+  }
+}
+
+async function cleanTemp(state: AgentState, ctx: StackContext): Promise<void> {
+  const now = ctx.clock.now().getTime();
+  if (now - state.lastClean <= CLEAN_EVERY_MS) return;
+  state.lastClean = now;
+  const removed = await cleanStaleTemp(ctx.spool, now);
+  if (removed.length > 0) ctx.log.warn({ removed }, "removed stale temp files left by dead writers");
+}
+
+async function recover(state: AgentState, ctx: StackContext): Promise<void> {
+  for (const r of await recoverInterrupted(ctx.spool, ctx.clock.now())) {
+    if (r.status === "claimed") ctx.log.warn({ jobId: r.jobId, sha: r.job.sha }, "job left in work/ by a dead run: deploying it again");
+    await route(state, ctx, r);
+  }
+  state.recovered = true;
+}
+
+/** Hand a claimed job to its stack (deployed once the whole tick is claimed, so the newest wins). */
+async function route(state: AgentState, ctx: StackContext, r: ClaimResult): Promise<void> {
+  if (r.status === "lost" || r.status === "duplicate") {
+    if (r.status === "duplicate") ctx.log.warn("a second copy of a delivery already in work/ was dropped: same job");
+    return;
+  }
+  if (r.status === "quarantined") {
+    ctx.log.error({ file: r.name, reason: r.reason, record: `failed/${r.record}` }, "invalid spool entry quarantined");
+    return;
+  }
+  const pending = { jobId: r.jobId, job: r.job, claimedAt: r.claimedAt };
+  const stack = stackFor(state.stacks.values(), r.job);
+  if (!stack) {
+    await ctx.recorder.finish(pending, "invalid", { reason: `no stack is configured for ${r.job.repository} ${r.job.ref}` });
+    return;
+  }
+  ctx.log.info({ jobId: r.jobId, sha: r.job.sha, stack: stack.config.name, event: r.job.event }, "job claimed");
+  stack.pending.push(pending);
+}
+
+function kick(state: AgentState, ctx: StackContext, stack: StackRuntime): void {
+  if (stack.running || state.stopping || stack.pending.length === 0) return;
+  stack.running = runStack(ctx, stack).then(
+    () => {
+      stack.running = null;
+      kick(state, ctx, stack); // what arrived during the deploy
+    },
+    (err: unknown) => {
+      stack.running = null; // the next tick tries again
+      ctx.log.error({ err, stack: stack.config.name }, "deploy loop error");
+    },
+  );
+}
+
+function spoolProblem(state: AgentState, log: Logger, err: unknown): void {
+  const message = (err as Error).message;
+  if (message !== state.spoolProblem) log.error({ err }, "spool unavailable; still polling");
+  state.spoolProblem = message;
 }

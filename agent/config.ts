@@ -2,7 +2,9 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { ConfigError, REPOSITORY, cleanEnv, logLevelVar, parseEnv } from "../spool/index.ts";
+import { ConfigError, cleanEnv, logLevelVar, parseEnv, secretVar } from "../lib/config.ts";
+import { describeIssues } from "../lib/zod.ts";
+import { REPOSITORY } from "../spool/index.ts";
 
 /** Docker's own rule for stack names, which also keeps them safe as file names. */
 const STACK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$/;
@@ -42,6 +44,9 @@ const envSchema = z.object({
   DIGEST_POLICY: z.enum(["warn", "fail"], { error: "DIGEST_POLICY must be warn or fail" }).default("warn"),
   LOG_LEVEL: logLevelVar,
   AGENT_CONFIG: z.string().optional(),
+  // not used by the watcher, but handed to the stack it deploys: a placeholder would only fail there, later
+  VISIT_SALT: secretVar("VISIT_SALT", 16).optional(),
+  POSTGRES_PASSWORD: secretVar("POSTGRES_PASSWORD", 12).optional(),
 });
 
 const fileSchema = z.strictObject({
@@ -73,7 +78,7 @@ function readStacksFile(file: string): StackConfig[] {
   }
   const parsed = fileSchema.safeParse(data);
   if (!parsed.success) {
-    throw new ConfigError(`AGENT_CONFIG=${file}: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+    throw new ConfigError(`AGENT_CONFIG=${file}: ${describeIssues(parsed.error)}`);
   }
   const names = new Set<string>();
   return parsed.data.stacks.map((s) => {

@@ -1,7 +1,9 @@
 import type { Logger } from "pino";
+import type { Clock } from "../lib/clock.ts";
 import type { Attempt, DeployJob, ServiceState } from "../spool/index.ts";
-import type { StackConfig } from "./config.ts";
+import type { AgentConfig, StackConfig } from "./config.ts";
 import type { DockerResult, DockerRunner } from "./docker.ts";
+import { createLineFilter } from "./docker-lines.ts";
 import { askedImages, checkHealth, inspectStack, type Verdict } from "./verify.ts";
 
 /** Output that means "try again later": the daemon, the network or a registry, not the stack. */
@@ -19,16 +21,16 @@ const TRANSIENT = [
   /The swarm does not have a leader/i,
 ];
 const DIGEST_WARNING = /could not be accessed on a registry to record/;
+/** The longest wait between two attempts. */
+export const MAX_BACKOFF_MS = 60_000;
 
-export interface DeployPolicy {
-  deployTimeoutMs: number;
-  retries: number;
-  retryBackoffMs: number;
-  healthTimeoutMs: number;
-  digestPolicy: "warn" | "fail";
-  /** How often to inspect the services while they converge. */
+/** The part of the watcher's configuration a deploy follows. */
+export type DeployPolicy = Pick<AgentConfig, "deployTimeoutMs" | "retries" | "retryBackoffMs" | "healthTimeoutMs" | "digestPolicy"> & {
+  /** How often to inspect the services while they converge (default 1 s). */
   verifyEveryMs?: number;
-}
+  /** How often to poll the health URL (default 1 s). */
+  healthEveryMs?: number;
+};
 
 export interface DeployResult {
   outcome: "success" | "failed" | "rolled_back";
@@ -38,60 +40,78 @@ export interface DeployResult {
   warnings: string[];
 }
 
+export interface DeployDeps {
+  docker: DockerRunner;
+  log: Logger;
+  policy: DeployPolicy;
+  stack: StackConfig;
+  job: DeployJob;
+  clock: Clock;
+}
+
 export function isTransient(r: DockerResult): boolean {
   return r.spawnError === undefined && !r.timedOut && r.exitCode !== 0 && TRANSIENT.some((re) => re.test(r.outputTail));
 }
 
 function toAttempt(n: number, r: DockerResult): Attempt {
-  return {
-    attempt: n,
-    command: r.command,
-    exitCode: r.exitCode,
-    timedOut: r.timedOut,
-    durationMs: r.durationMs,
-    outputTail: r.outputTail,
-    ...(r.spawnError ? { error: r.spawnError } : {}),
-  };
+  const { command, exitCode, timedOut, durationMs, outputTail } = r;
+  return { attempt: n, command, exitCode, timedOut, durationMs, outputTail, ...(r.spawnError ? { error: r.spawnError } : {}) };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** `docker stack deploy`, retried with exponential backoff (at most MAX_BACKOFF_MS) while the failure is transient. */
+async function runDeploy(d: DeployDeps, env: Record<string, string>, deadline: number, attempts: Attempt[]): Promise<DockerResult | undefined> {
+  const { docker, log, policy, stack, clock } = d;
+  const args = ["stack", "deploy", "-c", stack.file, stack.name, "--with-registry-auth", "--detach=false"];
+  let last: DockerResult | undefined;
+  for (let n = 1; n <= policy.retries + 1; n++) {
+    log.info({ attempt: n, command: ["docker", ...args] }, "deploy started");
+    const onLine = createLineFilter((line) => log.info({ docker: line }, "docker"));
+    last = await docker.run(args, { env, timeoutMs: Math.max(1000, deadline - clock.now().getTime()), onLine });
+    attempts.push(toAttempt(n, last));
+    if (last.exitCode === 0 || last.timedOut || !isTransient(last) || n > policy.retries) break;
+    const wait = Math.min(policy.retryBackoffMs * 2 ** (n - 1), MAX_BACKOFF_MS);
+    log.warn({ attempt: n, exitCode: last.exitCode, retryInMs: wait }, "deploy failed transiently; retrying");
+    await clock.sleep(wait);
+  }
+  return last;
+}
+
+/** Inspect the stack until it converged on the asked images, rolled back, or `deadline` passed. */
+async function waitConverged(d: DeployDeps, env: Record<string, string>, since: Date, deadline: number): Promise<Verdict> {
+  const { docker, stack, clock, policy } = d;
+  const asked = await askedImages(docker, stack.file, stack.name, env);
+  for (;;) {
+    const verdict = await inspectStack(docker, stack.name, asked, since, env);
+    if (verdict.status !== "pending" || clock.now().getTime() > deadline) return verdict;
+    await clock.sleep(policy.verifyEveryMs ?? 1000);
+  }
+}
 
 /**
  * Deploy one job's commit to one stack and prove it took: `docker stack deploy` (retried with
  * backoff when the failure is transient), then every service inspected until it converged on the
  * asked images, rolled back, or the deploy timeout ran out; then the health URL, when set.
  * @example
- * const r = await deployJob({ docker, log, policy, stack, job });
+ * const r = await deployJob({ docker, log, policy, stack, job, clock: systemClock });
  * if (r.outcome !== "success") log.error(r.reason);
  */
-export async function deployJob(deps: { docker: DockerRunner; log: Logger; policy: DeployPolicy; stack: StackConfig; job: DeployJob }): Promise<DeployResult> {
-  const { docker, log, policy, stack, job } = deps;
+export async function deployJob(d: DeployDeps): Promise<DeployResult> {
+  const { log, policy, stack, job, clock } = d;
   const env = { IMAGE_TAG: job.sha, DEPLOY_SHA: job.sha };
-  const args = ["stack", "deploy", "-c", stack.file, stack.name, "--with-registry-auth", "--detach=false"];
   const attempts: Attempt[] = [];
   const warnings: string[] = [];
-  const since = new Date(Date.now() - 1000); // update states from before this deploy are not ours
-  const deadline = Date.now() + policy.deployTimeoutMs;
+  const startedAt = clock.now().getTime();
+  const since = new Date(startedAt - 1000); // update states from before this deploy are not ours
+  const deadline = startedAt + policy.deployTimeoutMs;
   const fail = (outcome: DeployResult["outcome"], reason: string, services: ServiceState[] = []): DeployResult => ({ outcome, reason, attempts, services, warnings });
 
-  let last: DockerResult | undefined;
-  for (let n = 1; n <= policy.retries + 1; n++) {
-    log.info({ attempt: n, command: ["docker", ...args] }, "deploy started");
-    last = await docker.run(args, { env, timeoutMs: Math.max(1000, deadline - Date.now()), onLine: (line) => log.info({ docker: line }, "docker") });
-    attempts.push(toAttempt(n, last));
-    if (last.exitCode === 0 || last.timedOut || !isTransient(last) || n > policy.retries) break;
-    const wait = Math.min(policy.retryBackoffMs * 2 ** (n - 1), 60_000);
-    log.warn({ attempt: n, exitCode: last.exitCode, retryInMs: wait }, "deploy failed transiently; retrying");
-    await sleep(wait);
-  }
+  const last = await runDeploy(d, env, deadline, attempts);
   if (!last) return fail("failed", "no attempt ran");
   if (last.spawnError) return fail("failed", `docker could not be run: ${last.spawnError}`);
-  // Docker prints this when it updates a service (not when it creates one)
-  const unpinned = DIGEST_WARNING.test(last.outputTail);
+  const unpinned = DIGEST_WARNING.test(last.outputTail); // printed when a service is updated, not created
   if (unpinned) {
-    const w = "an image could not be accessed on a registry to record its digest: nodes may run different versions";
-    warnings.push(w);
-    log.warn(w);
+    warnings.push("an image could not be accessed on a registry to record its digest: nodes may run different versions");
+    log.warn(warnings[0] as string);
   }
   if (!last.timedOut && last.exitCode !== 0) {
     const why = isTransient(last) ? `still failing after ${attempts.length} attempts` : "permanent failure";
@@ -101,21 +121,14 @@ export async function deployJob(deps: { docker: DockerRunner; log: Logger; polic
 
   let verdict: Verdict;
   try {
-    const asked = await askedImages(docker, stack.file, stack.name, env);
-    const verifyDeadline = Math.max(deadline, Date.now() + 10_000);
-    for (;;) {
-      verdict = await inspectStack(docker, stack.name, asked, since, env);
-      if (verdict.status !== "pending" || Date.now() > verifyDeadline) break;
-      await sleep(policy.verifyEveryMs ?? 1000);
-    }
+    verdict = await waitConverged(d, env, since, Math.max(deadline, clock.now().getTime() + 10_000));
   } catch (err) {
     return fail("failed", `verification failed: ${(err as Error).message}`);
   }
   if (verdict.status === "pending") return fail("failed", `not converged within the deploy timeout: ${verdict.reason}`, verdict.services);
   if (verdict.status !== "converged") return fail(verdict.status, verdict.reason, verdict.services);
-
   if (stack.healthUrl) {
-    const problem = await checkHealth(stack.healthUrl, job.sha, policy.healthTimeoutMs);
+    const problem = await checkHealth(stack.healthUrl, job.sha, policy.healthTimeoutMs, { clock, everyMs: policy.healthEveryMs });
     if (problem) return fail("failed", problem, verdict.services);
   }
   if (unpinned && policy.digestPolicy === "fail") {

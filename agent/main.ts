@@ -1,5 +1,6 @@
 import { pino } from "pino";
-import { loadConfigOrExit, openSpool } from "../spool/index.ts";
+import { loadConfigOrExit } from "../lib/config.ts";
+import { openSpool } from "../spool/index.ts";
 import { createAgent } from "./agent.ts";
 import { loadAgentConfig } from "./config.ts";
 import { createDockerRunner } from "./docker.ts";

@@ -1,4 +1,5 @@
 import { parse as parseYaml } from "yaml";
+import { systemClock, type Clock } from "../lib/clock.ts";
 import type { ServiceState } from "../spool/index.ts";
 import type { DockerRunner, RunOptions } from "./docker.ts";
 
@@ -110,29 +111,31 @@ export async function inspectStack(
  * Poll HEALTH_URL until it answers 200 and, when its JSON carries `commit`, reports `sha`.
  * Returns null on success, else why it did not.
  */
-export async function checkHealth(url: string, sha: string, timeoutMs: number, everyMs = 1000): Promise<string | null> {
-  const deadline = Date.now() + timeoutMs;
+export async function checkHealth(url: string, sha: string, timeoutMs: number, o: { clock?: Clock; everyMs?: number } = {}): Promise<string | null> {
+  const clock = o.clock ?? systemClock;
+  const deadline = clock.now().getTime() + timeoutMs;
   let last = "no answer yet";
-  while (Date.now() < deadline) {
+  while (clock.now().getTime() < deadline) {
     try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(Math.min(5000, Math.max(500, deadline - Date.now()))) });
-      const text = await res.text();
-      if (res.status !== 200) {
-        last = `HTTP ${res.status}`;
-      } else {
-        let commit: unknown;
-        try {
-          commit = (JSON.parse(text) as { commit?: unknown }).commit;
-        } catch {
-          commit = undefined;
-        }
-        if (typeof commit !== "string" || commit === sha) return null;
-        last = `reports commit ${commit.slice(0, 12)}, not ${sha.slice(0, 12)}`;
-      }
+      const res = await fetch(url, { signal: AbortSignal.timeout(Math.min(5000, Math.max(500, deadline - clock.now().getTime()))) });
+      last = healthProblem(res.status, await res.text(), sha) ?? "";
+      if (last === "") return null;
     } catch (err) {
       last = (err as Error).message;
     }
-    await new Promise((r) => setTimeout(r, everyMs));
+    await clock.sleep(o.everyMs ?? 1000);
   }
   return `${url} not healthy within ${Math.round(timeoutMs / 1000)} s: ${last}`;
+}
+
+/** Why one health answer is not the deployed commit's, or null when it is. */
+function healthProblem(status: number, text: string, sha: string): string | null {
+  if (status !== 200) return `HTTP ${status}`;
+  let commit: unknown;
+  try {
+    commit = (JSON.parse(text) as { commit?: unknown }).commit;
+  } catch {
+    commit = undefined;
+  }
+  return typeof commit !== "string" || commit === sha ? null : `reports commit ${commit.slice(0, 12)}, not ${sha.slice(0, 12)}`;
 }

@@ -1,13 +1,15 @@
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
 import type { Logger } from "pino";
 import { SpoolError, type Spool } from "../spool/index.ts";
+import { createBodyBudget, type BodyBudget } from "./body.ts";
+import type { ClientAddress } from "./client-address.ts";
 import type { ApiConfig } from "./config.ts";
 import { DatabaseUnavailable, HttpError } from "./errors.ts";
+import { createRejectLog } from "./reject-log.ts";
 import { createHealthRoute } from "./routes/health.ts";
 import { createVisitRoute } from "./routes/visit.ts";
 import { createWebhookRoute } from "./routes/webhook.ts";
 import type { VisitStore } from "./visits.ts";
-import type { ClientAddress } from "./client-address.ts";
 
 export interface AppDeps {
   config: Readonly<ApiConfig>;
@@ -17,39 +19,46 @@ export interface AppDeps {
   clientAddress: ClientAddress;
   version: string;
   now?: () => Date;
+  /** Shared by every request body in flight; defaults to one of `config.inflightLimit` bytes. */
+  budget?: BodyBudget;
 }
 
 /**
- * The whole HTTP API as a Hono app; main.ts alone opens the port and the pool.
+ * The whole HTTP API as a Hono app; main.ts alone opens the port and the pool. Every error is
+ * answered here, once: HttpError with its status, SpoolError 503, DatabaseUnavailable 503, else 500.
  * @example
  * const app = createApp({ config, spool, log, visits: undefined, clientAddress, version: "0.1.0" });
  * const res = await app.request("/health");
  */
 export function createApp(deps: AppDeps): Hono {
+  const { log } = deps;
+  const budget = deps.budget ?? createBodyBudget(deps.config.inflightLimit);
+  const rejected = createRejectLog(log);
   const app = new Hono();
   app.route("/", createHealthRoute({ version: deps.version, commit: deps.config.gitSha }));
   app.route("/api/visit", createVisitRoute({ visits: deps.visits, clientAddress: deps.clientAddress }));
-  app.route(
-    "/api/webhook/github",
-    createWebhookRoute({ config: deps.config, spool: deps.spool, log: deps.log, now: deps.now ?? (() => new Date()) }),
-  );
+  app.route("/api/webhook/github", createWebhookRoute({ config: deps.config, spool: deps.spool, log, budget, now: deps.now ?? (() => new Date()) }));
   app.notFound((c) => c.json({ error: "not found" }, 404));
   app.onError((err, c) => {
-    if (err instanceof HttpError) {
-      // the unread rest of an oversized body would poison a kept-alive connection
-      if (err.status === 413) c.header("Connection", "close");
-      return c.json({ error: err.message }, err.status);
-    }
+    if (err instanceof HttpError) return answerHttpError(err, c, rejected, log);
     if (err instanceof SpoolError) {
-      deps.log.error({ err, code: err.code }, "spool unavailable");
-      return c.json({ error: `spool unavailable: ${err.code}` }, 503);
+      log.error({ err, code: err.code, path: c.req.path }, "job not written: spool unavailable");
+      rejected({ status: 503, reason: `spool unavailable (${err.code})`, path: c.req.path });
+      return c.json({ error: `spool unavailable (${err.code}): the job was not queued, redeliver later` }, 503);
     }
     if (err instanceof DatabaseUnavailable) {
-      deps.log.warn({ err: { message: err.message } }, "database unavailable");
+      log.warn({ err }, "database unavailable");
       return c.json({ error: "database unavailable" }, 503);
     }
-    deps.log.error({ err }, "unhandled error");
+    log.error({ err }, "unhandled error");
     return c.json({ error: "internal error" }, 500);
   });
   return app;
+}
+
+function answerHttpError(err: HttpError, c: Context, rejected: ReturnType<typeof createRejectLog>, log: Logger): Response {
+  if (err.clientGone) log.info({ path: c.req.path }, "the client went away mid-request");
+  else rejected({ status: err.status, reason: err.logAs, path: c.req.path });
+  if (err.retryAfter !== undefined) c.header("Retry-After", String(err.retryAfter));
+  return c.json({ error: err.message }, err.status);
 }

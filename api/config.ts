@@ -1,17 +1,20 @@
 import { z } from "zod";
-import { COMMIT_SHA, ConfigError, REPOSITORY, boolVar, cleanEnv, listVar, logLevelVar, parseEnv, portVar } from "../spool/index.ts";
+import { ConfigError, boolVar, cleanEnv, listVar, logLevelVar, parseEnv, portVar, secretVar } from "../lib/config.ts";
+import { COMMIT_SHA, REPOSITORY } from "../spool/index.ts";
 
 /** GitHub caps webhook payloads at 25 MB; nothing larger can be a real delivery. */
 export const MAX_BODY_LIMIT = 25 * 1024 * 1024;
+/** All request bodies in flight together: a few of GitHub's largest, well inside a 256 MB replica. */
+export const DEFAULT_INFLIGHT_LIMIT = 64 * 1024 * 1024;
+/** The shortest webhook secret accepted: 128 bits as hex (openssl rand -hex 32 gives 64 characters). */
+export const MIN_SECRET_LENGTH = 32;
 
 const schema = z
   .object({
     PORT: portVar(8000),
     HOST: z.string().default("0.0.0.0"),
     SPOOL_DIR: z.string({ error: "SPOOL_DIR is required: the spool root, e.g. /mnt/nfs/webhook_jobs" }),
-    GITHUB_WEBHOOK_SECRET: z
-      .string({ error: "GITHUB_WEBHOOK_SECRET (or GITHUB_WEBHOOK_SECRET_FILE) is required and must not be empty" })
-      .min(16, "GITHUB_WEBHOOK_SECRET must be at least 16 characters (use: openssl rand -hex 32)"),
+    GITHUB_WEBHOOK_SECRET: secretVar("GITHUB_WEBHOOK_SECRET", MIN_SECRET_LENGTH),
     DEPLOY_REPOSITORY: z.string().regex(REPOSITORY, "DEPLOY_REPOSITORY must be owner/name").optional(),
     DEPLOY_BRANCHES: listVar.transform((l) => (l.length > 0 ? l : ["main"])),
     DEPLOY_EVENTS: listVar
@@ -25,18 +28,22 @@ const schema = z
       .min(1024)
       .max(MAX_BODY_LIMIT, `WEBHOOK_BODY_LIMIT must be at most ${MAX_BODY_LIMIT} (GitHub's 25 MB cap)`)
       .default(MAX_BODY_LIMIT),
+    WEBHOOK_INFLIGHT_LIMIT: z.coerce.number().int().min(1024).default(DEFAULT_INFLIGHT_LIMIT),
     DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/, error: "DATABASE_URL must be a postgres:// URL" }).optional(),
     POSTGRES_HOST: z.string().optional(),
     POSTGRES_PORT: portVar(5432),
     POSTGRES_DB: z.string().default("app"),
     POSTGRES_USER: z.string().default("app"),
-    POSTGRES_PASSWORD: z.string().optional(),
-    VISIT_SALT: z.string().min(16, "VISIT_SALT must be at least 16 characters").optional(),
+    POSTGRES_PASSWORD: secretVar("POSTGRES_PASSWORD", 12).optional(),
+    VISIT_SALT: secretVar("VISIT_SALT", 16).optional(),
     TRUSTED_PROXIES: listVar,
     LOG_LEVEL: logLevelVar,
     GIT_SHA: z.string().regex(COMMIT_SHA, "GIT_SHA must be a 40-hex commit SHA").optional(),
   })
   .superRefine((v, ctx) => {
+    if (v.WEBHOOK_INFLIGHT_LIMIT < v.WEBHOOK_BODY_LIMIT) {
+      ctx.addIssue({ code: "custom", path: ["WEBHOOK_INFLIGHT_LIMIT"], message: "WEBHOOK_INFLIGHT_LIMIT must be at least WEBHOOK_BODY_LIMIT" });
+    }
     if (v.DATABASE_URL && v.POSTGRES_HOST) {
       ctx.addIssue({ code: "custom", path: ["DATABASE_URL"], message: "set DATABASE_URL or POSTGRES_HOST, not both" });
     }
@@ -70,6 +77,8 @@ export interface ApiConfig {
     tags: boolean;
   };
   bodyLimit: number;
+  /** Bytes all request bodies in flight may hold together (beyond: 503 with Retry-After). */
+  inflightLimit: number;
   database: DatabaseConfig | undefined;
   visitSalt: string | undefined;
   trustedProxies: readonly string[];
@@ -111,6 +120,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Ap
       tags: v.DEPLOY_TAGS,
     }),
     bodyLimit: v.WEBHOOK_BODY_LIMIT,
+    inflightLimit: v.WEBHOOK_INFLIGHT_LIMIT,
     database: database && Object.freeze(database),
     visitSalt: v.VISIT_SALT,
     trustedProxies: Object.freeze(v.TRUSTED_PROXIES),

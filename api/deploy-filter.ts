@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { JOB_VERSION, JobSchema, describeIssues, sameRepository, type Job } from "../spool/index.ts";
+import { describeIssues } from "../lib/zod.ts";
+import { JOB_VERSION, JobSchema, branchOf, sameRepository, type Job } from "../spool/index.ts";
 import type { ApiConfig } from "./config.ts";
 import { HttpError } from "./errors.ts";
 
@@ -11,7 +12,9 @@ const Commit = z.object({ timestamp: z.string() }).nullish();
 
 const PushPayload = z.object({
   ref: z.string(),
+  before: z.string().optional(),
   after: z.string(),
+  forced: z.boolean().optional(),
   deleted: z.boolean().optional(),
   repository: Repo,
   head_commit: Commit,
@@ -47,54 +50,50 @@ function parse<T extends z.ZodType>(schema: T, payload: unknown, event: string):
   return r.data;
 }
 
-/**
- * Decide what a verified delivery asks for: a pong, nothing (with the reason), or a deploy job.
- * Refs and names from the payload are only ever compared as strings here.
- */
-export function decide(delivery: Delivery, deploy: ApiConfig["deploy"]): Decision {
-  const { event } = delivery;
-  if (event === "ping") return { kind: "ping" };
-  if (event !== "push" && event !== "workflow_run") return { kind: "ignored", reason: `event ${event} does not deploy` };
-  if (!deploy.events.includes(event)) return { kind: "ignored", reason: `event ${event} is not in DEPLOY_EVENTS` };
+type Deploy = ApiConfig["deploy"];
 
-  const base = (repository: string, ref: string, sha: string, committedAt: string | undefined, sender: string | undefined) => {
-    const candidate = {
-      version: JOB_VERSION,
-      kind: "deploy",
-      deliveryId: delivery.id,
-      event,
-      repository,
-      ref,
-      sha,
-      committedAt: committedAt ?? delivery.receivedAt.toISOString(),
-      sender: sender ?? "unknown",
-      receivedAt: delivery.receivedAt.toISOString(),
-    };
-    const job = JobSchema.safeParse(candidate);
-    if (!job.success) throw new HttpError(400, `payload does not make a valid job: ${describeIssues(job.error)}`);
-    return { kind: "deploy", job: job.data } as const;
+/** The job a deploying delivery becomes; a payload whose fields do not make a valid job is a 400. */
+function jobFrom(delivery: Delivery, fields: Pick<Job, "repository" | "ref" | "sha"> & { committedAt?: string; sender?: string; before?: string; forced?: boolean }): Decision {
+  const { committedAt, sender, before, forced, ...rest } = fields;
+  const candidate = {
+    version: JOB_VERSION,
+    kind: "deploy",
+    deliveryId: delivery.id,
+    event: delivery.event,
+    ...rest,
+    committedAt: committedAt ?? delivery.receivedAt.toISOString(),
+    ...(before !== undefined ? { before } : {}),
+    ...(forced !== undefined ? { forced } : {}),
+    sender: sender ?? "unknown",
+    receivedAt: delivery.receivedAt.toISOString(),
   };
-  const repoIgnored = (name: string): Decision | undefined =>
-    deploy.repository && !sameRepository(name, deploy.repository)
-      ? { kind: "ignored", reason: `repository ${name} is not DEPLOY_REPOSITORY` }
-      : undefined;
+  const job = JobSchema.safeParse(candidate);
+  if (!job.success) throw new HttpError(400, `payload does not make a valid job: ${describeIssues(job.error)}`);
+  return { kind: "deploy", job: job.data };
+}
 
-  if (event === "push") {
-    const p = parse(PushPayload, delivery.payload, event);
-    const other = repoIgnored(p.repository.full_name);
-    if (other) return other;
-    if (p.deleted === true || ZERO_SHA.test(p.after)) return { kind: "ignored", reason: `deletion of ${p.ref}` };
-    if (p.ref.startsWith("refs/tags/")) {
-      if (!deploy.tags) return { kind: "ignored", reason: "tag pushes do not deploy (DEPLOY_TAGS is off)" };
-    } else if (!p.ref.startsWith("refs/heads/") || !deploy.branches.includes(p.ref.slice("refs/heads/".length))) {
-      return { kind: "ignored", reason: `ref ${p.ref} is not a branch in DEPLOY_BRANCHES` };
-    }
-    return base(p.repository.full_name, p.ref, p.after, p.head_commit?.timestamp, p.sender?.login);
+const otherRepository = (name: string, deploy: Deploy): Decision | undefined =>
+  deploy.repository && !sameRepository(name, deploy.repository) ? { kind: "ignored", reason: `repository ${name} is not DEPLOY_REPOSITORY` } : undefined;
+
+function decidePush(delivery: Delivery, deploy: Deploy): Decision {
+  const p = parse(PushPayload, delivery.payload, delivery.event);
+  const other = otherRepository(p.repository.full_name, deploy);
+  if (other) return other;
+  if (p.deleted === true || ZERO_SHA.test(p.after)) return { kind: "ignored", reason: `deletion of ${p.ref}` };
+  const branch = branchOf(p.ref);
+  if (p.ref.startsWith("refs/tags/")) {
+    if (!deploy.tags) return { kind: "ignored", reason: "tag pushes do not deploy (DEPLOY_TAGS is off)" };
+  } else if (branch === null || !deploy.branches.includes(branch)) {
+    return { kind: "ignored", reason: `ref ${p.ref} is not a branch in DEPLOY_BRANCHES` };
   }
+  const chain = p.before !== undefined && /^[0-9a-f]{40}$/.test(p.before) ? { before: p.before, forced: p.forced ?? false } : {};
+  return jobFrom(delivery, { repository: p.repository.full_name, ref: p.ref, sha: p.after, committedAt: p.head_commit?.timestamp, sender: p.sender?.login, ...chain });
+}
 
-  const p = parse(WorkflowRunPayload, delivery.payload, event);
+function decideWorkflowRun(delivery: Delivery, deploy: Deploy): Decision {
+  const p = parse(WorkflowRunPayload, delivery.payload, delivery.event);
   const run = p.workflow_run;
-  const other = repoIgnored(p.repository.full_name);
+  const other = otherRepository(p.repository.full_name, deploy);
   if (other) return other;
   if (p.action !== "completed") return { kind: "ignored", reason: `workflow_run action ${p.action}` };
   if (run.conclusion !== "success") return { kind: "ignored", reason: `workflow_run conclusion ${run.conclusion ?? "none"}` };
@@ -108,5 +107,18 @@ export function decide(delivery: Delivery, deploy: ApiConfig["deploy"]): Decisio
   if (deploy.workflows.length > 0 && !deploy.workflows.includes(run.name ?? "")) {
     return { kind: "ignored", reason: `workflow ${run.name ?? "unnamed"} is not in DEPLOY_WORKFLOWS` };
   }
-  return base(p.repository.full_name, `refs/heads/${run.head_branch}`, run.head_sha, run.head_commit?.timestamp, p.sender?.login);
+  const ref = `refs/heads/${run.head_branch}`;
+  return jobFrom(delivery, { repository: p.repository.full_name, ref, sha: run.head_sha, committedAt: run.head_commit?.timestamp, sender: p.sender?.login });
+}
+
+/**
+ * Decide what a verified delivery asks for: a pong, nothing (with the reason), or a deploy job.
+ * Refs and names from the payload are only ever compared as strings here.
+ */
+export function decide(delivery: Delivery, deploy: Deploy): Decision {
+  const { event } = delivery;
+  if (event === "ping") return { kind: "ping" };
+  if (event !== "push" && event !== "workflow_run") return { kind: "ignored", reason: `event ${event} does not deploy` };
+  if (!deploy.events.includes(event)) return { kind: "ignored", reason: `event ${event} is not in DEPLOY_EVENTS` };
+  return event === "push" ? decidePush(delivery, deploy) : decideWorkflowRun(delivery, deploy);
 }

@@ -7,6 +7,8 @@ export interface SendOptions {
   repository: string;
   branch: string;
   sha: string;
+  /** The branch's commit before `sha` (the push chain); all zeros when unknown. */
+  before?: string;
   committedAt?: string;
   sender?: string;
   deliveryId?: string;
@@ -20,12 +22,12 @@ export interface SendResult {
 }
 
 /** A push-shaped payload, carrying the fields the API reads the way GitHub sends them. */
-export function pushBody(o: Pick<SendOptions, "repository" | "branch" | "sha" | "committedAt" | "sender">): string {
+export function pushBody(o: Pick<SendOptions, "repository" | "branch" | "sha" | "before" | "committedAt" | "sender">): string {
   const [owner = "", name = ""] = o.repository.split("/");
   const sender = o.sender ?? "swarmhook-send";
   return JSON.stringify({
     ref: `refs/heads/${o.branch}`,
-    before: "0".repeat(40),
+    before: o.before ?? "0".repeat(40),
     after: o.sha,
     created: false,
     deleted: false,
@@ -45,6 +47,7 @@ export function pushBody(o: Pick<SendOptions, "repository" | "branch" | "sha" | 
 export async function sendDeploy(o: SendOptions): Promise<SendResult> {
   if (!REPOSITORY.test(o.repository)) throw new Error(`--repository must be owner/name, got "${o.repository}"`);
   if (!COMMIT_SHA.test(o.sha)) throw new Error("--sha must be a full 40-hex commit SHA");
+  if (o.before !== undefined && !COMMIT_SHA.test(o.before)) throw new Error("--before must be a full 40-hex commit SHA");
   if (!/^https?:\/\//.test(o.url)) throw new Error("--url must be an http(s) URL");
   const body = pushBody(o);
   const deliveryId = o.deliveryId ?? randomUUID();

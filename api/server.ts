@@ -10,10 +10,19 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>;
 }
 
-/** Serve `app` on host:port (port 0 picks a free one) and resolve once it listens. */
+/** A client gets this long to send its headers, and this long for the whole request (GitHub sends 25 MB in far less). */
+export const HEADERS_TIMEOUT_MS = 10_000;
+export const REQUEST_TIMEOUT_MS = 60_000;
+
+/** Serve `app` on host:port (port 0 picks a free one) and resolve once it listens. Slow clients are cut off (408). */
 export function startServer(app: Hono, opts: { port: number; host: string }): Promise<RunningServer> {
   return new Promise((resolve, reject) => {
-    const server = serve({ fetch: app.fetch, port: opts.port, hostname: opts.host }) as Server;
+    const server = serve({
+      fetch: app.fetch,
+      port: opts.port,
+      hostname: opts.host,
+      serverOptions: { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS },
+    }) as Server;
     server.once("error", reject);
     server.once("listening", () => {
       const { port } = server.address() as AddressInfo;

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { sendDeploy, type SendResult } from "../api/send.ts";
 
 export const SEND_HELP = `swarmhook send --repository OWNER/NAME --sha SHA [--branch main] [--url URL]
-               [--secret-file FILE] [--committed-at ISO-TIME] [--sender NAME]
+               [--secret-file FILE] [--before SHA] [--committed-at ISO-TIME] [--sender NAME]
   --url           the API's webhook URL (default: $DEPLOY_WEBHOOK_URL),
                   e.g. https://app.example.com/api/webhook/github
   --secret-file   file holding the webhook secret (default: $DEPLOY_WEBHOOK_SECRET;
@@ -11,7 +11,10 @@ export const SEND_HELP = `swarmhook send --repository OWNER/NAME --sha SHA [--br
   --repository    owner/name as configured in DEPLOY_REPOSITORY
   --branch        branch pushed to (default: main)
   --sha           the full 40-hex commit SHA to deploy
-  --committed-at  the commit's time (default: now); a job older than the last deploy is stale
+  --before        the branch's commit before this one (GitHub's push chain; in Actions
+                  \${{ github.event.before }}): a late request for a commit the branch has
+                  already moved past is then recorded stale instead of deployed
+  --committed-at  the commit's time (default: now); shown in records, never used to decide
   --sender        who asked (default: swarmhook-send)
   Prints the API's answer; exits 0 on 2xx, 1 on any other status, 2 on bad usage or no answer.
 `;
@@ -22,6 +25,7 @@ export interface SendArgs {
   repository?: string;
   branch: string;
   sha?: string;
+  before?: string;
   committedAt?: string;
   sender?: string;
 }
@@ -33,5 +37,6 @@ export async function send(a: SendArgs, env: NodeJS.ProcessEnv): Promise<SendRes
   if (!url) throw new Error("--url or DEPLOY_WEBHOOK_URL is required");
   if (!secret) throw new Error("the secret is required: --secret-file FILE or DEPLOY_WEBHOOK_SECRET");
   if (!a.repository || !a.sha) throw new Error("--repository and --sha are required (swarmhook send --help)");
-  return sendDeploy({ url, secret, repository: a.repository, branch: a.branch, sha: a.sha, committedAt: a.committedAt, sender: a.sender });
+  const before = a.before === "" ? undefined : a.before; // Actions gives "" for a manual run
+  return sendDeploy({ url, secret, repository: a.repository, branch: a.branch, sha: a.sha, before, committedAt: a.committedAt, sender: a.sender });
 }

@@ -38,6 +38,7 @@ async function main(argv: string[]): Promise<void> {
       repository: { type: "string" },
       branch: { type: "string", default: "main" },
       sha: { type: "string" },
+      before: { type: "string" },
       "committed-at": { type: "string" },
       sender: { type: "string" },
       spool: { type: "string" },
@@ -58,7 +59,7 @@ async function main(argv: string[]): Promise<void> {
       return runLocal(path.resolve(values.dir), ROOT);
     case "send": {
       const r = await send(
-        { url: values.url, secretFile: values["secret-file"], repository: values.repository, branch: values.branch, sha: values.sha, committedAt: values["committed-at"], sender: values.sender },
+        { url: values.url, secretFile: values["secret-file"], repository: values.repository, branch: values.branch, sha: values.sha, before: values.before, committedAt: values["committed-at"], sender: values.sender },
         process.env,
       );
       process.stdout.write(`${r.status} ${r.body}\n`);

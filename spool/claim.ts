@@ -1,8 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { constants, promises as fs } from "node:fs";
-import { publishNoClobber, stamp, syncDir, toSpoolError, writeTemp, type Spool, type Subdir } from "./layout.ts";
+import { promises as fs } from "node:fs";
+import { describeIssues } from "../lib/zod.ts";
+import { markDelivery } from "./deliveries.ts";
+import { publishNoClobber, stamp, toSpoolError, writeTemp, type Spool, type Subdir } from "./layout.ts";
+import { isUnreadable, readBounded } from "./read.ts";
 import type { ResultRecord } from "./record.ts";
-import { JobSchema, describeIssues, jobIdFromFileName, type Job } from "./schema.ts";
+import { JobSchema, jobIdFromFileName, type Job } from "./schema.ts";
 
 /** A job file larger than this is not one of ours. */
 export const MAX_JOB_BYTES = 64 * 1024;
@@ -10,9 +13,12 @@ export const MAX_JOB_BYTES = 64 * 1024;
 export type ClaimResult =
   | { status: "claimed"; jobId: string; job: Job; claimedAt: Date }
   | { status: "quarantined"; name: string; reason: string; record: string }
-  | { status: "lost" };
+  /** Another claimer won: nothing to do. */
+  | { status: "lost" }
+  /** The delivery is already claimed in work/ (the same job): the copy in new/ was dropped. */
+  | { status: "duplicate" };
 
-/** Names waiting in `new/`, oldest name first. Only `new/` is read: history may hold 100,000 records. */
+/** Names waiting in `new/`, in name order. Only `new/` is read: history may hold 100,000 records. */
 export async function listPending(spool: Spool): Promise<string[]> {
   try {
     return (await fs.readdir(spool.dir("new"))).sort();
@@ -21,19 +27,12 @@ export async function listPending(spool: Spool): Promise<string[]> {
   }
 }
 
-/** Names left in `work/` by a run that died; each is to be deployed again, never dropped. */
-export async function listInterrupted(spool: Spool): Promise<string[]> {
-  try {
-    return (await fs.readdir(spool.dir("work"))).sort();
-  } catch (err) {
-    throw toSpoolError(err, "listing work/");
-  }
-}
-
 /**
- * Claim `new/<name>` by renaming it into `work/` (one winner among concurrent claimers), then parse it
- * against the strict schema. A file that is not a valid job is quarantined into `failed/` with the
- * reason and never handed to the caller. `lost` means another claimer won.
+ * Claim `new/<name>` into `work/` without ever replacing anything: link(2) into `work/` (fails when
+ * the name is taken, and only one of concurrent claimers can create it), then unlink from `new/`.
+ * The file is then parsed against the strict schema; what is not a valid job is quarantined into
+ * `failed/` with the reason and never handed to the caller. A name already in `work/` is the same
+ * delivery, already claimed: the copy in `new/` is dropped (`duplicate`).
  * @example
  * const r = await claimJob(spool, "72d3162e-cc78-11e3-81ab-4c9367dc0958.json");
  * if (r.status === "claimed") deploy(r.job);
@@ -41,19 +40,36 @@ export async function listInterrupted(spool: Spool): Promise<string[]> {
 export async function claimJob(spool: Spool, name: string, now = new Date()): Promise<ClaimResult> {
   const jobId = jobIdFromFileName(name);
   if (jobId === null) return quarantine(spool, "new", name, "file name is not <delivery-id>.json", now);
-  try {
-    await fs.rename(spool.file("new", name), spool.file("work", name));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return { status: "lost" };
-    throw toSpoolError(err, `claiming ${name}`);
+  const st = await fs.lstat(spool.file("new", name)).catch(() => null);
+  if (st === null) return { status: "lost" };
+  if (!st.isFile()) return quarantine(spool, "new", name, st.isSymbolicLink() ? "a symbolic link, not a job file" : "not a regular file", now);
+  for (;;) {
+    try {
+      await fs.link(spool.file("new", name), spool.file("work", name));
+      break;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") return { status: "lost" };
+      if (code !== "EEXIST") throw toSpoolError(err, `claiming ${name}`);
+    }
+    const held = await fs.lstat(spool.file("work", name)).catch(() => null);
+    if (held?.isFile()) {
+      await fs.unlink(spool.file("new", name)).catch(() => undefined);
+      return { status: "duplicate" };
+    }
+    // something that is not a job sits in work/ under this name: move it aside, then claim
+    if (held) await quarantine(spool, "work", name, "not a regular file (found in work/ while claiming)", now);
   }
-  return readClaimed(spool, name, jobId, now);
+  await fs.unlink(spool.file("new", name)).catch(() => undefined);
+  return readClaimed(spool, name, now);
 }
 
 /** Parse a job already in `work/` (a claim of ours, or one a dead run left behind). */
-export async function readClaimed(spool: Spool, name: string, jobId: string, now = new Date()): Promise<ClaimResult> {
-  const raw = await readBounded(spool.file("work", name));
-  if (typeof raw !== "string") return quarantine(spool, "work", name, raw.reason, now);
+export async function readClaimed(spool: Spool, name: string, now = new Date()): Promise<ClaimResult> {
+  const jobId = jobIdFromFileName(name);
+  if (jobId === null) return quarantine(spool, "work", name, "file name is not <delivery-id>.json", now);
+  const raw = await readBounded(spool.file("work", name), MAX_JOB_BYTES);
+  if (isUnreadable(raw)) return quarantine(spool, "work", name, raw.reason, now);
   let data: unknown;
   try {
     data = JSON.parse(raw);
@@ -68,25 +84,20 @@ export async function readClaimed(spool: Spool, name: string, jobId: string, now
   return { status: "claimed", jobId, job: parsed.data, claimedAt: now };
 }
 
-async function readBounded(file: string): Promise<string | { reason: string }> {
-  let handle;
+/**
+ * Everything a dead run left in `work/`, parsed again (each is to be deployed again, never dropped;
+ * what does not parse is quarantined). Run once at start, before the first claim.
+ */
+export async function recoverInterrupted(spool: Spool, now = new Date()): Promise<ClaimResult[]> {
+  let names: string[];
   try {
-    handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-    const st = await handle.stat();
-    if (!st.isFile()) return { reason: "not a regular file" };
-    if (st.size > MAX_JOB_BYTES) return { reason: `file too large (${st.size} bytes > ${MAX_JOB_BYTES})` };
-    const buf = Buffer.alloc(MAX_JOB_BYTES + 1);
-    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
-    if (bytesRead > MAX_JOB_BYTES) return { reason: `file too large (> ${MAX_JOB_BYTES} bytes)` };
-    return new TextDecoder("utf-8", { fatal: true }).decode(buf.subarray(0, bytesRead));
+    names = (await fs.readdir(spool.dir("work"))).sort();
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ELOOP") return { reason: "a symbolic link, not a job file" };
-    if (err instanceof TypeError) return { reason: "not UTF-8 text" };
-    throw toSpoolError(err, `reading ${file}`);
-  } finally {
-    await handle?.close();
+    throw toSpoolError(err, "listing work/");
   }
+  const out: ClaimResult[] = [];
+  for (const name of names) out.push(await readClaimed(spool, name, now));
+  return out;
 }
 
 /** Keep a name readable in history but free of anything a shell or a path could take for syntax. */
@@ -95,23 +106,18 @@ function safeName(name: string): string {
 }
 
 /**
- * Move a bad file into `failed/<stamp>-<name>.raw` (its bytes kept as they were) and write an
- * `invalid` record beside it with the reason. Nothing is lost and nothing is executed.
+ * Move a bad entry into `failed/<stamp>-<name>-<rand>.raw` (a file keeps its bytes as they were; a
+ * directory, FIFO or link is moved as it is, never followed) and write an `invalid` record beside
+ * it with the reason. Nothing is lost and nothing is executed.
  */
-export async function quarantine(
-  spool: Spool,
-  from: Subdir,
-  name: string,
-  reason: string,
-  now = new Date(),
-): Promise<ClaimResult> {
+export async function quarantine(spool: Spool, from: Subdir, name: string, reason: string, now = new Date()): Promise<ClaimResult> {
   const base = `${stamp(now)}-${safeName(name)}-${randomBytes(3).toString("hex")}`;
   const rawName = `${base}.raw`;
   try {
     await fs.rename(spool.file(from, name), spool.file("failed", rawName));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return { status: "lost" };
-    throw toSpoolError(err, `quarantining ${name}`);
+    throw toSpoolError(err, `quarantining ${from}/${name}`);
   }
   const record: ResultRecord = {
     outcome: "invalid",
@@ -127,17 +133,18 @@ export async function quarantine(
   };
   const recordName = `${base}.json`;
   await writeRecord(spool, "failed", recordName, record);
-  return { status: "quarantined", name, reason, record: recordName };
+  const jobId = from === "new" || from === "work" ? jobIdFromFileName(name) : null;
+  if (jobId !== null) await markDelivery(spool, jobId, { outcome: "invalid", finished: now.toISOString(), record: `failed/${recordName}` });
+  return { status: "quarantined", name: `${from}/${name}`, reason, record: recordName };
 }
 
-/** Atomically add a record file to a history directory. */
-export async function writeRecord(spool: Spool, dir: "done" | "failed", name: string, record: ResultRecord): Promise<void> {
+/** Atomically add a record file to a history directory; false when a record of that name is already there (a retry). */
+export async function writeRecord(spool: Spool, dir: "done" | "failed", name: string, record: ResultRecord): Promise<boolean> {
   try {
     const tmp = await writeTemp(spool, name, `${JSON.stringify(record, null, 2)}\n`);
-    if (!(await publishNoClobber(tmp, spool.file(dir, name)))) {
-      throw new Error(`record ${dir}/${name} already exists`);
-    }
-    await syncDir(spool.dir(dir));
+    const written = await publishNoClobber(tmp, spool.file(dir, name));
+    await spool.sync(dir);
+    return written;
   } catch (err) {
     throw toSpoolError(err, `recording ${dir}/${name}`);
   }

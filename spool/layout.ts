@@ -2,7 +2,12 @@ import { randomBytes } from "node:crypto";
 import { constants, promises as fs } from "node:fs";
 import path from "node:path";
 
-export const SUBDIRS = ["tmp", "new", "work", "done", "failed"] as const;
+/**
+ * The spool's directories: the job protocol (tmp → new → work → done | failed), `state/` (what each
+ * stack runs, for `stale`) and `ids/` (one marker per delivery id, so a redelivery is recognised
+ * without reading history).
+ */
+export const SUBDIRS = ["tmp", "new", "work", "done", "failed", "state", "ids"] as const;
 export type Subdir = (typeof SUBDIRS)[number];
 
 /** setgid + rwx for owner and group: files made inside keep the spool's group (app, 1011). */
@@ -28,6 +33,11 @@ export interface Spool {
   readonly root: string;
   dir(sub: Subdir): string;
   file(sub: Subdir, name: string): string;
+  /**
+   * Make every entry added to `sub` before this call durable (fsync of the directory). Concurrent
+   * callers share one fsync: a call waits for the next fsync that starts after it (group commit).
+   */
+  sync(sub: Subdir): Promise<void>;
 }
 
 /**
@@ -38,11 +48,47 @@ export interface Spool {
  */
 export function openSpool(root: string): Spool {
   const abs = path.resolve(root);
+  const dir = (sub: Subdir) => path.join(abs, sub);
+  const groups = new Map<Subdir, () => Promise<void>>();
   return Object.freeze({
     root: abs,
-    dir: (sub: Subdir) => path.join(abs, sub),
+    dir,
     file: (sub: Subdir, name: string) => path.join(abs, sub, name),
+    sync(sub: Subdir) {
+      let group = groups.get(sub);
+      if (!group) groups.set(sub, (group = groupCommit(() => syncDir(dir(sub)))));
+      return group();
+    },
   });
+}
+
+/**
+ * Share one run of `flush` among concurrent callers. A caller that arrives while a flush runs waits
+ * for the next one, which starts when the current one ends and serves everyone who waited: an
+ * entry made before the call is always covered by a flush that began after it.
+ */
+export function groupCommit(flush: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | null = null;
+  let next: Promise<void> | null = null;
+  const start = (): Promise<void> => {
+    const p = flush().finally(() => {
+      if (running === p) running = null;
+    });
+    running = p;
+    return p;
+  };
+  return () => {
+    if (!running) return start();
+    if (!next) {
+      next = running
+        .catch(() => undefined)
+        .then(() => {
+          next = null;
+          return start();
+        });
+    }
+    return next;
+  };
 }
 
 /** Map a filesystem error on the spool to a SpoolError that says what an operator should look at. */
@@ -65,7 +111,7 @@ export function toSpoolError(err: unknown, what: string): SpoolError {
 }
 
 /**
- * Check the root exists and create the five subdirectories when absent. The root itself is never
+ * Check the root exists and create the subdirectories when absent. The root itself is never
  * created: a missing root means the NFS mount is missing, and writing under the empty mount point
  * would hide jobs from every other node.
  */
@@ -129,6 +175,16 @@ export async function publishNoClobber(tmp: string, dest: string): Promise<boole
     throw err;
   } finally {
     await fs.unlink(tmp).catch(() => undefined);
+  }
+}
+
+/** Replace `dest` with a complete temp file in one step (rename), for files that are rewritten: state, markers. */
+export async function replaceWith(tmp: string, dest: string): Promise<void> {
+  try {
+    await fs.rename(tmp, dest);
+  } catch (err) {
+    await fs.unlink(tmp).catch(() => undefined);
+    throw err;
   }
 }
 

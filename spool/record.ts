@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { isoTime } from "../lib/zod.ts";
 import { JobSchema } from "./schema.ts";
 
 export const OUTCOMES = ["success", "failed", "rolled_back", "superseded", "stale", "invalid"] as const;
@@ -10,8 +11,6 @@ const DONE_OUTCOMES: ReadonlySet<Outcome> = new Set(["success", "superseded", "s
 export function directoryFor(outcome: Outcome): "done" | "failed" {
   return DONE_OUTCOMES.has(outcome) ? "done" : "failed";
 }
-
-const isoTime = z.iso.datetime({ offset: true });
 
 export const AttemptSchema = z.object({
   attempt: z.number().int().positive(),

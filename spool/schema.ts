@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { isoTime } from "../lib/zod.ts";
 
 /** Version of the job file format; bump it (and keep reading the old one) on any change. */
 export const JOB_VERSION = 1;
@@ -12,10 +13,10 @@ export const COMMIT_SHA = /^[0-9a-f]{40}$/;
 export const REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
 /** GitHub's owner/name are case-insensitive: the API's filter and the agent's routing compare alike. */
 export const sameRepository = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCase();
+/** The branch a `refs/heads/<branch>` ref names, or null for a tag or anything else. */
+export const branchOf = (ref: string): string | null => (ref.startsWith("refs/heads/") ? ref.slice("refs/heads/".length) : null);
 /** A git ref as GitHub sends it; only ever compared as a string, never used as a path or argument. */
 const REF = /^refs\/(heads|tags)\/[^\s\0]{1,240}$/;
-
-const isoTime = z.iso.datetime({ offset: true });
 
 export const DeployJobSchema = z.strictObject({
   version: z.literal(JOB_VERSION),
@@ -25,8 +26,13 @@ export const DeployJobSchema = z.strictObject({
   repository: z.string().regex(REPOSITORY, "repository must be owner/name"),
   ref: z.string().regex(REF, "ref must be refs/heads/<branch> or refs/tags/<tag>"),
   sha: z.string().regex(COMMIT_SHA, "sha must be 40 lowercase hex characters"),
+  /** The commit's own date: shown to people, never used to order or judge (a committer sets it). */
   committedAt: isoTime,
+  /** For a push: the branch's commit before it (GitHub's push chain, `before` → `sha`), and whether it was forced. */
+  before: z.string().regex(COMMIT_SHA, "before must be 40 lowercase hex characters").optional(),
+  forced: z.boolean().optional(),
   sender: z.string().min(1).max(100),
+  /** When the API received it (the API's clock): what orders pending jobs. */
   receivedAt: isoTime,
 });
 
@@ -48,9 +54,3 @@ export function jobIdFromFileName(name: string): string | null {
   return DELIVERY_ID.test(id) ? id : null;
 }
 
-/** One line per zod issue, `path: message`, for quarantine reasons and HTTP errors. */
-export function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .map((issue) => `${issue.path.length > 0 ? issue.path.join(".") : "(root)"}: ${issue.message}`)
-    .join("; ");
-}

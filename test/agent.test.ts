@@ -39,10 +39,11 @@ describe("agent on the real one-node swarm", () => {
     });
 
     it("deploys a new image tag and records success with the services' state", async () => {
-      const id1 = await publish(t.root, v1, minutesAgo(30));
+      const id1 = await publish(t.root, v1, { committedAt: minutesAgo(30) });
       const r1 = await waitForRecord(t.root, id1);
       assert.equal(r1.outcome, "success", r1.reason);
-      const id2 = await publish(t.root, v2, minutesAgo(20));
+      // GitHub's push chain: the branch went v1 → old → v2; the push of `old` is delivered late (below)
+      const id2 = await publish(t.root, v2, { committedAt: minutesAgo(20), before: old });
       const r2 = await waitForRecord(t.root, id2);
       assert.equal(r2.outcome, "success", r2.reason);
       assert.equal(await serviceImage(stack), `${WEB_REPO}:${v2}`);
@@ -68,11 +69,12 @@ describe("agent on the real one-node swarm", () => {
       });
     });
 
-    it("records a commit older than the deployed one as stale and does not deploy it", async () => {
-      const id = await publish(t.root, old, minutesAgo(25));
+    it("records a late push the branch has already moved past as stale and does not deploy it", async () => {
+      // its commit date is the newest of all: a committer's date decides nothing
+      const id = await publish(t.root, old, { committedAt: new Date(Date.now() + 3600_000).toISOString(), before: v1 });
       const r = await waitForRecord(t.root, id);
       assert.equal(r.outcome, "stale");
-      assert.match(r.reason ?? "", /older than the deployed/);
+      assert.match(r.reason ?? "", /behind the deployed .*moved past it/);
       assert.equal(r.attempts.length, 0);
       assert.equal(await serviceImage(stack), `${WEB_REPO}:${v2}`);
     });
@@ -91,14 +93,15 @@ describe("agent on the real one-node swarm", () => {
       const firstId = await publish(t.root, first, minutesAgo(60));
       await waitFor("the first deploy to start", async () => (a.logs.some((l) => l.msg === "deploy started") ? true : undefined), 30_000, 50);
       const ids = [];
-      for (let i = 0; i < 20; i++) ids.push(await publish(t.root, shas[i] as string, minutesAgo(59 - i)));
+      // published in order, so the last is the newest received; their commit dates are shuffled and decide nothing
+      for (let i = 0; i < 20; i++) ids.push(await publish(t.root, shas[i] as string, { committedAt: minutesAgo(Math.floor(Math.random() * 60)) }));
       for (const id of [firstId, ...ids]) await waitForRecord(t.root, id);
       const records = await readRecords(t.root);
       assert.equal(records.length, 21, "every job accounted for");
       const deploys = records.filter((r) => r.attempts.length > 0);
       assert.ok(deploys.length <= 3, `${deploys.length} deploys`);
       assert.ok(records.every((r) => r.outcome === "success" || r.outcome === "superseded"), records.map((r) => `${r.outcome}: ${r.reason}`).join("\n"));
-      assert.equal(records.find((r) => r.job?.sha === newest)?.outcome, "success", "the newest commit won");
+      assert.equal(records.find((r) => r.job?.sha === newest)?.outcome, "success", "the newest delivery won");
       assert.equal(await serviceImage(stack), `${WEB_REPO}:${newest}`);
       assert.ok(records.filter((r) => r.outcome === "superseded").every((r) => r.supersededBy));
     } finally {
@@ -207,8 +210,8 @@ describe("checkHealth", () => {
     try {
       const sha = "a".repeat(40);
       setTimeout(() => (commit = sha), 300);
-      assert.equal(await checkHealth(url, sha, 5000, 100), null);
-      const why = await checkHealth(url, "b".repeat(40), 500, 100);
+      assert.equal(await checkHealth(url, sha, 5000, { everyMs: 100 }), null);
+      const why = await checkHealth(url, "b".repeat(40), 500, { everyMs: 100 });
       assert.match(why ?? "", /reports commit aaaaaaaaaaaa, not bbbbbbbbbbbb/);
     } finally {
       srv.close();

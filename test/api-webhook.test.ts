@@ -40,7 +40,8 @@ describe("POST /api/webhook/github", () => {
   });
 
   it("verifies GitHub's published test vector over the raw bytes", async () => {
-    const vector = await startTestApi(t.root, { GITHUB_WEBHOOK_SECRET: "It's a Secret to Everybody" });
+    // the vector's secret is shorter than the API accepts at start: set it past the config check
+    const vector = await startTestApi(t.root, {}, undefined, { secret: "It's a Secret to Everybody" });
     try {
       const body = "Hello, World!";
       const signature = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
@@ -117,9 +118,9 @@ describe("POST /api/webhook/github", () => {
       duplex: "half",
     } as RequestInit);
     assert.equal(res.status, 413);
-    const form = await deliver(api.url, { event: "push", body: "payload=%7B%7D", headers: { "content-type": "application/x-www-form-urlencoded" } });
-    assert.equal(form.status, 415);
-    assert.match(form.text, /application\/json/);
+    const plain = await deliver(api.url, { event: "push", body: "{}", headers: { "content-type": "text/plain" } });
+    assert.equal(plain.status, 415);
+    assert.match(plain.text, /application\/json/);
     assert.equal((await deliver(api.url, { event: "push", body: "{ not json" })).status, 400);
   });
 

@@ -9,7 +9,7 @@ import {
   cleanStaleTemp,
   ensureSpool,
   finishJob,
-  listInterrupted,
+  recoverInterrupted,
   listPending,
   openSpool,
   publishJob,
@@ -48,7 +48,7 @@ describe("spool layout", () => {
   it("creates setgid group-shared subdirectories and group-writable job files", async () => {
     const t = await tempSpool();
     try {
-      for (const sub of ["tmp", "new", "work", "done", "failed"]) {
+      for (const sub of ["tmp", "new", "work", "done", "failed", "state", "ids"]) {
         const st = await fs.stat(path.join(t.root, sub));
         assert.equal(st.mode & 0o7777, 0o2770, sub);
       }
@@ -70,7 +70,7 @@ describe("publishJob", () => {
   it("publishes a complete job under its delivery id and leaves tmp/ empty", async () => {
     const job = makeJob();
     const r = await publishJob(t.spool, job);
-    assert.deepEqual(r, { jobId: job.deliveryId, duplicate: false });
+    assert.deepEqual(r, { jobId: job.deliveryId, status: "queued" });
     const text = await fs.readFile(path.join(t.root, "new", `${job.deliveryId}.json`), "utf8");
     assert.deepEqual(JSON.parse(text), job);
     assert.deepEqual(await fs.readdir(path.join(t.root, "tmp")), []);
@@ -79,12 +79,12 @@ describe("publishJob", () => {
   it("keeps a pending duplicate delivery as one job, also when both arrive at once", async () => {
     const job = makeJob();
     const results = await Promise.all([publishJob(t.spool, job), publishJob(t.spool, job), publishJob(t.spool, { ...job, sha: "f".repeat(40) })]);
-    assert.equal(results.filter((r) => !r.duplicate).length, 1);
+    assert.equal(results.filter((r) => r.status === "queued").length, 1);
     const again = await publishJob(t.spool, job);
-    assert.equal(again.duplicate, true);
+    assert.equal(again.status, "duplicate");
     // claimed and in progress is still pending
     await claimJob(t.spool, `${job.deliveryId}.json`);
-    assert.equal((await publishJob(t.spool, job)).duplicate, true);
+    assert.equal((await publishJob(t.spool, job)).status, "duplicate");
     assert.deepEqual((await listPending(t.spool)).filter((n) => n.startsWith(job.deliveryId)), []);
     assert.deepEqual(await fs.readdir(path.join(t.root, "tmp")), []);
   });
@@ -117,7 +117,7 @@ describe("claimJob", () => {
       assert.deepEqual(new Set(claimed), ids);
       assert.ok(outputs.filter((o) => o.length > 0).length > 1, "the claimers really competed");
       assert.deepEqual(await listPending(t.spool), []);
-      assert.equal((await listInterrupted(t.spool)).length, 200);
+      assert.equal((await fs.readdir(path.join(t.root, "work"))).length, 200);
     } finally {
       await t.cleanup();
     }
@@ -163,7 +163,7 @@ describe("claimJob", () => {
       }
       assert.ok(reasons.some((r) => /symbolic link/.test(r)));
       assert.deepEqual(await listPending(t.spool), []);
-      assert.deepEqual(await listInterrupted(t.spool), []);
+      assert.deepEqual(await recoverInterrupted(t.spool), []);
       for (const name of await fs.readdir(path.join(t.root, "failed"))) assert.match(name, /^[0-9TZ]+-[A-Za-z0-9._-]+$/);
     } finally {
       await t.cleanup();
@@ -226,8 +226,9 @@ describe("crash safety", () => {
       await publishJob(t.spool, b);
       for (const j of [a, b]) assert.equal((await claimJob(t.spool, `${j.deliveryId}.json`)).status, "claimed");
       // a restarted agent sees both in work/ and can parse them again
-      assert.deepEqual(await listInterrupted(t.spool), [`${a.deliveryId}.json`, `${b.deliveryId}.json`].sort());
-      const again = await readClaimed(t.spool, `${a.deliveryId}.json`, a.deliveryId);
+      const recovered = await recoverInterrupted(t.spool);
+      assert.deepEqual(recovered.map((r) => (r.status === "claimed" ? r.jobId : r.status)), [a.deliveryId, b.deliveryId].sort());
+      const again = await readClaimed(t.spool, `${a.deliveryId}.json`);
       assert.equal(again.status, "claimed");
       const finished = new Date().toISOString();
       const base = { stack: "app", attempts: [], services: [], warnings: [], timings: { received: a.receivedAt, claimed: finished, started: finished, finished } };
@@ -235,11 +236,12 @@ describe("crash safety", () => {
       const badPath = await finishJob(t.spool, { ...base, outcome: "rolled_back", jobId: b.deliveryId, job: b });
       assert.match(okPath, /^done\/\d{8}T\d{9}Z-/);
       assert.match(badPath, /^failed\//);
-      assert.deepEqual(await listInterrupted(t.spool), []);
+      assert.deepEqual(await recoverInterrupted(t.spool), []);
       const rec = await readRecord(t.root, "done", okPath.slice("done/".length));
       assert.deepEqual(rec.job, a);
-      // a redelivery after the job finished is a new deploy (GitHub's "Redeliver" button)
-      assert.equal((await publishJob(t.spool, a)).duplicate, false);
+      // a redelivery after success is already handled; after a failure it is a new attempt (GitHub's "Redeliver")
+      assert.deepEqual(await publishJob(t.spool, a), { jobId: a.deliveryId, status: "handled", outcome: "success" });
+      assert.deepEqual(await publishJob(t.spool, b), { jobId: b.deliveryId, status: "queued" });
     } finally {
       await t.cleanup();
     }

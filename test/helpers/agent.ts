@@ -1,12 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { promises as fs } from "node:fs";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { createAgent, type Agent } from "../../agent/agent.ts";
 import { loadAgentConfig } from "../../agent/config.ts";
 import { createDockerRunner } from "../../agent/docker.ts";
-import { ResultRecordSchema, openSpool, publishJob, type ResultRecord } from "../../spool/index.ts";
+import { listRecords, openSpool, publishJob, type DeployJob, type ResultRecord } from "../../spool/index.ts";
 import { makeJob } from "./jobs.ts";
 import { waitFor } from "./swarm.ts";
 
@@ -40,16 +39,13 @@ export async function startTestAgent(spoolDir: string, env: Record<string, strin
   return { agent, logs, stop: () => agent.stop() };
 }
 
-/** Every result record in done/ and failed/, oldest first. */
+/** Every result record in done/ and failed/, oldest first (spool/listRecords, which reads newest first). */
 export async function readRecords(root: string): Promise<ResultRecord[]> {
-  const out: { name: string; rec: ResultRecord }[] = [];
-  for (const dir of ["done", "failed"]) {
-    for (const name of await fs.readdir(path.join(root, dir))) {
-      if (!name.endsWith(".json")) continue;
-      out.push({ name, rec: ResultRecordSchema.parse(JSON.parse(await fs.readFile(path.join(root, dir, name), "utf8"))) });
-    }
-  }
-  return out.sort((a, b) => a.name.localeCompare(b.name)).map((x) => x.rec);
+  const entries = await listRecords(openSpool(root), Number.MAX_SAFE_INTEGER);
+  return entries.reverse().map((e) => {
+    if (!e.record) throw new Error(`${e.path}: ${e.problem}`);
+    return e.record;
+  });
 }
 
 /** Wait until the record for `jobId` exists, and return it. */
@@ -57,9 +53,9 @@ export async function waitForRecord(root: string, jobId: string, timeoutMs = 120
   return waitFor(`the record of ${jobId}`, async () => (await readRecords(root)).find((r) => r.jobId === jobId), timeoutMs, 250);
 }
 
-/** Publish a deploy job for `sha`, committed at `committedAt`. */
-export async function publish(root: string, sha: string, committedAt = new Date().toISOString()): Promise<string> {
-  const job = makeJob({ sha, committedAt, deliveryId: randomUUID() });
+/** Publish a deploy job for `sha` (a string second argument is its commit date); returns its delivery id. */
+export async function publish(root: string, sha: string, o: string | Partial<DeployJob> = {}): Promise<string> {
+  const job = makeJob({ sha, deliveryId: randomUUID(), ...(typeof o === "string" ? { committedAt: o } : o) });
   await publishJob(openSpool(root), job);
   return job.deliveryId;
 }

@@ -8,7 +8,7 @@ import type { VisitStore } from "../../api/visits.ts";
 import { openSpool } from "../../spool/index.ts";
 import { sign } from "./payloads.ts";
 
-export const SECRET = "test-secret-0123456789abcdef";
+export const SECRET = "test-secret-0123456789abcdef-0123456789abcdef";
 
 export interface TestApi extends RunningServer {
   config: Readonly<ApiConfig>;
@@ -16,8 +16,13 @@ export interface TestApi extends RunningServer {
 }
 
 /** The real app on a real port, logging into memory so tests can read what was logged. */
-export async function startTestApi(spoolDir: string, env: Record<string, string> = {}, visits?: VisitStore): Promise<TestApi> {
-  const config = loadApiConfig({ SPOOL_DIR: spoolDir, GITHUB_WEBHOOK_SECRET: SECRET, HOST: "127.0.0.1", ...env });
+export async function startTestApi(
+  spoolDir: string,
+  env: Record<string, string> = {},
+  visits?: VisitStore,
+  override: Partial<ApiConfig> = {},
+): Promise<TestApi> {
+  const config = { ...loadApiConfig({ SPOOL_DIR: spoolDir, GITHUB_WEBHOOK_SECRET: SECRET, HOST: "127.0.0.1", ...env }), ...override };
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { describeIssues } from "./zod.ts";
 
 /** A configuration problem, always naming the variable; each side's main prints it and exits 1. */
 export class ConfigError extends Error {
@@ -9,7 +10,7 @@ export class ConfigError extends Error {
 /**
  * The environment as a config schema should see it: empty strings are unset, and every `X_FILE`
  * named in `fileVars` is read into `X` (Docker secrets: /run/secrets/...). Setting both is an error.
- * Shared by the api and the agent so both read SPOOL_DIR and secrets the same way.
+ * Shared by the api, the agent and the CLI so all read SPOOL_DIR and secrets the same way.
  */
 export function cleanEnv(env: NodeJS.ProcessEnv, fileVars: readonly string[] = []): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = {};
@@ -35,8 +36,7 @@ export function cleanEnv(env: NodeJS.ProcessEnv, fileVars: readonly string[] = [
 export function parseEnv<T extends z.ZodType>(schema: T, values: Record<string, string | undefined>): Readonly<z.infer<T>> {
   const parsed = schema.safeParse(values);
   if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `${i.path.join(".") || "(config)"}: ${i.message}`);
-    throw new ConfigError(`invalid configuration: ${lines.join("; ")}`);
+    throw new ConfigError(`invalid configuration: ${describeIssues(parsed.error, "(config)")}`);
   }
   return Object.freeze(parsed.data);
 }
@@ -66,3 +66,13 @@ export const boolVar = z
   .enum(["true", "false", "1", "0", "yes", "no"])
   .optional()
   .transform((v) => v === "true" || v === "1" || v === "yes");
+
+/** Values the example files ship with (`change-me…`) and other stand-ins nobody should run with. */
+const PLACEHOLDER = /^(change[-_ ]?me|replace[-_ ]?me|your[-_]|<.*>$|x{6,}$|example$|secret$|password$)/i;
+
+/** A value that must be a real secret: a placeholder copied from an example file is refused, naming the variable. */
+export const secretVar = (name: string, minLength: number, hint = "openssl rand -hex 32") =>
+  z
+    .string({ error: `${name} (or ${name}_FILE) is required and must not be empty` })
+    .refine((v) => !PLACEHOLDER.test(v.trim()), `${name} is a placeholder from an example file: set a real secret (${hint})`)
+    .refine((v) => v.length >= minLength, `${name} must be at least ${minLength} characters (${hint})`);

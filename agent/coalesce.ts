@@ -1,0 +1,88 @@
+import { MAX_MOVES, type Deployed, type DeployJob, type Move } from "../spool/index.ts";
+
+/** A job claimed into `work/` and waiting for its stack. */
+export interface Pending {
+  jobId: string;
+  job: DeployJob;
+  claimedAt: Date;
+}
+
+export interface Coalesced {
+  /** The one job to deploy now, or null when every pending job is stale. */
+  deploy: Pending | null;
+  superseded: { pending: Pending; by: Pending }[];
+  stale: { pending: Pending; reason: string }[];
+  /** The branch moves to remember in the stack's state (known ones plus this batch's), bounded. */
+  moves: Move[];
+}
+
+const ZERO = /^0{40}$/;
+const short = (sha: string) => sha.slice(0, 12);
+
+/** Newest receipt last; ties by delivery id. The API's clock orders jobs, never a commit's date. */
+export const byReceipt = (a: Pending, b: Pending): number =>
+  Date.parse(a.job.receivedAt) - Date.parse(b.job.receivedAt) || a.job.deliveryId.localeCompare(b.job.deliveryId);
+
+/** The moves GitHub reported with these jobs' pushes (`before` → `sha`), a new branch's zero SHA left out. */
+function movesOf(pending: readonly Pending[]): Move[] {
+  return pending.flatMap(({ job }) => (job.before && !ZERO.test(job.before) && job.before !== job.sha ? [{ before: job.before, after: job.sha }] : []));
+}
+
+function remember(known: readonly Move[], added: readonly Move[]): Move[] {
+  const seen = new Set<string>();
+  const out: Move[] = [];
+  for (const m of [...added].reverse().concat([...known].reverse())) {
+    const key = `${m.before}>${m.after}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(m);
+  }
+  return out.slice(0, MAX_MOVES).reverse();
+}
+
+/** Every commit the branch moved through on its way to `head`, following the push chain backwards. */
+function movedPast(head: string, moves: readonly Move[]): Set<string> {
+  const into = new Map<string, string[]>();
+  for (const m of moves) into.set(m.after, [...(into.get(m.after) ?? []), m.before]);
+  const past = new Set<string>();
+  const todo = [head];
+  while (todo.length > 0) {
+    for (const before of into.get(todo.pop() as string) ?? []) {
+      if (past.has(before)) continue;
+      past.add(before);
+      todo.push(before);
+    }
+  }
+  return past;
+}
+
+/**
+ * What to do with the jobs pending for one stack, given what it last deployed. A job is stale when
+ * the branch has already moved past its commit (GitHub's push chain: the commit is a `before` on the
+ * way to the deployed commit or to another pending job's), unless the two reach each other (a force
+ * push back and forth: then receipt order decides). Manual jobs are never stale. Of the rest, the
+ * newest received is deployed and the others are superseded by it. Nothing a committer controls
+ * (a commit's date) takes part.
+ * @example
+ * const { deploy, superseded, stale } = coalesce(pending, deployed);
+ */
+export function coalesce(pending: readonly Pending[], deployed: Deployed | null): Coalesced {
+  const moves = remember(deployed?.moves ?? [], movesOf([...pending].sort(byReceipt)));
+  const heads = [...new Set([...(deployed ? [deployed.sha] : []), ...pending.map((p) => p.job.sha)])];
+  const pastOf = new Map(heads.map((h) => [h, movedPast(h, moves)]));
+  const stale: Coalesced["stale"] = [];
+  const live: Pending[] = [];
+  for (const p of pending) {
+    const sha = p.job.sha;
+    const ahead = p.job.event === "manual" ? undefined : heads.find((h) => h !== sha && pastOf.get(h)?.has(sha) && !pastOf.get(sha)?.has(h));
+    if (ahead === undefined) live.push(p);
+    else {
+      const what = ahead === deployed?.sha ? `the deployed ${short(ahead)}` : `the pending ${short(ahead)}`;
+      stale.push({ pending: p, reason: `commit ${short(sha)} is behind ${what}: the branch has moved past it (push chain)` });
+    }
+  }
+  live.sort(byReceipt);
+  const deploy = live.pop() ?? null;
+  const superseded = deploy ? live.map((p) => ({ pending: p, by: deploy })) : [];
+  return { deploy, superseded, stale, moves };
+}

@@ -1,0 +1,63 @@
+import type { Logger } from "pino";
+import { finishJob, type Outcome, type ResultRecord, type Spool } from "../spool/index.ts";
+import type { Clock } from "../lib/clock.ts";
+import type { Pending } from "./coalesce.ts";
+
+/** What a finished job adds to its record beyond the job itself. */
+export type RecordExtra = Partial<Omit<ResultRecord, "outcome" | "jobId" | "job" | "timings">> & { started?: Date | null };
+
+export interface Recorder {
+  /** Build the record of a finished job, write it (done/ or failed/) and log one line for its outcome. */
+  finish(p: Pending, outcome: Outcome, extra?: RecordExtra): Promise<void>;
+  /** Write again the records the spool refused earlier; called by every tick. */
+  retry(): Promise<void>;
+}
+
+const LEVEL: Record<Outcome, "info" | "warn" | "error"> = {
+  success: "info",
+  superseded: "warn",
+  stale: "warn",
+  failed: "error",
+  rolled_back: "error",
+  invalid: "error",
+};
+
+/**
+ * Records every outcome. A record the spool cannot take now is kept in `unrecorded` (the job stays in
+ * `work/`, deployed again after a restart) and written by the next `retry`.
+ * @example
+ * const recorder = createRecorder({ spool, log, clock, unrecorded: state.unrecorded });
+ * await recorder.finish(pending, "success", { stack: "app", started });
+ */
+export function createRecorder(deps: { spool: Spool; log: Logger; clock: Clock; unrecorded: ResultRecord[] }): Recorder {
+  const { spool, log, clock, unrecorded } = deps;
+
+  async function save(rec: ResultRecord): Promise<void> {
+    const jobLog = log.child({ jobId: rec.jobId, sha: rec.job?.sha, stack: rec.stack });
+    try {
+      const where = await finishJob(spool, rec);
+      const took = rec.timings.started ? Date.parse(rec.timings.finished) - Date.parse(rec.timings.started) : 0;
+      const fields = { outcome: rec.outcome, reason: rec.reason, record: where, durationMs: took, attempts: rec.attempts.length, warnings: rec.warnings };
+      jobLog[LEVEL[rec.outcome]]({ ...fields, ...(rec.supersededBy ? { supersededBy: rec.supersededBy } : {}) }, `job ${rec.outcome}`);
+    } catch (err) {
+      jobLog.error({ err, outcome: rec.outcome }, "could not record the outcome; will retry");
+      unrecorded.push(rec);
+    }
+  }
+
+  return {
+    async finish(p, outcome, extra = {}) {
+      const { started, stack, ...rest } = extra;
+      const timings = {
+        received: p.job.receivedAt,
+        claimed: p.claimedAt.toISOString(),
+        started: started?.toISOString() ?? null,
+        finished: clock.now().toISOString(),
+      };
+      await save({ outcome, jobId: p.jobId, job: p.job, stack: stack ?? null, timings, attempts: [], services: [], warnings: [], ...rest });
+    },
+    async retry() {
+      for (const rec of unrecorded.splice(0)) await save(rec);
+    },
+  };
+}

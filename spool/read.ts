@@ -1,0 +1,46 @@
+import { constants, promises as fs } from "node:fs";
+import { toSpoolError } from "./layout.ts";
+
+/** Why a spool entry cannot be read as one of our files; the entry is then quarantined or skipped, never followed. */
+export interface Unreadable {
+  reason: string;
+}
+
+/**
+ * Read a small spool file the safe way: never follow a symbolic link, never block on a FIFO or a
+ * device, regular files only, at most `maxBytes`, UTF-8 only. What is not such a file comes back as
+ * `{ reason }`; only a failure of the spool itself (the directory gone, I/O) throws a SpoolError.
+ */
+export async function readBounded(file: string, maxBytes: number): Promise<string | Unreadable> {
+  let handle;
+  try {
+    handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    const st = await handle.stat();
+    if (!st.isFile()) return { reason: `not a regular file (${kindOf(st)})` };
+    if (st.size > maxBytes) return { reason: `file too large (${st.size} bytes > ${maxBytes})` };
+    const buf = Buffer.alloc(maxBytes + 1);
+    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+    if (bytesRead > maxBytes) return { reason: `file too large (> ${maxBytes} bytes)` };
+    return new TextDecoder("utf-8", { fatal: true }).decode(buf.subarray(0, bytesRead));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ELOOP") return { reason: "a symbolic link, not a spool file" };
+    if (code === "EACCES" || code === "EPERM") return { reason: `unreadable (${code})` };
+    if (code === "EISDIR") return { reason: "not a regular file (directory)" };
+    if (code === "ENXIO" || code === "ENODEV") return { reason: `not a regular file (${code})` };
+    if (err instanceof TypeError) return { reason: "not UTF-8 text" };
+    throw toSpoolError(err, `reading ${file}`);
+  } finally {
+    await handle?.close();
+  }
+}
+
+function kindOf(st: import("node:fs").Stats): string {
+  if (st.isDirectory()) return "directory";
+  if (st.isFIFO()) return "FIFO";
+  if (st.isSocket()) return "socket";
+  if (st.isCharacterDevice() || st.isBlockDevice()) return "device";
+  return "special file";
+}
+
+export const isUnreadable = (r: string | Unreadable): r is Unreadable => typeof r !== "string";

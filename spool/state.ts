@@ -1,0 +1,61 @@
+import { z } from "zod";
+import { isoTime } from "../lib/zod.ts";
+import { quarantine } from "./claim.ts";
+import { replaceWith, writeTemp, type Spool } from "./layout.ts";
+import { isUnreadable, readBounded } from "./read.ts";
+import { COMMIT_SHA } from "./schema.ts";
+
+/** How many ref moves a stack's state remembers: enough for any late delivery GitHub still sends. */
+export const MAX_MOVES = 500;
+const MAX_STATE_BYTES = 256 * 1024;
+
+/** One move of a branch as GitHub's push event reports it: `before` → `after`. */
+export const MoveSchema = z.object({ before: z.string().regex(COMMIT_SHA), after: z.string().regex(COMMIT_SHA) });
+export type Move = z.infer<typeof MoveSchema>;
+
+/**
+ * `state/<stack>.json`: what a stack last deployed and the branch moves seen so far, so a late
+ * delivery of a commit the branch has already moved past is recorded stale, never deployed.
+ */
+export const DeployedSchema = z.object({
+  stack: z.string(),
+  sha: z.string().regex(COMMIT_SHA),
+  jobId: z.string(),
+  finishedAt: isoTime,
+  moves: z.array(MoveSchema).max(MAX_MOVES).default([]),
+});
+export type Deployed = z.infer<typeof DeployedSchema>;
+
+const stateName = (stack: string) => `${stack}.json`;
+
+/**
+ * The last successful deploy of `stack`, or null when there is none. A state file that is not valid
+ * is ignored (said in `problem`); one that is not a regular file (a FIFO, a link, a directory, a
+ * device) is quarantined into `failed/` so it can neither block nor be followed.
+ */
+export async function readDeployed(spool: Spool, stack: string): Promise<{ deployed: Deployed | null; problem?: string }> {
+  const name = stateName(stack);
+  const text = await readBounded(spool.file("state", name), MAX_STATE_BYTES).catch((err: unknown) => {
+    if ((err as { cause?: NodeJS.ErrnoException }).cause?.code === "ENOENT") return null;
+    throw err;
+  });
+  if (text === null) return { deployed: null };
+  if (isUnreadable(text)) {
+    await quarantine(spool, "state", name, `state file: ${text.reason}`);
+    return { deployed: null, problem: `state/${name} quarantined: ${text.reason}` };
+  }
+  let data: unknown = null;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    // reported below
+  }
+  const parsed = DeployedSchema.safeParse(data);
+  return parsed.success ? { deployed: parsed.data } : { deployed: null, problem: `state/${name} is not valid; ignoring it` };
+}
+
+/** Replace the state file atomically (temp file in tmp/, then rename over the old one). */
+export async function writeDeployed(spool: Spool, d: Deployed): Promise<void> {
+  const data = `${JSON.stringify(DeployedSchema.parse(d), null, 2)}\n`;
+  await replaceWith(await writeTemp(spool, `state-${d.stack}`, data), spool.file("state", stateName(d.stack)));
+}
