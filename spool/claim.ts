@@ -1,14 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import { describeIssues } from "../lib/zod.ts";
-import { markDelivery } from "./deliveries.ts";
+import { MAX_JOB_BYTES, markDelivery } from "./deliveries.ts";
 import { publishNoClobber, stamp, toSpoolError, writeTemp, type Spool, type Subdir } from "./layout.ts";
 import { isUnreadable, readBounded } from "./read.ts";
 import type { ResultRecord } from "./record.ts";
 import { JobSchema, jobIdFromFileName, type Job } from "./schema.ts";
 
-/** A job file larger than this is not one of ours. */
-export const MAX_JOB_BYTES = 64 * 1024;
 
 export type ClaimResult =
   | { status: "claimed"; jobId: string; job: Job; claimedAt: Date }

@@ -1,14 +1,19 @@
-import { constants, promises as fs } from "node:fs";
+import { promises as fs } from "node:fs";
 import { z } from "zod";
 import { isoTime } from "../lib/zod.ts";
-import { FILE_MODE, replaceWith, toSpoolError, writeTemp, type Spool } from "./layout.ts";
+import { replaceWith, toSpoolError, writeTemp, type Spool } from "./layout.ts";
 import { isUnreadable, readBounded } from "./read.ts";
 import { OUTCOMES, type Outcome } from "./record.ts";
+import { JobSchema } from "./schema.ts";
+
+/** A job file larger than this is not one of ours. */
+export const MAX_JOB_BYTES = 64 * 1024;
 
 /**
  * `ids/<delivery-id>`: one marker per delivery, so a redelivery is recognised by one lookup, never by
- * reading history (which may hold 100,000 records). An empty marker means a job under that id is
- * pending or running; the agent replaces it with the outcome when the job finishes.
+ * reading history (which may hold 100,000 records). While the job is pending or running the marker is
+ * a hard link to the job file itself (a link costs no new inode: publishing stays as fast as a bare
+ * write); the agent replaces it with the outcome when the job finishes.
  */
 export const DeliveryMarkSchema = z.strictObject({ outcome: z.enum(OUTCOMES), finished: isoTime, record: z.string() });
 export type DeliveryMark = z.infer<typeof DeliveryMarkSchema>;
@@ -21,18 +26,19 @@ export const ABANDONED_MARK_MS = 60_000;
 
 export type Reservation = { status: "reserved" } | { status: "pending" } | { status: "handled"; outcome: Outcome };
 
-const MAX_MARK_BYTES = 4096;
+const MAX_MARK_BYTES = MAX_JOB_BYTES;
 
 /**
- * Reserve a delivery id before its job is written: create `ids/<id>` exclusively. When it exists,
- * the id is pending (same job), handled (no new job) or retryable (a failed outcome: the marker is
- * taken over by an atomic rename, which one concurrent writer alone can win, and reserved again).
+ * Reserve a delivery id for the complete job file `jobFile` (in tmp/): link it as `ids/<id>`, which
+ * fails when the name exists. Then the id is pending (same job), handled (no new job) or retryable (a
+ * failed outcome: the marker is taken over by an atomic rename, which one concurrent writer alone can
+ * win, and reserved again).
  */
-export async function reserveDelivery(spool: Spool, id: string, now = Date.now()): Promise<Reservation> {
+export async function reserveDelivery(spool: Spool, id: string, jobFile: string, now = Date.now()): Promise<Reservation> {
   const marker = spool.file("ids", id);
   for (let round = 0; round < 5; round++) {
     try {
-      await (await fs.open(marker, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE)).close();
+      await fs.link(jobFile, marker);
       return { status: "reserved" };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw toSpoolError(err, `reserving delivery ${id}`);
@@ -47,14 +53,16 @@ export async function reserveDelivery(spool: Spool, id: string, now = Date.now()
 async function readMark(spool: Spool, id: string, now: number): Promise<Reservation | { status: "retry" }> {
   const text = await readBounded(spool.file("ids", id), MAX_MARK_BYTES);
   if (isUnreadable(text)) return { status: "retry" }; // not a marker of ours: replaced
-  if (text === "") return (await isAbandoned(spool, id, now)) ? { status: "retry" } : { status: "pending" };
-  let mark;
+  let data: unknown;
   try {
-    mark = DeliveryMarkSchema.parse(JSON.parse(text));
+    data = JSON.parse(text);
   } catch {
     return { status: "retry" };
   }
-  return RETRYABLE.has(mark.outcome) ? { status: "retry" } : { status: "handled", outcome: mark.outcome };
+  const mark = DeliveryMarkSchema.safeParse(data);
+  if (mark.success) return RETRYABLE.has(mark.data.outcome) ? { status: "retry" } : { status: "handled", outcome: mark.data.outcome };
+  if (!JobSchema.safeParse(data).success) return { status: "retry" };
+  return (await isAbandoned(spool, id, now)) ? { status: "retry" } : { status: "pending" };
 }
 
 async function isAbandoned(spool: Spool, id: string, now: number): Promise<boolean> {

@@ -1,5 +1,6 @@
+import { promises as fs } from "node:fs";
 import { releaseDelivery, reserveDelivery } from "./deliveries.ts";
-import { ensureSpool, publishNoClobber, toSpoolError, writeTemp, type Spool } from "./layout.ts";
+import { ensureSpool, toSpoolError, writeTemp, type Spool } from "./layout.ts";
 import type { Outcome } from "./record.ts";
 import { JobSchema, jobFileName, type Job } from "./schema.ts";
 
@@ -11,11 +12,12 @@ export type PublishResult =
   | { jobId: string; status: "handled"; outcome: Outcome };
 
 /**
- * Durably publish a job into `new/`, once per delivery: reserve the id in `ids/` (exclusive create;
- * a pending id is a duplicate, a handled one is not queued again, a failed one is a new attempt),
- * write and fsync the job in `tmp/`, link it into `new/` (fails if the name exists), then fsync
- * `new/` and `ids/` (shared with concurrent publishes: group commit). Resolves only once the job
- * survives a power cut. Throws SpoolError when the spool cannot be written.
+ * Durably publish a job into `new/`, once per delivery: write and fsync the job in `tmp/`, reserve
+ * the id by linking it into `ids/` (fails if the name exists: a pending id is a duplicate, a handled
+ * one is not queued again, a failed one is a new attempt), link it into `new/`, then fsync `new/`
+ * (one fsync shared by concurrent publishes: group commit). Resolves only once the job survives a
+ * power cut; the marker needs no fsync of its own (a lost marker is found again by the link into
+ * `new/`, which fails while the job is pending). Throws SpoolError when the spool cannot be written.
  * @example
  * const r = await publishJob(spool, job); // r.status: "queued" | "duplicate" | "handled"
  */
@@ -23,24 +25,38 @@ export async function publishJob(spool: Spool, input: Job, now = Date.now()): Pr
   const job = JobSchema.parse(input); // only validated values become a file name
   const jobId = job.deliveryId;
   try {
-    const reservation = await reserveDelivery(spool, jobId, now).catch(async (err: unknown) => {
-      // a root that came back (a remount) may lack its subdirectories: lay them out once and retry
+    const data = `${JSON.stringify(job, null, 2)}\n`;
+    // a root that came back (a remount) may lack its subdirectories: lay them out once and retry
+    const tmp = await writeTemp(spool, jobId, data).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== "ENOENT") throw err;
       await ensureSpool(spool);
-      return reserveDelivery(spool, jobId, now).catch(() => Promise.reject(err));
+      return writeTemp(spool, jobId, data);
     });
-    if (reservation.status === "pending") return { jobId, status: "duplicate" };
-    if (reservation.status === "handled") return { jobId, status: "handled", outcome: reservation.outcome };
-    let published = false;
+    let result: PublishResult;
     try {
-      const tmp = await writeTemp(spool, jobId, `${JSON.stringify(job, null, 2)}\n`);
-      published = await publishNoClobber(tmp, spool.file("new", jobFileName(job)));
-    } catch (err) {
-      await releaseDelivery(spool, jobId);
-      throw err;
+      result = await reserveAndLink(spool, job, tmp, now);
+    } finally {
+      await fs.unlink(tmp).catch(() => undefined);
     }
-    await Promise.all([spool.sync("new"), spool.sync("ids")]);
-    return { jobId, status: published ? "queued" : "duplicate" };
+    if (result.status === "queued") await spool.sync("new");
+    return result;
   } catch (err) {
     throw toSpoolError(err, `publishing job ${jobId}`);
   }
+}
+
+async function reserveAndLink(spool: Spool, job: Job, tmp: string, now: number): Promise<PublishResult> {
+  const jobId = job.deliveryId;
+  const reservation = await reserveDelivery(spool, jobId, tmp, now);
+  if (reservation.status === "pending") return { jobId, status: "duplicate" };
+  if (reservation.status === "handled") return { jobId, status: "handled", outcome: reservation.outcome };
+  try {
+    await fs.link(tmp, spool.file("new", jobFileName(job)));
+  } catch (err) {
+    // EEXIST: a job of this id sits in new/ without a marker (written before ids/ existed): the same job
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return { jobId, status: "duplicate" };
+    await releaseDelivery(spool, jobId);
+    throw err;
+  }
+  return { jobId, status: "queued" };
 }

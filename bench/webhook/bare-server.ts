@@ -1,11 +1,25 @@
-// The baseline: a bare node:http server doing the same raw-body HMAC verify and the same durable job write.
+// The baseline: a bare node:http server doing the same raw-body HMAC verify and the same durable job
+// write, one fsync pair per request, no group commit: write + fsync the file in tmp/, link it into
+// new/, fsync new/. It keeps no delivery markers (less work than the real thing) and shares nothing.
 import { createHmac, timingSafeEqual } from "node:crypto";
 import http from "node:http";
-import { JOB_VERSION, ensureSpool, openSpool, publishJob } from "../../spool/index.ts";
+import { JOB_VERSION, JobSchema, ensureSpool, jobFileName, openSpool, publishNoClobber, syncDir, writeTemp } from "../../spool/index.ts";
 
 const [root = "", secret = "", port = "0"] = process.argv.slice(2);
 const spool = openSpool(root);
 await ensureSpool(spool);
+
+async function write(p: { repository: { full_name: string }; ref: string; after: string; head_commit: { timestamp: string }; sender: { login: string } }, id: string) {
+  const now = new Date().toISOString();
+  const job = JobSchema.parse({
+    version: JOB_VERSION, kind: "deploy", deliveryId: id, event: "push", repository: p.repository.full_name, ref: p.ref,
+    sha: p.after, committedAt: p.head_commit.timestamp, sender: p.sender.login, receivedAt: now,
+  });
+  const tmp = await writeTemp(spool, id, `${JSON.stringify(job, null, 2)}\n`);
+  await publishNoClobber(tmp, spool.file("new", jobFileName(job)));
+  await syncDir(spool.dir("new"));
+  return job.deliveryId;
+}
 
 const server = http.createServer((req, res) => {
   const chunks: Buffer[] = [];
@@ -18,14 +32,8 @@ const server = http.createServer((req, res) => {
       res.writeHead(401).end();
       return;
     }
-    const p = JSON.parse(body.toString("utf8"));
-    const now = new Date().toISOString();
-    const r = await publishJob(spool, {
-      version: JOB_VERSION, kind: "deploy", deliveryId: String(req.headers["x-github-delivery"]), event: "push",
-      repository: p.repository.full_name, ref: p.ref, sha: p.after, committedAt: p.head_commit.timestamp,
-      sender: p.sender.login, receivedAt: now,
-    });
-    res.writeHead(202, { "content-type": "application/json" }).end(JSON.stringify({ jobId: r.jobId }));
+    const jobId = await write(JSON.parse(body.toString("utf8")), String(req.headers["x-github-delivery"]));
+    res.writeHead(202, { "content-type": "application/json" }).end(JSON.stringify({ jobId }));
   });
 });
 server.listen(Number(port), "127.0.0.1", () => process.stdout.write("listening\n"));
