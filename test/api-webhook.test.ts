@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { existsSync, promises as fs } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { JobSchema } from "../spool/index.ts";
+import { JobSchema, claimJob, finishJob, openSpool } from "../spool/index.ts";
 import { SECRET, deliver, startTestApi, type TestApi } from "./helpers/api.ts";
 import { randomSha } from "./helpers/jobs.ts";
 import { examples, pushPayload, sign } from "./helpers/payloads.ts";
@@ -217,6 +217,69 @@ describe("POST /api/webhook/github", () => {
     }
   });
 
+  it("accepts GitHub's form-encoded deliveries (its UI's default): HMAC over the form bytes, JSON from payload", async () => {
+    const pushes = examples("push").filter((e) => e.deleted === false && e.head_commit);
+    assert.ok(pushes.length > 0);
+    for (const p of pushes) {
+      const sha = randomSha();
+      const payload = { ...p, ref: "refs/heads/main", after: sha, repository: { ...(p.repository as object), full_name: "Codertocat/Hello-World" } };
+      // as GitHub sends it: application/x-www-form-urlencoded, the JSON in the payload field
+      const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
+      const deliveryId = randomUUID();
+      const r = await deliver(api.url, { event: "push", body, deliveryId, headers: { "content-type": "application/x-www-form-urlencoded" } });
+      assert.equal(r.status, 202, r.text);
+      const job = JobSchema.parse(JSON.parse(await fs.readFile(path.join(t.root, "new", `${deliveryId}.json`), "utf8")));
+      assert.equal(job.sha, sha);
+    }
+    const signedJson = JSON.stringify(pushPayload({ ref: "refs/heads/main", after: randomSha() }));
+    const tampered = await deliver(api.url, {
+      event: "push",
+      body: new URLSearchParams({ payload: signedJson }).toString(),
+      headers: { "content-type": "application/x-www-form-urlencoded", "x-hub-signature-256": sign(SECRET, signedJson) },
+    });
+    assert.equal(tampered.status, 401, "the signature covers the form bytes, not the JSON inside");
+    const noPayload = await deliver(api.url, { event: "push", body: "other=1", headers: { "content-type": "application/x-www-form-urlencoded" } });
+    assert.equal(noPayload.status, 400);
+    assert.match(noPayload.text, /payload field/);
+  });
+
+  it("logs rejected requests at warn, at most one line per status in 10 s, counting the rest", async () => {
+    const before = api.logs.length;
+    const body = JSON.stringify(pushPayload());
+    for (let i = 0; i < 25; i++) {
+      const r = await deliver(api.url, { event: "push", body, headers: { "x-hub-signature-256": sign("a-different-secret-0123456789abcdef", body) } });
+      assert.equal(r.status, 401);
+    }
+    const lines = api.logs.slice(before).map((l) => JSON.parse(l) as { level: number; status?: number; msg: string });
+    const rejected = lines.filter((l) => l.msg === "webhook rejected" && l.status === 401);
+    assert.ok(rejected.length <= 1, `${rejected.length} lines for 25 rejections`);
+    assert.ok(rejected.every((l) => l.level === 40));
+  });
+
+  it("answers a redelivery by what became of the first: pending → duplicate, success → already handled, failure → a new job", async () => {
+    const deliveryId = randomUUID();
+    const body = JSON.stringify(pushPayload({ ref: "refs/heads/main", after: randomSha() }));
+    assert.equal((await deliver(api.url, { event: "push", body, deliveryId })).status, 202);
+    assert.deepEqual((await deliver(api.url, { event: "push", body, deliveryId })).json, { jobId: deliveryId, duplicate: true });
+    const finishAs = async (outcome: "success" | "failed") => {
+      const claimed = await claimJob(openSpool(t.root), `${deliveryId}.json`);
+      assert.equal(claimed.status, "claimed");
+      if (claimed.status !== "claimed") return;
+      const now = new Date().toISOString();
+      const timings = { received: now, claimed: now, started: now, finished: now };
+      await finishJob(openSpool(t.root), { outcome, jobId: deliveryId, job: claimed.job, stack: "app", timings, attempts: [], services: [], warnings: [] });
+    };
+    await finishAs("failed");
+    const retry = await deliver(api.url, { event: "push", body, deliveryId });
+    assert.equal(retry.status, 202, "a failed delivery, redelivered, is a new attempt");
+    assert.ok((await pending(t.root)).includes(`${deliveryId}.json`));
+    await finishAs("success");
+    const handled = await deliver(api.url, { event: "push", body, deliveryId });
+    assert.equal(handled.status, 200);
+    assert.deepEqual(handled.json, { jobId: deliveryId, alreadyHandled: "success" });
+    assert.ok(!(await pending(t.root)).includes(`${deliveryId}.json`));
+  });
+
   it("logs one line per delivery and never a signature or secret-bearing header", async () => {
     const body = JSON.stringify(pushPayload({ ref: "refs/heads/main", after: randomSha() }));
     const signature = sign(SECRET, body);
@@ -274,6 +337,10 @@ describe("the api process", () => {
       [{ SPOOL_DIR: "/tmp", GITHUB_WEBHOOK_SECRET_FILE: "/nonexistent/secret" }, /GITHUB_WEBHOOK_SECRET_FILE/],
       [{ GITHUB_WEBHOOK_SECRET: SECRET }, /SPOOL_DIR/],
       [{ SPOOL_DIR: "/tmp", GITHUB_WEBHOOK_SECRET: SECRET, DATABASE_URL: "postgres://x@127.0.0.1/db" }, /VISIT_SALT/],
+      // a copy of .env.example as it is: its placeholders are refused, each named
+      [{ SPOOL_DIR: "/tmp", GITHUB_WEBHOOK_SECRET: "change-me-to-openssl-rand-hex-32" }, /GITHUB_WEBHOOK_SECRET is a placeholder/],
+      [{ SPOOL_DIR: "/tmp", GITHUB_WEBHOOK_SECRET: "a".repeat(31) }, /GITHUB_WEBHOOK_SECRET must be at least 32 characters/],
+      [{ SPOOL_DIR: "/tmp", GITHUB_WEBHOOK_SECRET: SECRET, DATABASE_URL: "postgres://x@127.0.0.1/db", VISIT_SALT: "change-me-to-another-random-string" }, /VISIT_SALT is a placeholder/],
     ] as const) {
       const p = runApi(env);
       const code = await p.exited;

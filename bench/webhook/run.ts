@@ -29,7 +29,7 @@ async function startServer(kind: "swarmhook" | "bare", base: string): Promise<{ 
   const port = await freePort();
   const child =
     kind === "swarmhook"
-      ? spawn(process.execPath, [path.join(root, "dist", "api", "main.js")], {
+      ? spawn(process.execPath, [...(process.env.API_NODE_FLAGS ?? "").split(" ").filter(Boolean), path.join(root, "dist", "api", "main.js")], {
           env: { PATH: process.env.PATH ?? "", SPOOL_DIR: spoolDir, GITHUB_WEBHOOK_SECRET: SECRET, PORT: String(port), HOST: "127.0.0.1", DEPLOY_REPOSITORY: "acme/app", LOG_LEVEL: "warn" },
           stdio: ["ignore", "pipe", "inherit"],
         })
@@ -132,5 +132,5 @@ async function compare(label: string, base: string): Promise<void> {
 
 console.log(`bench/webhook: ${Buffer.byteLength(body)} B signed push deliveries, ${CONNECTIONS} connections, ${ROUNDS} alternating rounds of ${DURATION_MS / 1000} s per server (after ${WARMUP_MS / 1000} s warm-up); medians`);
 // the disk is what production has; tmpfs takes fsync's noise out and leaves the servers' own cost
-await compare("disk", os.tmpdir());
+if (!process.env.BENCH_TMPFS_ONLY) await compare("disk", os.tmpdir());
 if (existsSync("/dev/shm")) await compare("tmpfs", "/dev/shm");

@@ -18,7 +18,16 @@ export interface Proc {
  * with tsx, a minimal environment plus `env`, optionally as another uid/gid.
  */
 export function spawnTs(script: string, args: string[], env: Record<string, string>, as?: { uid: number; gid: number }): Proc {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, script), ...args], {
+  return spawnNode(["--import", "tsx", path.join(ROOT, script), ...args], env, as);
+}
+
+/** Run a compiled entry point from dist/ (as production does: `npm test` builds first), e.g. "api/main.js". */
+export function spawnDist(script: string, args: string[], env: Record<string, string>): Proc {
+  return spawnNode([path.join(ROOT, "dist", script), ...args], env);
+}
+
+function spawnNode(argv: string[], env: Record<string, string>, as?: { uid: number; gid: number }): Proc {
+  const child = spawn(process.execPath, argv, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "", ...env },
     stdio: ["ignore", "pipe", "pipe"],
