@@ -70,18 +70,20 @@ export async function readSignedBody(c: Context, o: ReadOptions): Promise<Signed
   const chunks: Buffer[] = [];
   let total = 0;
   let extra = 0; // taken beyond the reservation (chunked bodies, or a lying Content-Length)
-  try {
-    for await (const chunk of chunksOf(source)) {
-      total += chunk.length;
-      if (total > o.limit) throw tooLarge(o.limit);
-      if (total > reserved) {
-        const more = total - reserved - extra;
-        if (!o.budget.take(more)) throw busy();
-        extra += more;
-      }
-      hmac.update(chunk);
-      chunks.push(chunk);
+  const accept = (chunk: Buffer): HttpError | undefined => {
+    total += chunk.length;
+    if (total > o.limit) return tooLarge(o.limit);
+    if (total > reserved) {
+      const more = total - reserved - extra;
+      if (!o.budget.take(more)) return busy();
+      extra += more;
     }
+    hmac.update(chunk);
+    chunks.push(chunk);
+    return undefined;
+  };
+  try {
+    await (incoming ? readIncoming(incoming, accept) : readWeb(source as ReadableStream<Uint8Array>, accept));
   } catch (err) {
     o.budget.give(reserved + extra);
     throw err;
@@ -110,14 +112,38 @@ function finish(chunks: Buffer[], total: number, held: number, hmac: ReturnType<
 }
 
 /**
- * The chunks of node's request stream (not destroyed when the reader stops early, so node can drain
- * the rest and the answer reaches the client) or of a web stream (in-process requests).
+ * Feed node's request stream to `accept` chunk by chunk. On a refusal the stream is left alone (not
+ * destroyed): node drains the rest once the answer is sent, so the client reads it instead of a reset.
  */
-async function* chunksOf(source: IncomingMessage | ReadableStream<Uint8Array>): AsyncGenerator<Buffer> {
-  const iterable = "iterator" in source ? source.iterator({ destroyOnReturn: false }) : (source as AsyncIterable<Uint8Array>);
-  try {
-    for await (const chunk of iterable) yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
-  } catch {
-    throw new HttpError(400, "the client closed the connection mid-body", { clientGone: true });
+function readIncoming(incoming: IncomingMessage, accept: (chunk: Buffer) => HttpError | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error) => {
+      incoming.off("data", onData).off("end", onEnd).off("error", onGone).off("close", onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      const refused = accept(chunk);
+      if (refused) done(refused);
+    };
+    const onEnd = () => done();
+    const onGone = () => done(new HttpError(400, "the client closed the connection mid-body", { clientGone: true }));
+    const onClose = () => (incoming.readableEnded ? done() : onGone());
+    incoming.on("data", onData).on("end", onEnd).on("error", onGone).on("close", onClose);
+    if (incoming.readableEnded) done();
+  });
+}
+
+/** The same for a web stream (in-process `app.request`). */
+async function readWeb(body: ReadableStream<Uint8Array>, accept: (chunk: Buffer) => HttpError | undefined): Promise<void> {
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    const refused = accept(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+    if (refused) {
+      await reader.cancel().catch(() => undefined);
+      throw refused;
+    }
   }
 }

@@ -71,7 +71,8 @@ secrets() {
     fi
     value=${!var:-}
     [[ -n $value ]] || die "$var is empty: set it in ${ENV_FILE:-.env} (openssl rand -hex 32)"
-    [[ $name != github_webhook_secret || ${#value} -ge 16 ]] || die "GITHUB_WEBHOOK_SECRET must be at least 16 characters"
+    [[ ! $value =~ ^(change|replace)-?me ]] || die "$var is still the placeholder from .env.example: set a real secret (openssl rand -hex 32)"
+    [[ $name != github_webhook_secret || ${#value} -ge 32 ]] || die "GITHUB_WEBHOOK_SECRET must be at least 32 characters (openssl rand -hex 32)"
     printf '%s' "$value" | docker secret create "$name" - >/dev/null
     say "secret $name: created from $var"
   done

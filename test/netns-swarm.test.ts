@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
 import os from "node:os";
 import path from "node:path";
 import { readEnvFile } from "./helpers/env-file.ts";
@@ -48,8 +49,19 @@ describe("three-node swarm in network namespaces", () => {
     const root = path.join(import.meta.dirname, "..");
     const host = nodeHost("kvm8");
     const spool = await mkdtemp(path.join(os.tmpdir(), "swarmhook-placement-"));
-    const env = { ...process.env, ...readEnvFile(path.join(root, ".env.example")), SPOOL_DIR: spool, DOCKER_HOST: host, ENV_FILE: path.join(root, ".env.example") };
+    // the operator's .env: the example with its placeholder secrets replaced, as the runbook says
+    const envFile = path.join(spool, ".env");
+    const example = await readFile(path.join(root, ".env.example"), "utf8");
+    const secret = randomBytes(32).toString("hex");
+    await writeFile(envFile, example.replace(/^(GITHUB_WEBHOOK_SECRET|POSTGRES_PASSWORD|VISIT_SALT)=.*$/gm, `$1=${secret}`));
+    const env = { ...process.env, ...readEnvFile(envFile), SPOOL_DIR: spool, DOCKER_HOST: host, ENV_FILE: envFile };
     try {
+      // the example as it is: refused, naming the placeholder, before anything is created
+      const refused = await run("bash", [path.join(root, "scripts", "swarm-bootstrap.sh"), "secrets"], { env: { ...env, ENV_FILE: path.join(root, ".env.example"), GITHUB_WEBHOOK_SECRET: "" } }).then(
+        () => "",
+        (e: { stderr: string }) => e.stderr,
+      );
+      assert.match(refused, /GITHUB_WEBHOOK_SECRET is still the placeholder/);
       // the operator's bootstrap, for real: networks, edge label, secrets from the env file
       await run("bash", [path.join(root, "scripts", "swarm-bootstrap.sh"), "all"], { env });
       const again = await run("bash", [path.join(root, "scripts", "swarm-bootstrap.sh"), "all"], { env });

@@ -1,11 +1,12 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- rendered YAML is inspected loosely */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { describe, it } from "node:test";
 import { parse as parseYaml } from "yaml";
+import { loadAgentConfig } from "../agent/config.ts";
 import { readEnvFile } from "./helpers/env-file.ts";
 
 const run = promisify(execFile);
@@ -33,6 +34,26 @@ describe("stack files", () => {
       assert.ok(doc.services.postgres?.image.startsWith("postgres:18"));
     });
   }
+
+  it("every env example carries every variable stack.yaml requires, and renders it through docker stack config", async () => {
+    const text = readFileSync(path.join(ROOT, "stack/stack.yaml"), "utf8");
+    const required = [...new Set([...text.matchAll(/\$\{([A-Z_][A-Z0-9_]*):\?/g)].map((m) => m[1] as string))].sort();
+    assert.ok(required.includes("DEPLOY_REPOSITORY") && required.includes("VISIT_SALT"), required.join(" "));
+    for (const file of [".env.example", "systemd/webhook-watcher.env.example"]) {
+      const env = readEnvFile(path.join(ROOT, file));
+      assert.deepEqual(required.filter((v) => !env[v]), [], `${file} lacks variables stack.yaml requires`);
+      // as the watcher renders it: its environment plus the job's commit
+      const r = await sh("docker", ["stack", "config", "-c", "stack/stack.yaml"], { ...env, IMAGE_TAG: "a".repeat(40), DEPLOY_SHA: "a".repeat(40) });
+      assert.equal(r.code, 0, `${file}: ${r.err}`);
+      assert.doesNotMatch(r.out, /\$\{/, `${file}: every variable interpolated`);
+    }
+  });
+
+  it("the watcher refuses its env example as it is, naming the placeholder to replace", () => {
+    const env = readEnvFile(path.join(ROOT, "systemd/webhook-watcher.env.example"));
+    assert.throws(() => loadAgentConfig({ ...env, STACK_FILE: path.join(ROOT, "stack/stack.yaml") }), /VISIT_SALT is a placeholder/);
+    assert.doesNotThrow(() => loadAgentConfig({ ...env, STACK_FILE: path.join(ROOT, "stack/stack.yaml"), VISIT_SALT: "0123456789abcdef0123456789abcdef" }));
+  });
 
   it("stack.yaml pins its images and has what each service needs", async () => {
     const doc = parseYaml((await sh("docker", ["stack", "config", "-c", "stack/stack.yaml"], exampleEnv)).out) as {
@@ -129,5 +150,36 @@ describe("justfile", () => {
       assert.equal(r.code, 0, `${args.join(" ")}: ${r.err}`);
       assert.equal(r.err.trim().split("\n").at(-1), cmd, args.join(" "));
     }
+  });
+});
+
+describe("the Actions workflow", () => {
+  const wf = parseYaml(readFileSync(path.join(ROOT, ".github/workflows/deploy.yml"), "utf8")) as {
+    jobs: Record<string, { if?: string; environment?: string; steps: { uses?: string; with?: Record<string, unknown>; env?: Record<string, string>; run?: string }[] }>;
+  };
+  const steps = Object.values(wf.jobs).flatMap((j) => j.steps);
+
+  it("pins every action by commit SHA and keeps no checkout token", () => {
+    const uses = steps.flatMap((s) => (s.uses ? [s.uses] : []));
+    assert.ok(uses.length >= 5);
+    for (const u of uses) assert.match(u, /^[\w.-]+\/[\w.-]+@[0-9a-f]{40}$/, u);
+    for (const s of steps.filter((x) => x.uses?.startsWith("actions/checkout@"))) assert.equal(s.with?.["persist-credentials"], false);
+  });
+
+  it("signs deploys only from main, inside the production environment that holds the secret", () => {
+    const signing = Object.entries(wf.jobs).filter(([, j]) => JSON.stringify(j).includes("DEPLOY_WEBHOOK_SECRET"));
+    assert.equal(signing.length, 1);
+    const [, job] = signing[0] as [string, (typeof wf.jobs)[string]];
+    assert.equal(job.environment, "production");
+    assert.equal(job.if, "github.ref == 'refs/heads/main'");
+    const text = readFileSync(path.join(ROOT, ".github/workflows/deploy.yml"), "utf8");
+    assert.ok(!/^\s+DEPLOY_WEBHOOK_SECRET:.*secrets\./m.test(text.split("\n  deploy:")[0] ?? ""), "the build job never sees the secret");
+  });
+
+  it("tags :latest only from main", () => {
+    const tags = steps.flatMap((s) => (typeof s.with?.tags === "string" ? [s.with.tags] : []));
+    assert.equal(tags.length, 2);
+    for (const t of tags) for (const line of t.split("\n").filter((l) => l.includes(":latest") || l.includes("latest"))) assert.match(line, /steps\.names\.outputs\.latest == 'true'/);
+    assert.ok(steps.some((s) => s.run?.includes('[ "$GITHUB_REF" = refs/heads/main ] && latest=true')));
   });
 });

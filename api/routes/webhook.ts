@@ -76,9 +76,10 @@ export function createWebhookRoute(deps: WebhookDeps): Hono {
       if (!signed.valid) throw new HttpError(401, "signature does not match the payload");
       if (!EVENT.test(h.event)) throw new HttpError(400, "X-GitHub-Event missing or malformed");
       if (!DELIVERY_ID.test(h.deliveryId)) throw new HttpError(400, "X-GitHub-Delivery missing or malformed");
-      const log = deps.log.child({ deliveryId: h.deliveryId, event: h.event });
-      const done = (status: number, outcome: string, extra: Record<string, unknown> = {}) =>
-        log.info({ status, outcome, durationMs: Math.round(performance.now() - started), ...extra }, `webhook ${outcome}`);
+      const done = (status: number, outcome: string, extra: Record<string, unknown> = {}) => {
+        const fields = { deliveryId: h.deliveryId, event: h.event, status, outcome, durationMs: Math.round(performance.now() - started) };
+        deps.log.info({ ...fields, ...extra }, `webhook ${outcome}`);
+      };
       const decision = decide({ id: h.deliveryId, event: h.event, payload: payloadOf(signed.body, h.form), receivedAt }, config.deploy);
       signed.release(); // the bytes are parsed: what is held from here on is small
       if (decision.kind === "ping") {
