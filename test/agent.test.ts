@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { checkHealth } from "../agent/verify.ts";
 import { WEB_REPO, buildWebImage } from "./helpers/images.ts";
@@ -9,7 +9,14 @@ import { freePort } from "./helpers/postgres.ts";
 import { tempSpool, type TempSpool } from "./helpers/spool.ts";
 import { docker, waitFor } from "./helpers/swarm.ts";
 import http from "node:http";
+import { execFile } from "node:child_process";
+import { mkdir, readFile, symlink } from "node:fs/promises";
+import path from "node:path";
+import { promisify } from "node:util";
+import { useTempSpool } from "./helpers/spool.ts";
+import { uniqueStack } from "./helpers/swarm.ts";
 
+const run = promisify(execFile);
 const stackName = () => `shtest-${randomBytes(3).toString("hex")}`;
 const serviceImage = async (stack: string) => docker(["service", "inspect", `${stack}_web`, "-f", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"]);
 const runningImages = async (stack: string) =>
@@ -198,6 +205,51 @@ describe("agent on the real one-node swarm", () => {
       await a.stop();
       await t.cleanup();
     }
+  });
+});
+
+describe("an agent facing a jammed spool", () => {
+  it("quarantines or skips what is not a job (a directory in work/, a FIFO in state/, a link and a directory in new/), naming each, and still deploys", async (t) => {
+    const s = await useTempSpool(t);
+    const stack = uniqueStack(t);
+    const [v1, v2] = [randomSha(), randomSha()];
+    await Promise.all([buildWebImage(v1), buildWebImage(v2)]);
+    const planted = { workDir: `${randomUUID()}.json`, newDir: `${randomUUID()}.json`, newLink: `${randomUUID()}.json` };
+    await mkdir(path.join(s.root, "work", planted.workDir));
+    await mkdir(path.join(s.root, "new", planted.newDir));
+    await symlink("/dev/zero", path.join(s.root, "new", planted.newLink));
+    await run("mkfifo", [path.join(s.root, "state", `${stack}.json`)]);
+    const a = await startTestAgent(s.root, { STACK_FILE: stackFile("web"), STACK_NAME: stack });
+    t.after(() => a.stop());
+    const r1 = await waitForRecord(s.root, await publish(s.root, v1));
+    assert.equal(r1.outcome, "success", r1.reason);
+    const r2 = await waitForRecord(s.root, await publish(s.root, v2, { before: v1 }));
+    assert.equal(r2.outcome, "success", r2.reason);
+    const said = a.logs.map((l) => JSON.stringify(l)).join("\n");
+    for (const entry of [`work/${planted.workDir}`, `new/${planted.newDir}`, `new/${planted.newLink}`, `state/${stack}.json`]) assert.ok(said.includes(entry), `${entry} named in the log`);
+    const invalid = (await readRecords(s.root)).filter((r) => r.outcome === "invalid").map((r) => r.reason).sort();
+    assert.deepEqual(invalid, [
+      "a symbolic link, not a job file",
+      "not a regular file",
+      "not a regular file (directory)",
+      "state file: not a regular file (FIFO)",
+    ]);
+    const state = JSON.parse(await readFile(path.join(s.root, "state", `${stack}.json`), "utf8")) as { sha: string };
+    assert.equal(state.sha, v2, "the state file is a regular file again, written by the deploy");
+  });
+
+  it("deploys a commit dated 2099, and the ordinary push after it too", async (t) => {
+    const s = await useTempSpool(t);
+    const stack = uniqueStack(t);
+    const [future, next] = [randomSha(), randomSha()];
+    await Promise.all([buildWebImage(future), buildWebImage(next)]);
+    const a = await startTestAgent(s.root, { STACK_FILE: stackFile("web"), STACK_NAME: stack });
+    t.after(() => a.stop());
+    const r1 = await waitForRecord(s.root, await publish(s.root, future, { committedAt: "2099-12-31T23:59:59Z" }));
+    assert.equal(r1.outcome, "success", r1.reason);
+    const r2 = await waitForRecord(s.root, await publish(s.root, next, { committedAt: new Date().toISOString(), before: future }));
+    assert.equal(r2.outcome, "success", r2.reason);
+    assert.equal(await serviceImage(stack), `${WEB_REPO}:${next}`);
   });
 });
 

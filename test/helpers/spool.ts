@@ -1,7 +1,7 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { ensureSpool, openSpool, type Spool } from "../../spool/index.ts";
+import { JobSchema, ensureSpool, openSpool, type Job, type Spool } from "../../spool/index.ts";
 
 export interface TempSpool {
   root: string;
@@ -15,4 +15,16 @@ export async function tempSpool(prefix = "swarmhook-spool-"): Promise<TempSpool>
   const spool = openSpool(root);
   await ensureSpool(spool);
   return { root, spool, cleanup: () => rm(root, { recursive: true, force: true }) };
+}
+
+/** A temp spool removed when the test ends (`t.after`). */
+export async function useTempSpool(t: { after(fn: () => Promise<void>): void }, prefix?: string): Promise<TempSpool> {
+  const s = await tempSpool(prefix);
+  t.after(() => s.cleanup());
+  return s;
+}
+
+/** The job waiting in new/ under this delivery id, parsed against the schema. */
+export async function readPendingJob(root: string, deliveryId: string): Promise<Job> {
+  return JobSchema.parse(JSON.parse(await readFile(path.join(root, "new", `${deliveryId}.json`), "utf8")));
 }

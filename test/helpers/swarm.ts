@@ -47,3 +47,16 @@ export async function loadIntoNodes(image: string): Promise<void> {
     await run("bash", ["-o", "pipefail", "-c", 'docker save "$1" | docker -H "$2" load -q >/dev/null', "load", image, nodeHost(node)]);
   }
 }
+
+/** A stack name no other test uses, removed from the swarm when the test ends (`t.after`). */
+export function uniqueStack(t: { after(fn: () => Promise<void>): void }, prefix = "shtest"): string {
+  const name = `${prefix}-${Math.random().toString(16).slice(2, 8)}`;
+  t.after(() => removeStack(name));
+  return name;
+}
+
+/** Remove a stack and wait until its services are gone (a later stack of the same name starts clean). */
+export async function removeStack(name: string, host?: string): Promise<void> {
+  await docker(["stack", "rm", name], { host }).catch(() => undefined);
+  await waitFor(`stack ${name} removed`, async () => ((await docker(["stack", "services", name, "-q"], { host }).catch(() => "")) === "" ? true : undefined), 60_000, 250).catch(() => undefined);
+}
