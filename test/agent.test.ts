@@ -13,6 +13,7 @@ import { execFile } from "node:child_process";
 import { mkdir, readFile, symlink } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
+import { onEnd } from "./helpers/cleanup.ts";
 import { useTempSpool } from "./helpers/spool.ts";
 import { uniqueStack } from "./helpers/swarm.ts";
 
@@ -220,7 +221,7 @@ describe("an agent facing a jammed spool", () => {
     await symlink("/dev/zero", path.join(s.root, "new", planted.newLink));
     await run("mkfifo", [path.join(s.root, "state", `${stack}.json`)]);
     const a = await startTestAgent(s.root, { STACK_FILE: stackFile("web"), STACK_NAME: stack });
-    t.after(() => a.stop());
+    onEnd(t, () => a.stop());
     const r1 = await waitForRecord(s.root, await publish(s.root, v1));
     assert.equal(r1.outcome, "success", r1.reason);
     const r2 = await waitForRecord(s.root, await publish(s.root, v2, { before: v1 }));
@@ -244,7 +245,7 @@ describe("an agent facing a jammed spool", () => {
     const [future, next] = [randomSha(), randomSha()];
     await Promise.all([buildWebImage(future), buildWebImage(next)]);
     const a = await startTestAgent(s.root, { STACK_FILE: stackFile("web"), STACK_NAME: stack });
-    t.after(() => a.stop());
+    onEnd(t, () => a.stop());
     const r1 = await waitForRecord(s.root, await publish(s.root, future, { committedAt: "2099-12-31T23:59:59Z" }));
     assert.equal(r1.outcome, "success", r1.reason);
     const r2 = await waitForRecord(s.root, await publish(s.root, next, { committedAt: new Date().toISOString(), before: future }));

@@ -9,6 +9,7 @@ import { deliver, startTestApi } from "./helpers/api.ts";
 import { buildWebImage } from "./helpers/images.ts";
 import { randomSha } from "./helpers/jobs.ts";
 import { pushPayload } from "./helpers/payloads.ts";
+import { onEnd } from "./helpers/cleanup.ts";
 import { useTempSpool } from "./helpers/spool.ts";
 import { uniqueStack } from "./helpers/swarm.ts";
 
@@ -21,9 +22,9 @@ describe("one delivery, one job", () => {
     const sha = randomSha();
     await buildWebImage(sha);
     const apis = [await startTestApi(s.root, { DEPLOY_BRANCHES: "main" }), await startTestApi(s.root, { DEPLOY_BRANCHES: "main" })];
-    t.after(() => Promise.all(apis.map((a) => a.close())).then(() => undefined));
+    onEnd(t, () => Promise.all(apis.map((a) => a.close())).then(() => undefined));
     const agent = await startTestAgent(s.root, { STACK_FILE: stackFile("web"), STACK_NAME: stack, POLL_INTERVAL_MS: "50" });
-    t.after(() => agent.stop());
+    onEnd(t, () => agent.stop());
     const deliveryId = randomUUID();
     const body = JSON.stringify(pushPayload({ ref: "refs/heads/main", after: sha }));
     const answers: number[] = [];
@@ -51,9 +52,9 @@ describe("one delivery, one job", () => {
   it("a redelivery after a failed deploy is a new attempt, recorded on its own", async (t) => {
     const s = await useTempSpool(t);
     const agent = await startTestAgent(s.root, { STACK_FILE: stackFile("invalid"), STACK_NAME: uniqueStack(t) });
-    t.after(() => agent.stop());
+    onEnd(t, () => agent.stop());
     const api = await startTestApi(s.root, { DEPLOY_BRANCHES: "main" });
-    t.after(() => api.close());
+    onEnd(t, () => api.close());
     const deliveryId = randomUUID();
     const body = JSON.stringify(pushPayload({ ref: "refs/heads/main", after: randomSha() }));
     assert.equal((await deliver(api.url, { event: "push", body, deliveryId })).status, 202);
@@ -70,7 +71,7 @@ describe("one delivery, one job", () => {
     // the watcher's claim, frozen between link and unlink: the id is in work/ and a second copy arrives in new/
     await fs.link(path.join(s.root, "new", `${id}.json`), path.join(s.root, "work", `${id}.json`));
     const agent = await startTestAgent(s.root, { STACK_FILE: stackFile("invalid"), STACK_NAME: uniqueStack(t) });
-    t.after(() => agent.stop());
+    onEnd(t, () => agent.stop());
     await waitForRecord(s.root, id);
     await sleep(600);
     assert.equal((await readRecords(s.root)).filter((r) => r.jobId === id).length, 1);

@@ -1,6 +1,7 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { onEnd, type Ends } from "./cleanup.ts";
 import { JobSchema, ensureSpool, openSpool, type Job, type Spool } from "../../spool/index.ts";
 
 export interface TempSpool {
@@ -17,10 +18,10 @@ export async function tempSpool(prefix = "swarmhook-spool-"): Promise<TempSpool>
   return { root, spool, cleanup: () => rm(root, { recursive: true, force: true }) };
 }
 
-/** A temp spool removed when the test ends (`t.after`). */
-export async function useTempSpool(t: { after(fn: () => Promise<void>): void }, prefix?: string): Promise<TempSpool> {
+/** A temp spool removed when the test ends (after what was started on it). */
+export async function useTempSpool(t: Ends, prefix?: string): Promise<TempSpool> {
   const s = await tempSpool(prefix);
-  t.after(() => s.cleanup());
+  onEnd(t, () => s.cleanup());
   return s;
 }
 

@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
+import { onEnd, type Ends } from "./cleanup.ts";
 
 const run = promisify(execFile);
 const SCRIPT = path.join(import.meta.dirname, "..", "..", "scripts", "netns-swarm.sh");
@@ -48,10 +49,10 @@ export async function loadIntoNodes(image: string): Promise<void> {
   }
 }
 
-/** A stack name no other test uses, removed from the swarm when the test ends (`t.after`). */
-export function uniqueStack(t: { after(fn: () => Promise<void>): void }, prefix = "shtest"): string {
+/** A stack name no other test uses, removed from the swarm when the test ends. */
+export function uniqueStack(t: Ends, prefix = "shtest"): string {
   const name = `${prefix}-${Math.random().toString(16).slice(2, 8)}`;
-  t.after(() => removeStack(name));
+  onEnd(t, () => removeStack(name));
   return name;
 }
 
