@@ -1,7 +1,16 @@
 import { watch } from "node:fs";
 import type { Logger } from "pino";
 import { systemClock, type Clock } from "../lib/clock.ts";
-import { SpoolError, claimJob, cleanStaleTemp, ensureSpool, listPending, recoverInterrupted, type ClaimResult, type Spool } from "../spool/index.ts";
+import {
+  SpoolError,
+  claimJob,
+  cleanStaleTemp,
+  ensureSpool,
+  listPending,
+  recoverInterrupted,
+  type ClaimResult,
+  type Spool,
+} from "../spool/index.ts";
 import type { AgentConfig } from "./config.ts";
 import type { DockerRunner } from "./docker.ts";
 import { createRecorder } from "./records.ts";
@@ -115,7 +124,8 @@ async function claimOne(state: AgentState, ctx: StackContext, name: string): Pro
   } catch (err) {
     if (err instanceof SpoolError && err.code === "root_missing") throw err;
     const message = (err as Error).message;
-    if (state.entryProblems.get(name) !== message) ctx.log.error({ err, entry: `new/${name}` }, "spool entry skipped: it cannot be claimed");
+    if (state.entryProblems.get(name) !== message)
+      ctx.log.error({ err, entry: `new/${name}` }, "spool entry skipped: it cannot be claimed");
     state.entryProblems.set(name, message);
   }
 }

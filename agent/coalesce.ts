@@ -25,7 +25,9 @@ export const byReceipt = (a: Pending, b: Pending): number =>
 
 /** The moves GitHub reported with these jobs' pushes (`before` → `sha`), a new branch's zero SHA left out. */
 function movesOf(pending: readonly Pending[]): Move[] {
-  return pending.flatMap(({ job }) => (job.before && !ZERO.test(job.before) && job.before !== job.sha ? [{ before: job.before, after: job.sha }] : []));
+  return pending.flatMap(({ job }) =>
+    job.before && !ZERO.test(job.before) && job.before !== job.sha ? [{ before: job.before, after: job.sha }] : [],
+  );
 }
 
 function remember(known: readonly Move[], added: readonly Move[]): Move[] {
@@ -74,7 +76,8 @@ export function coalesce(pending: readonly Pending[], deployed: Deployed | null)
   const live: Pending[] = [];
   for (const p of pending) {
     const sha = p.job.sha;
-    const ahead = p.job.event === "manual" ? undefined : heads.find((h) => h !== sha && pastOf.get(h)?.has(sha) && !pastOf.get(sha)?.has(h));
+    const ahead =
+      p.job.event === "manual" ? undefined : heads.find((h) => h !== sha && pastOf.get(h)?.has(sha) && !pastOf.get(sha)?.has(h));
     if (ahead === undefined) live.push(p);
     else {
       const what = ahead === deployed?.sha ? `the deployed ${short(ahead)}` : `the pending ${short(ahead)}`;

@@ -36,7 +36,12 @@ const envSchema = z.object({
   STACK_FILE: z.string().optional(),
   STACK_NAME: z.string().regex(STACK_NAME, "STACK_NAME must be a Docker stack name ([a-zA-Z0-9_-], starting alphanumeric)").optional(),
   POLL_INTERVAL_MS: z.coerce.number().int().min(50).max(60_000).default(1000),
-  DEPLOY_TIMEOUT_S: z.coerce.number().int().min(5).max(24 * 3600).default(600),
+  DEPLOY_TIMEOUT_S: z.coerce
+    .number()
+    .int()
+    .min(5)
+    .max(24 * 3600)
+    .default(600),
   DEPLOY_RETRIES: z.coerce.number().int().min(0).max(20).default(3),
   RETRY_BACKOFF_MS: z.coerce.number().int().min(0).max(600_000).default(2000),
   HEALTH_URL: z.url({ protocol: /^https?$/, error: "HEALTH_URL must be an http(s) URL" }).optional(),
@@ -84,7 +89,13 @@ function readStacksFile(file: string): StackConfig[] {
   return parsed.data.stacks.map((s) => {
     if (names.has(s.name)) throw new ConfigError(`AGENT_CONFIG=${file}: stack ${s.name} is listed twice`);
     names.add(s.name);
-    return { name: s.name, file: path.resolve(path.dirname(file), s.file), repository: s.repository, branches: s.branches, healthUrl: s.healthUrl };
+    return {
+      name: s.name,
+      file: path.resolve(path.dirname(file), s.file),
+      repository: s.repository,
+      branches: s.branches,
+      healthUrl: s.healthUrl,
+    };
   });
 }
 

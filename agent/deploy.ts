@@ -59,7 +59,12 @@ function toAttempt(n: number, r: DockerResult): Attempt {
 }
 
 /** `docker stack deploy`, retried with exponential backoff (at most MAX_BACKOFF_MS) while the failure is transient. */
-async function runDeploy(d: DeployDeps, env: Record<string, string>, deadline: number, attempts: Attempt[]): Promise<DockerResult | undefined> {
+async function runDeploy(
+  d: DeployDeps,
+  env: Record<string, string>,
+  deadline: number,
+  attempts: Attempt[],
+): Promise<DockerResult | undefined> {
   const { docker, log, policy, stack, clock } = d;
   const args = ["stack", "deploy", "-c", stack.file, stack.name, "--with-registry-auth", "--detach=false"];
   let last: DockerResult | undefined;
@@ -103,7 +108,13 @@ export async function deployJob(d: DeployDeps): Promise<DeployResult> {
   const startedAt = clock.now().getTime();
   const since = new Date(startedAt - 1000); // update states from before this deploy are not ours
   const deadline = startedAt + policy.deployTimeoutMs;
-  const fail = (outcome: DeployResult["outcome"], reason: string, services: ServiceState[] = []): DeployResult => ({ outcome, reason, attempts, services, warnings });
+  const fail = (outcome: DeployResult["outcome"], reason: string, services: ServiceState[] = []): DeployResult => ({
+    outcome,
+    reason,
+    attempts,
+    services,
+    warnings,
+  });
 
   const last = await runDeploy(d, env, deadline, attempts);
   if (!last) return fail("failed", "no attempt ran");
@@ -117,7 +128,8 @@ export async function deployJob(d: DeployDeps): Promise<DeployResult> {
     const why = isTransient(last) ? `still failing after ${attempts.length} attempts` : "permanent failure";
     return fail("failed", `docker stack deploy exited ${last.exitCode}: ${why}`);
   }
-  if (last.timedOut) warnings.push(`docker stack deploy did not return within ${policy.deployTimeoutMs / 1000} s; judged by the services' state`);
+  if (last.timedOut)
+    warnings.push(`docker stack deploy did not return within ${policy.deployTimeoutMs / 1000} s; judged by the services' state`);
 
   let verdict: Verdict;
   try {
@@ -132,7 +144,11 @@ export async function deployJob(d: DeployDeps): Promise<DeployResult> {
     if (problem) return fail("failed", problem, verdict.services);
   }
   if (unpinned && policy.digestPolicy === "fail") {
-    return fail("failed", "the stack was updated, but an image digest could not be pinned, so nodes may run different builds (DIGEST_POLICY=fail)", verdict.services);
+    return fail(
+      "failed",
+      "the stack was updated, but an image digest could not be pinned, so nodes may run different builds (DIGEST_POLICY=fail)",
+      verdict.services,
+    );
   }
   return { outcome: "success", attempts, services: verdict.services, warnings };
 }

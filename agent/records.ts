@@ -37,7 +37,14 @@ export function createRecorder(deps: { spool: Spool; log: Logger; clock: Clock; 
     try {
       const where = await finishJob(spool, rec);
       const took = rec.timings.started ? Date.parse(rec.timings.finished) - Date.parse(rec.timings.started) : 0;
-      const fields = { outcome: rec.outcome, reason: rec.reason, record: where, durationMs: took, attempts: rec.attempts.length, warnings: rec.warnings };
+      const fields = {
+        outcome: rec.outcome,
+        reason: rec.reason,
+        record: where,
+        durationMs: took,
+        attempts: rec.attempts.length,
+        warnings: rec.warnings,
+      };
       jobLog[LEVEL[rec.outcome]]({ ...fields, ...(rec.supersededBy ? { supersededBy: rec.supersededBy } : {}) }, `job ${rec.outcome}`);
     } catch (err) {
       jobLog.error({ err, outcome: rec.outcome }, "could not record the outcome; will retry");

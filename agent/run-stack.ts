@@ -37,7 +37,11 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
   const decision = coalesce(batch, deployed);
   for (const { pending, reason } of decision.stale) await recorder.finish(pending, "stale", { stack: name, reason });
   for (const { pending, by } of decision.superseded) {
-    await recorder.finish(pending, "superseded", { stack: name, supersededBy: by.jobId, reason: `a newer delivery (${short(by)}) was pending` });
+    await recorder.finish(pending, "superseded", {
+      stack: name,
+      supersededBy: by.jobId,
+      reason: `a newer delivery (${short(by)}) was pending`,
+    });
   }
   const winner = decision.deploy;
   const remember = (sha: string, jobId: string) =>
@@ -54,5 +58,12 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
   if (result.outcome === "success") await remember(winner.job.sha, winner.jobId);
   else if (deployed) await remember(deployed.sha, deployed.jobId);
   const { attempts, services, warnings } = result;
-  await recorder.finish(winner, result.outcome, { stack: name, started, attempts, services, warnings, ...(result.reason ? { reason: result.reason } : {}) });
+  await recorder.finish(winner, result.outcome, {
+    stack: name,
+    started,
+    attempts,
+    services,
+    warnings,
+    ...(result.reason ? { reason: result.reason } : {}),
+  });
 }

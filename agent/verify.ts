@@ -32,12 +32,20 @@ interface TaskRow {
 /** A docker query that must succeed; its failure is an inspection error, never a success. */
 async function query(docker: DockerRunner, args: string[], env: RunOptions["env"]): Promise<string> {
   const r = await docker.capture(args, { env, timeoutMs: 30_000 });
-  if (r.exitCode !== 0) throw new Error(`${args.slice(0, 2).join(" ")} failed (exit ${r.exitCode ?? "none"}): ${r.spawnError ?? r.outputTail.split("\n").slice(-3).join(" ")}`);
+  if (r.exitCode !== 0)
+    throw new Error(
+      `${args.slice(0, 2).join(" ")} failed (exit ${r.exitCode ?? "none"}): ${r.spawnError ?? r.outputTail.split("\n").slice(-3).join(" ")}`,
+    );
   return r.stdout;
 }
 
 /** The image each service of the stack file asks for, after interpolation with the deploy's env. */
-export async function askedImages(docker: DockerRunner, stackFile: string, stackName: string, env: Record<string, string>): Promise<Map<string, string>> {
+export async function askedImages(
+  docker: DockerRunner,
+  stackFile: string,
+  stackName: string,
+  env: Record<string, string>,
+): Promise<Map<string, string>> {
   const text = await query(docker, ["stack", "config", "-c", stackFile], env);
   const doc = parseYaml(text) as { services?: Record<string, { image?: string }> };
   const out = new Map<string, string>();
@@ -69,7 +77,9 @@ export async function inspectStack(
     const wanted = imageName(asked.get(name)) ?? specImage;
     const recent = s.UpdateStatus?.StartedAt && new Date(s.UpdateStatus.StartedAt) >= since ? s.UpdateStatus : undefined;
     const updateState = recent?.State ?? null;
-    const rows = (await query(docker, ["service", "ps", s.ID, "--filter", "desired-state=running", "--no-trunc", "--format", "{{json .}}"], env))
+    const rows = (
+      await query(docker, ["service", "ps", s.ID, "--filter", "desired-state=running", "--no-trunc", "--format", "{{json .}}"], env)
+    )
       .split("\n")
       .filter(Boolean)
       .map((l) => JSON.parse(l) as TaskRow);
@@ -87,7 +97,10 @@ export async function inspectStack(
     });
 
     if (updateState && ROLLBACK.has(updateState)) {
-      problems.push({ kind: updateState === "rollback_started" ? "pending" : "rolled_back", text: `${name}: ${updateState} (${recent?.Message ?? "no message"})` });
+      problems.push({
+        kind: updateState === "rollback_started" ? "pending" : "rolled_back",
+        text: `${name}: ${updateState} (${recent?.Message ?? "no message"})`,
+      });
     } else if (updateState === "paused") {
       problems.push({ kind: "failed", text: `${name}: update paused (${recent?.Message ?? "no message"})` });
     } else if (specImage !== wanted) {
@@ -111,7 +124,12 @@ export async function inspectStack(
  * Poll HEALTH_URL until it answers 200 and, when its JSON carries `commit`, reports `sha`.
  * Returns null on success, else why it did not.
  */
-export async function checkHealth(url: string, sha: string, timeoutMs: number, o: { clock?: Clock; everyMs?: number } = {}): Promise<string | null> {
+export async function checkHealth(
+  url: string,
+  sha: string,
+  timeoutMs: number,
+  o: { clock?: Clock; everyMs?: number } = {},
+): Promise<string | null> {
   const clock = o.clock ?? systemClock;
   const deadline = clock.now().getTime() + timeoutMs;
   let last = "no answer yet";

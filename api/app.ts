@@ -37,7 +37,10 @@ export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
   app.route("/", createHealthRoute({ version: deps.version, commit: deps.config.gitSha }));
   app.route("/api/visit", createVisitRoute({ visits: deps.visits, clientAddress: deps.clientAddress }));
-  app.route("/api/webhook/github", createWebhookRoute({ config: deps.config, spool: deps.spool, log, budget, now: deps.now ?? (() => new Date()) }));
+  app.route(
+    "/api/webhook/github",
+    createWebhookRoute({ config: deps.config, spool: deps.spool, log, budget, now: deps.now ?? (() => new Date()) }),
+  );
   app.notFound((c) => c.json({ error: "not found" }, 404));
   app.onError((err, c) => {
     if (err instanceof HttpError) return answerHttpError(err, c, rejected, log);

@@ -34,7 +34,10 @@ export function resolveClientAddress(peer: string, forwardedFor: string | undefi
   };
   let addr = normalize(peer);
   if (!isTrusted(addr) || !forwardedFor) return addr;
-  const hops = forwardedFor.split(",").map((s) => s.trim()).filter(Boolean);
+  const hops = forwardedFor
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   while (hops.length > 0) {
     const hop = normalize(hops.pop() as string);
     if (isIP(hop) === 0) return addr; // garbage in the header: stop at the last address we know

@@ -42,16 +42,28 @@ const schema = z
   })
   .superRefine((v, ctx) => {
     if (v.WEBHOOK_INFLIGHT_LIMIT < v.WEBHOOK_BODY_LIMIT) {
-      ctx.addIssue({ code: "custom", path: ["WEBHOOK_INFLIGHT_LIMIT"], message: "WEBHOOK_INFLIGHT_LIMIT must be at least WEBHOOK_BODY_LIMIT" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["WEBHOOK_INFLIGHT_LIMIT"],
+        message: "WEBHOOK_INFLIGHT_LIMIT must be at least WEBHOOK_BODY_LIMIT",
+      });
     }
     if (v.DATABASE_URL && v.POSTGRES_HOST) {
       ctx.addIssue({ code: "custom", path: ["DATABASE_URL"], message: "set DATABASE_URL or POSTGRES_HOST, not both" });
     }
     if (v.POSTGRES_HOST && !v.POSTGRES_PASSWORD) {
-      ctx.addIssue({ code: "custom", path: ["POSTGRES_PASSWORD"], message: "POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE) is required with POSTGRES_HOST" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["POSTGRES_PASSWORD"],
+        message: "POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE) is required with POSTGRES_HOST",
+      });
     }
     if ((v.DATABASE_URL || v.POSTGRES_HOST) && !v.VISIT_SALT) {
-      ctx.addIssue({ code: "custom", path: ["VISIT_SALT"], message: "VISIT_SALT is required with a database: a stable random string (openssl rand -hex 32)" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["VISIT_SALT"],
+        message: "VISIT_SALT is required with a database: a stable random string (openssl rand -hex 32)",
+      });
     }
   });
 

@@ -53,7 +53,10 @@ function parse<T extends z.ZodType>(schema: T, payload: unknown, event: string):
 type Deploy = ApiConfig["deploy"];
 
 /** The job a deploying delivery becomes; a payload whose fields do not make a valid job is a 400. */
-function jobFrom(delivery: Delivery, fields: Pick<Job, "repository" | "ref" | "sha"> & { committedAt?: string; sender?: string; before?: string; forced?: boolean }): Decision {
+function jobFrom(
+  delivery: Delivery,
+  fields: Pick<Job, "repository" | "ref" | "sha"> & { committedAt?: string; sender?: string; before?: string; forced?: boolean },
+): Decision {
   const { committedAt, sender, before, forced, ...rest } = fields;
   const candidate = {
     version: JOB_VERSION,
@@ -73,7 +76,9 @@ function jobFrom(delivery: Delivery, fields: Pick<Job, "repository" | "ref" | "s
 }
 
 const otherRepository = (name: string, deploy: Deploy): Decision | undefined =>
-  deploy.repository && !sameRepository(name, deploy.repository) ? { kind: "ignored", reason: `repository ${name} is not DEPLOY_REPOSITORY` } : undefined;
+  deploy.repository && !sameRepository(name, deploy.repository)
+    ? { kind: "ignored", reason: `repository ${name} is not DEPLOY_REPOSITORY` }
+    : undefined;
 
 function decidePush(delivery: Delivery, deploy: Deploy): Decision {
   const p = parse(PushPayload, delivery.payload, delivery.event);
@@ -87,7 +92,14 @@ function decidePush(delivery: Delivery, deploy: Deploy): Decision {
     return { kind: "ignored", reason: `ref ${p.ref} is not a branch in DEPLOY_BRANCHES` };
   }
   const chain = p.before !== undefined && /^[0-9a-f]{40}$/.test(p.before) ? { before: p.before, forced: p.forced ?? false } : {};
-  return jobFrom(delivery, { repository: p.repository.full_name, ref: p.ref, sha: p.after, committedAt: p.head_commit?.timestamp, sender: p.sender?.login, ...chain });
+  return jobFrom(delivery, {
+    repository: p.repository.full_name,
+    ref: p.ref,
+    sha: p.after,
+    committedAt: p.head_commit?.timestamp,
+    sender: p.sender?.login,
+    ...chain,
+  });
 }
 
 function decideWorkflowRun(delivery: Delivery, deploy: Deploy): Decision {
@@ -108,7 +120,13 @@ function decideWorkflowRun(delivery: Delivery, deploy: Deploy): Decision {
     return { kind: "ignored", reason: `workflow ${run.name ?? "unnamed"} is not in DEPLOY_WORKFLOWS` };
   }
   const ref = `refs/heads/${run.head_branch}`;
-  return jobFrom(delivery, { repository: p.repository.full_name, ref, sha: run.head_sha, committedAt: run.head_commit?.timestamp, sender: p.sender?.login });
+  return jobFrom(delivery, {
+    repository: p.repository.full_name,
+    ref,
+    sha: run.head_sha,
+    committedAt: run.head_commit?.timestamp,
+    sender: p.sender?.login,
+  });
 }
 
 /**

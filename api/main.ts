@@ -41,14 +41,25 @@ async function main(): Promise<void> {
   pool?.on("error", (err) => log.warn({ err: { message: err.message } }, "idle database connection lost"));
   const visits = pool && config.visitSalt ? createVisitStore({ pool, salt: config.visitSalt }) : undefined;
   if (!visits) {
-    log.warn("no database configured: /api/visit answers 503; set DATABASE_URL, or POSTGRES_HOST with POSTGRES_PASSWORD(_FILE), and VISIT_SALT");
-  } else {
-    await visits.ensureSchema().catch((err: Error) =>
-      log.warn({ err: { message: err.message } }, "database not reachable at start-up; the schema is created on first use"),
+    log.warn(
+      "no database configured: /api/visit answers 503; set DATABASE_URL, or POSTGRES_HOST with POSTGRES_PASSWORD(_FILE), and VISIT_SALT",
     );
+  } else {
+    await visits
+      .ensureSchema()
+      .catch((err: Error) =>
+        log.warn({ err: { message: err.message } }, "database not reachable at start-up; the schema is created on first use"),
+      );
   }
 
-  const app = createApp({ config, spool, log, visits, clientAddress: createClientAddress(config.trustedProxies), version: packageVersion() });
+  const app = createApp({
+    config,
+    spool,
+    log,
+    visits,
+    clientAddress: createClientAddress(config.trustedProxies),
+    version: packageVersion(),
+  });
   const running = await startServer(app, { port: config.port, host: config.host });
   log.info({ url: running.url, spool: spool.root, branches: config.deploy.branches, events: config.deploy.events }, "listening");
 

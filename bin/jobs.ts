@@ -22,7 +22,12 @@ export async function listJobs(spoolDir: string, last: number): Promise<string> 
   lines.push(`last ${entries.length} finished:`);
   for (const { path, record: r, problem } of entries) {
     if (!r) lines.push(`${path}: unreadable record (${clean((problem ?? "").split("\n")[0] ?? "")})`);
-    else lines.push(clean([r.timings.finished, r.outcome.padEnd(11), r.stack ?? "-", r.job?.sha.slice(0, 12) ?? "-", r.jobId, r.reason ?? ""].join("  ")).trimEnd());
+    else
+      lines.push(
+        clean(
+          [r.timings.finished, r.outcome.padEnd(11), r.stack ?? "-", r.job?.sha.slice(0, 12) ?? "-", r.jobId, r.reason ?? ""].join("  "),
+        ).trimEnd(),
+      );
   }
   return `${lines.join("\n")}\n`;
 }

@@ -52,7 +52,14 @@ export async function runLocal(dir: string, root: string): Promise<void> {
   const log = pino({ level: apiConfig.logLevel });
   const spool = openSpool(apiConfig.spoolDir);
   await ensureSpool(spool);
-  const app = createApp({ config: apiConfig, spool, log: log.child({ service: "api" }), visits: undefined, clientAddress: createClientAddress([]), version: "local" });
+  const app = createApp({
+    config: apiConfig,
+    spool,
+    log: log.child({ service: "api" }),
+    visits: undefined,
+    clientAddress: createClientAddress([]),
+    version: "local",
+  });
   const server = await startServer(app, { port: apiConfig.port, host: apiConfig.host });
   const agent = createAgent({ config: agentConfig, spool, docker: createDockerRunner(), log: log.child({ service: "webhook-watcher" }) });
   await agent.start();

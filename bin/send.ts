@@ -38,5 +38,14 @@ export async function send(a: SendArgs, env: NodeJS.ProcessEnv): Promise<SendRes
   if (!secret) throw new Error("the secret is required: --secret-file FILE or DEPLOY_WEBHOOK_SECRET");
   if (!a.repository || !a.sha) throw new Error("--repository and --sha are required (swarmhook send --help)");
   const before = a.before === "" ? undefined : a.before; // Actions gives "" for a manual run
-  return sendDeploy({ url, secret, repository: a.repository, branch: a.branch, sha: a.sha, before, committedAt: a.committedAt, sender: a.sender });
+  return sendDeploy({
+    url,
+    secret,
+    repository: a.repository,
+    branch: a.branch,
+    sha: a.sha,
+    before,
+    committedAt: a.committedAt,
+    sender: a.sender,
+  });
 }

@@ -59,7 +59,16 @@ async function main(argv: string[]): Promise<void> {
       return runLocal(path.resolve(values.dir), ROOT);
     case "send": {
       const r = await send(
-        { url: values.url, secretFile: values["secret-file"], repository: values.repository, branch: values.branch, sha: values.sha, before: values.before, committedAt: values["committed-at"], sender: values.sender },
+        {
+          url: values.url,
+          secretFile: values["secret-file"],
+          repository: values.repository,
+          branch: values.branch,
+          sha: values.sha,
+          before: values.before,
+          committedAt: values["committed-at"],
+          sender: values.sender,
+        },
         process.env,
       );
       process.stdout.write(`${r.status} ${r.body}\n`);
@@ -85,4 +94,6 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-await main(process.argv.slice(2)).catch((err: Error) => fail(`${err.message}${err.cause ? ` (${String((err.cause as Error).message ?? err.cause)})` : ""}`));
+await main(process.argv.slice(2)).catch((err: Error) =>
+  fail(`${err.message}${err.cause ? ` (${String((err.cause as Error).message ?? err.cause)})` : ""}`),
+);

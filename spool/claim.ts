@@ -7,7 +7,6 @@ import { isUnreadable, readBounded } from "./read.ts";
 import type { ResultRecord } from "./record.ts";
 import { JobSchema, jobIdFromFileName, type Job } from "./schema.ts";
 
-
 export type ClaimResult =
   | { status: "claimed"; jobId: string; job: Job; claimedAt: Date }
   | { status: "quarantined"; name: string; reason: string; record: string }
@@ -40,7 +39,8 @@ export async function claimJob(spool: Spool, name: string, now = new Date()): Pr
   if (jobId === null) return quarantine(spool, "new", name, "file name is not <delivery-id>.json", now);
   const st = await fs.lstat(spool.file("new", name)).catch(() => null);
   if (st === null) return { status: "lost" };
-  if (!st.isFile()) return quarantine(spool, "new", name, st.isSymbolicLink() ? "a symbolic link, not a job file" : "not a regular file", now);
+  if (!st.isFile())
+    return quarantine(spool, "new", name, st.isSymbolicLink() ? "a symbolic link, not a job file" : "not a regular file", now);
   for (;;) {
     try {
       await fs.link(spool.file("new", name), spool.file("work", name));
@@ -100,7 +100,12 @@ export async function recoverInterrupted(spool: Spool, now = new Date()): Promis
 
 /** Keep a name readable in history but free of anything a shell or a path could take for syntax. */
 function safeName(name: string): string {
-  return name.replace(/[^A-Za-z0-9._-]/g, "_").replace(/^\.+/, "_").slice(0, 100) || "_";
+  return (
+    name
+      .replace(/[^A-Za-z0-9._-]/g, "_")
+      .replace(/^\.+/, "_")
+      .slice(0, 100) || "_"
+  );
 }
 
 /**

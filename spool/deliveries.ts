@@ -67,7 +67,13 @@ async function readMark(spool: Spool, id: string, now: number): Promise<Reservat
 
 async function isAbandoned(spool: Spool, id: string, now: number): Promise<boolean> {
   for (const sub of ["new", "work"] as const) {
-    if (await fs.lstat(spool.file(sub, `${id}.json`)).then(() => true, () => false)) return false;
+    if (
+      await fs.lstat(spool.file(sub, `${id}.json`)).then(
+        () => true,
+        () => false,
+      )
+    )
+      return false;
   }
   const st = await fs.lstat(spool.file("ids", id)).catch(() => null);
   return st !== null && now - st.mtimeMs > ABANDONED_MARK_MS;

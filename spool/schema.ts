@@ -53,4 +53,3 @@ export function jobIdFromFileName(name: string): string | null {
   const id = name.slice(0, -".json".length);
   return DELIVERY_ID.test(id) ? id : null;
 }
-

@@ -3,6 +3,7 @@ FROM node:24.11.1-alpine3.22 AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json tsconfig.api.json ./
 RUN npm ci --no-audit --no-fund
+COPY lib lib
 COPY spool spool
 COPY api api
 RUN npx tsc -p tsconfig.api.json

@@ -42,7 +42,10 @@ describe("the webhook-watcher process", () => {
         const r = await waitForRecord(t.root, id);
         assert.equal(r.outcome, "success", r.reason);
         assert.ok(second.lines.some((l) => l.includes("left in work/ by a dead run")));
-        assert.equal(await docker(["service", "inspect", `${stack}_web`, "-f", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"]), `${WEB_REPO}:${sha}`);
+        assert.equal(
+          await docker(["service", "inspect", `${stack}_web`, "-f", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"]),
+          `${WEB_REPO}:${sha}`,
+        );
       } finally {
         second.child.kill("SIGTERM");
         assert.equal(await second.exited, 0);
@@ -106,7 +109,11 @@ describe("pickup through a bindfs mount (the NFS case)", () => {
     const mount = await mountBindfs(t.root);
     const POLL = 500;
     // an invalid stack file fails at once: this test measures pickup, not deploys
-    const a = await startTestAgent(mount.mountpoint, { STACK_FILE: stackFile("invalid"), STACK_NAME: "shpickup", POLL_INTERVAL_MS: String(POLL) });
+    const a = await startTestAgent(mount.mountpoint, {
+      STACK_FILE: stackFile("invalid"),
+      STACK_NAME: "shpickup",
+      POLL_INTERVAL_MS: String(POLL),
+    });
     try {
       await ensureSpool(openSpool(t.root));
       const delays: number[] = [];
@@ -114,7 +121,12 @@ describe("pickup through a bindfs mount (the NFS case)", () => {
         await new Promise((r) => setTimeout(r, 137 * i)); // land at different points of the poll cycle
         const published = Date.now();
         const id = await publish(t.root, randomSha()); // written to the underlying directory, as nfsd would
-        const claimed = await waitFor("the job claimed", async () => a.logs.find((l) => l.msg === "job claimed" && l.jobId === id), 10_000, 10);
+        const claimed = await waitFor(
+          "the job claimed",
+          async () => a.logs.find((l) => l.msg === "job claimed" && l.jobId === id),
+          10_000,
+          10,
+        );
         delays.push(claimed.at - published);
         await waitForRecord(t.root, id);
       }

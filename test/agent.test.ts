@@ -19,9 +19,13 @@ import { uniqueStack } from "./helpers/swarm.ts";
 
 const run = promisify(execFile);
 const stackName = () => `shtest-${randomBytes(3).toString("hex")}`;
-const serviceImage = async (stack: string) => docker(["service", "inspect", `${stack}_web`, "-f", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"]);
+const serviceImage = async (stack: string) =>
+  docker(["service", "inspect", `${stack}_web`, "-f", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"]);
 const runningImages = async (stack: string) =>
-  (await docker(["service", "ps", `${stack}_web`, "--filter", "desired-state=running", "--format", "{{.Image}} {{.CurrentState}}"])).split("\n").filter((l) => / Running /.test(l)).map((l) => l.split(" ")[0]);
+  (await docker(["service", "ps", `${stack}_web`, "--filter", "desired-state=running", "--format", "{{.Image}} {{.CurrentState}}"]))
+    .split("\n")
+    .filter((l) => / Running /.test(l))
+    .map((l) => l.split(" ")[0]);
 const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000).toISOString();
 
 describe("agent on the real one-node swarm", () => {
@@ -56,13 +60,22 @@ describe("agent on the real one-node swarm", () => {
       assert.equal(r2.outcome, "success", r2.reason);
       assert.equal(await serviceImage(stack), `${WEB_REPO}:${v2}`);
       assert.deepEqual(await runningImages(stack), [`${WEB_REPO}:${v2}`, `${WEB_REPO}:${v2}`]);
-      assert.deepEqual(r2.services.map((s) => [s.name, s.image, s.running, s.desired]), [[`${stack}_web`, `${WEB_REPO}:${v2}`, 2, 2]]);
+      assert.deepEqual(
+        r2.services.map((s) => [s.name, s.image, s.running, s.desired]),
+        [[`${stack}_web`, `${WEB_REPO}:${v2}`, 2, 2]],
+      );
       assert.equal(r2.attempts.length, 1);
       assert.deepEqual(r2.attempts[0]?.command.slice(0, 4), ["docker", "stack", "deploy", "-c"]);
       assert.ok(r2.attempts[0]?.command.includes("--with-registry-auth"));
       assert.ok(r2.timings.started && r2.timings.claimed && r2.timings.received);
-      assert.ok(r2.warnings.some((w) => /digest/.test(w)), "a locally built image raises the digest warning, recorded");
-      assert.ok(a.logs.some((l) => l.msg === "docker" && typeof l.docker === "string"), "docker's output is logged line by line");
+      assert.ok(
+        r2.warnings.some((w) => /digest/.test(w)),
+        "a locally built image raises the digest warning, recorded",
+      );
+      assert.ok(
+        a.logs.some((l) => l.msg === "docker" && typeof l.docker === "string"),
+        "docker's output is logged line by line",
+      );
     });
 
     it("records rolled_back when the new image crashes, and the service is back on the previous image", async () => {
@@ -99,16 +112,25 @@ describe("agent on the real one-node swarm", () => {
     const a = await startTestAgent(t.root, { STACK_FILE: stackFile("web"), STACK_NAME: stack });
     try {
       const firstId = await publish(t.root, first, minutesAgo(60));
-      await waitFor("the first deploy to start", async () => (a.logs.some((l) => l.msg === "deploy started") ? true : undefined), 30_000, 50);
+      await waitFor(
+        "the first deploy to start",
+        async () => (a.logs.some((l) => l.msg === "deploy started") ? true : undefined),
+        30_000,
+        50,
+      );
       const ids = [];
       // published in order, so the last is the newest received; their commit dates are shuffled and decide nothing
-      for (let i = 0; i < 20; i++) ids.push(await publish(t.root, shas[i] as string, { committedAt: minutesAgo(Math.floor(Math.random() * 60)) }));
+      for (let i = 0; i < 20; i++)
+        ids.push(await publish(t.root, shas[i] as string, { committedAt: minutesAgo(Math.floor(Math.random() * 60)) }));
       for (const id of [firstId, ...ids]) await waitForRecord(t.root, id);
       const records = await readRecords(t.root);
       assert.equal(records.length, 21, "every job accounted for");
       const deploys = records.filter((r) => r.attempts.length > 0);
       assert.ok(deploys.length <= 3, `${deploys.length} deploys`);
-      assert.ok(records.every((r) => r.outcome === "success" || r.outcome === "superseded"), records.map((r) => `${r.outcome}: ${r.reason}`).join("\n"));
+      assert.ok(
+        records.every((r) => r.outcome === "success" || r.outcome === "superseded"),
+        records.map((r) => `${r.outcome}: ${r.reason}`).join("\n"),
+      );
       assert.equal(records.find((r) => r.job?.sha === newest)?.outcome, "success", "the newest delivery won");
       assert.equal(await serviceImage(stack), `${WEB_REPO}:${newest}`);
       assert.ok(records.filter((r) => r.outcome === "superseded").every((r) => r.supersededBy));
@@ -135,14 +157,21 @@ describe("agent on the real one-node swarm", () => {
 
   it("retries an unreachable daemon with backoff, logging each attempt, then fails", async () => {
     const t = await tempSpool();
-    const a = await startTestAgent(t.root, { STACK_FILE: stackFile("web"), STACK_NAME: stackName(), DEPLOY_RETRIES: "2" }, { DOCKER_HOST: "unix:///run/swarmhook-no-such-daemon.sock" });
+    const a = await startTestAgent(
+      t.root,
+      { STACK_FILE: stackFile("web"), STACK_NAME: stackName(), DEPLOY_RETRIES: "2" },
+      { DOCKER_HOST: "unix:///run/swarmhook-no-such-daemon.sock" },
+    );
     try {
       const r = await waitForRecord(t.root, await publish(t.root, randomSha()));
       assert.equal(r.outcome, "failed");
       assert.equal(r.attempts.length, 3);
       assert.ok(r.attempts.every((x) => /Cannot connect to the Docker daemon/.test(x.outputTail)));
       const retries = a.logs.filter((l) => l.msg.startsWith("deploy failed transiently"));
-      assert.deepEqual(retries.map((l) => l.retryInMs), [100, 200]);
+      assert.deepEqual(
+        retries.map((l) => l.retryInMs),
+        [100, 200],
+      );
       assert.match(r.reason ?? "", /after 3 attempts/);
     } finally {
       await a.stop();
@@ -165,7 +194,10 @@ describe("agent on the real one-node swarm", () => {
       assert.match(r.reason ?? "", /digest could not be pinned.*DIGEST_POLICY=fail/);
       assert.equal(r.services[0]?.image, `${WEB_REPO}:${v2}`, "the record shows what runs");
       assert.equal(r.attempts.length, 1, "not retried");
-      assert.ok(a.logs.some((l) => l.level === 40 && /digest/.test(l.msg)), "logged as a warning");
+      assert.ok(
+        a.logs.some((l) => l.level === 40 && /digest/.test(l.msg)),
+        "logged as a warning",
+      );
     } finally {
       await a.stop();
       await t.cleanup();
@@ -196,7 +228,11 @@ describe("agent on the real one-node swarm", () => {
     await buildWebImage(sha);
     const port = await freePort();
     const t = await tempSpool();
-    const a = await startTestAgent(t.root, { STACK_FILE: stackFile("web-health"), STACK_NAME: stack, HEALTH_URL: `http://127.0.0.1:${port}/health`, HEALTH_TIMEOUT_S: "60" }, { WEB_PORT: String(port) });
+    const a = await startTestAgent(
+      t.root,
+      { STACK_FILE: stackFile("web-health"), STACK_NAME: stack, HEALTH_URL: `http://127.0.0.1:${port}/health`, HEALTH_TIMEOUT_S: "60" },
+      { WEB_PORT: String(port) },
+    );
     try {
       const r = await waitForRecord(t.root, await publish(t.root, sha));
       assert.equal(r.outcome, "success", r.reason);
@@ -227,8 +263,12 @@ describe("an agent facing a jammed spool", () => {
     const r2 = await waitForRecord(s.root, await publish(s.root, v2, { before: v1 }));
     assert.equal(r2.outcome, "success", r2.reason);
     const said = a.logs.map((l) => JSON.stringify(l)).join("\n");
-    for (const entry of [`work/${planted.workDir}`, `new/${planted.newDir}`, `new/${planted.newLink}`, `state/${stack}.json`]) assert.ok(said.includes(entry), `${entry} named in the log`);
-    const invalid = (await readRecords(s.root)).filter((r) => r.outcome === "invalid").map((r) => r.reason).sort();
+    for (const entry of [`work/${planted.workDir}`, `new/${planted.newDir}`, `new/${planted.newLink}`, `state/${stack}.json`])
+      assert.ok(said.includes(entry), `${entry} named in the log`);
+    const invalid = (await readRecords(s.root))
+      .filter((r) => r.outcome === "invalid")
+      .map((r) => r.reason)
+      .sort();
     assert.deepEqual(invalid, [
       "a symbolic link, not a job file",
       "not a regular file",

@@ -56,7 +56,14 @@ describe("webhook bodies under a flood (compiled API process)", () => {
   before(async () => {
     t = await tempSpool();
     port = await freePort();
-    api = spawnDist("api/main.js", [], { SPOOL_DIR: t.root, GITHUB_WEBHOOK_SECRET: SECRET, PORT: String(port), HOST: "127.0.0.1", DEPLOY_BRANCHES: "main", LOG_LEVEL: "warn" });
+    api = spawnDist("api/main.js", [], {
+      SPOOL_DIR: t.root,
+      GITHUB_WEBHOOK_SECRET: SECRET,
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      DEPLOY_BRANCHES: "main",
+      LOG_LEVEL: "warn",
+    });
     await waitFor("the api", async () => ((await fetch(`http://127.0.0.1:${port}/health`)).ok ? true : undefined), 30_000, 100);
   });
   after(async () => {
@@ -73,7 +80,10 @@ describe("webhook bodies under a flood (compiled API process)", () => {
     const watch = (async () => {
       while (flooding) {
         peak = Math.max(peak, rssMb(pid));
-        const ok = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(2000) }).then((r) => r.ok, () => false);
+        const ok = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(2000) }).then(
+          (r) => r.ok,
+          () => false,
+        );
         if (ok) healthy++;
         else unhealthy++;
         await new Promise((r) => setTimeout(r, 50));
@@ -84,7 +94,10 @@ describe("webhook bodies under a flood (compiled API process)", () => {
     await watch;
     peak = Math.max(peak, rssMb(pid));
     const codes = statuses(answers);
-    assert.ok(codes.every((c) => c === "401" || c === "503"), codes.join(" "));
+    assert.ok(
+      codes.every((c) => c === "401" || c === "503"),
+      codes.join(" "),
+    );
     assert.ok(codes.includes("503"), "bodies beyond the in-flight budget are refused with 503");
     assert.ok(answers.filter((a) => a.startsWith("503")).every((a) => /retry shortly/.test(a)));
     assert.ok(peak < 200, `peak RSS ${peak.toFixed(0)} MB`);

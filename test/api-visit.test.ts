@@ -51,22 +51,26 @@ describe("GET /api/visit on a real Postgres", () => {
     assert.ok(!JSON.stringify(stored.rows).includes("203.0.113.7"));
   });
 
-  it("answers 503 within 2 s while Postgres is down, keeps /health at 200, and recovers without a restart", { skip: !process.env.DATABASE_URL ? false : "DATABASE_URL given: the external server cannot be stopped" }, async () => {
-    await db.stop();
-    try {
-      const started = performance.now();
-      const down = await visit();
-      const ms = performance.now() - started;
-      assert.equal(down.status, 503);
-      assert.equal(down.body.error, "database unavailable");
-      assert.ok(ms < 2000, `503 took ${Math.round(ms)} ms`);
-      assert.equal((await fetch(`${api.url}/health`)).status, 200);
-    } finally {
-      await db.start();
-    }
-    const back = await visit();
-    assert.equal(back.status, 200, JSON.stringify(back.body));
-  });
+  it(
+    "answers 503 within 2 s while Postgres is down, keeps /health at 200, and recovers without a restart",
+    { skip: !process.env.DATABASE_URL ? false : "DATABASE_URL given: the external server cannot be stopped" },
+    async () => {
+      await db.stop();
+      try {
+        const started = performance.now();
+        const down = await visit();
+        const ms = performance.now() - started;
+        assert.equal(down.status, 503);
+        assert.equal(down.body.error, "database unavailable");
+        assert.ok(ms < 2000, `503 took ${Math.round(ms)} ms`);
+        assert.equal((await fetch(`${api.url}/health`)).status, 200);
+      } finally {
+        await db.start();
+      }
+      const back = await visit();
+      assert.equal(back.status, 200, JSON.stringify(back.body));
+    },
+  );
 
   it("answers 503 'no database configured' when there is none", async () => {
     const bare = await startTestApi(t.root);
@@ -85,7 +89,11 @@ describe("client address", () => {
   it("believes X-Forwarded-For only from a trusted proxy, read right to left", () => {
     assert.equal(resolveClientAddress("203.0.113.5", "1.2.3.4", trusted), "203.0.113.5", "an untrusted peer cannot choose its address");
     assert.equal(resolveClientAddress("10.0.1.5", "198.51.100.1", trusted), "198.51.100.1");
-    assert.equal(resolveClientAddress("::ffff:127.0.0.1", "6.6.6.6, 198.51.100.1, 10.0.0.3", trusted), "198.51.100.1", "a spoofed left part is ignored");
+    assert.equal(
+      resolveClientAddress("::ffff:127.0.0.1", "6.6.6.6, 198.51.100.1, 10.0.0.3", trusted),
+      "198.51.100.1",
+      "a spoofed left part is ignored",
+    );
     assert.equal(resolveClientAddress("10.0.1.5", "not-an-ip", trusted), "10.0.1.5");
     assert.equal(resolveClientAddress("fd00::1", "2001:db8::7", trusted), "2001:db8::7");
   });

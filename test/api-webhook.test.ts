@@ -1,3 +1,4 @@
+import { Webhooks } from "@octokit/webhooks";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { existsSync, promises as fs } from "node:fs";
@@ -17,7 +18,11 @@ describe("POST /api/webhook/github", () => {
   let api: TestApi;
   before(async () => {
     t = await tempSpool();
-    api = await startTestApi(t.root, { DEPLOY_REPOSITORY: "Codertocat/Hello-World", DEPLOY_BRANCHES: "main,release", WEBHOOK_BODY_LIMIT: "65536" });
+    api = await startTestApi(t.root, {
+      DEPLOY_REPOSITORY: "Codertocat/Hello-World",
+      DEPLOY_BRANCHES: "main,release",
+      WEBHOOK_BODY_LIMIT: "65536",
+    });
   });
   after(async () => {
     await api.close();
@@ -77,7 +82,11 @@ describe("POST /api/webhook/github", () => {
       const h = { ...headers };
       const res = await fetch(`${api.url}/api/webhook/github`, {
         method: "POST",
-        headers: Object.fromEntries(Object.entries({ "content-type": "application/json", "x-github-event": "push", "x-github-delivery": randomUUID(), ...h }).filter(([, v]) => v !== "")),
+        headers: Object.fromEntries(
+          Object.entries({ "content-type": "application/json", "x-github-event": "push", "x-github-delivery": randomUUID(), ...h }).filter(
+            ([, v]) => v !== "",
+          ),
+        ),
         body,
       });
       const text = await res.text();
@@ -86,6 +95,21 @@ describe("POST /api/webhook/github", () => {
       if (name === "sha1Only") assert.match(text, /SHA-1/);
     }
     assert.deepEqual(await pending(t.root), before);
+  });
+
+  it("accepts what @octokit/webhooks signs, for every example push, as the body streams in", async () => {
+    const octokit = new Webhooks({ secret: SECRET });
+    for (const p of examples("push").filter((e) => e.deleted === false && e.head_commit)) {
+      const body = JSON.stringify({
+        ...p,
+        ref: "refs/heads/main",
+        repository: { ...(p.repository as object), full_name: "Codertocat/Hello-World" },
+      });
+      const signature = await octokit.sign(body);
+      assert.equal(await octokit.verify(body, signature), true);
+      const r = await deliver(api.url, { event: "push", body, headers: { "x-hub-signature-256": signature } });
+      assert.equal(r.status, 202, r.text);
+    }
   });
 
   it("refuses a signature computed over re-serialized JSON", async () => {
@@ -113,7 +137,12 @@ describe("POST /api/webhook/github", () => {
     });
     const res = await fetch(`${api.url}/api/webhook/github`, {
       method: "POST",
-      headers: { "content-type": "application/json", "x-github-event": "push", "x-github-delivery": randomUUID(), "x-hub-signature-256": `sha256=${"0".repeat(64)}` },
+      headers: {
+        "content-type": "application/json",
+        "x-github-event": "push",
+        "x-github-delivery": randomUUID(),
+        "x-hub-signature-256": `sha256=${"0".repeat(64)}`,
+      },
       body: chunked,
       duplex: "half",
     } as RequestInit);
@@ -166,7 +195,10 @@ describe("POST /api/webhook/github", () => {
     try {
       const id = randomUUID();
       const b = JSON.stringify(pushPayload({ ref: "refs/heads/main", after: randomSha() }));
-      const answers = await Promise.all([deliver(api.url, { event: "push", body: b, deliveryId: id }), deliver(second.url, { event: "push", body: b, deliveryId: id })]);
+      const answers = await Promise.all([
+        deliver(api.url, { event: "push", body: b, deliveryId: id }),
+        deliver(second.url, { event: "push", body: b, deliveryId: id }),
+      ]);
       assert.deepEqual(answers.map((a) => a.status).sort(), [200, 202]);
       assert.equal((await pending(t.root)).filter((n) => n === `${id}.json`).length, 1);
     } finally {
@@ -185,7 +217,10 @@ describe("POST /api/webhook/github", () => {
       assert.equal(down.status, 503);
       assert.match(down.text, /spool unavailable \(root_missing\)/);
       assert.equal(existsSync(s.root), false, "the API never creates the root");
-      assert.ok(a.logs.some((l) => /"level":50.*spool unavailable/.test(l)), "logged as an error");
+      assert.ok(
+        a.logs.some((l) => /"level":50.*spool unavailable/.test(l)),
+        "logged as an error",
+      );
       await fs.mkdir(s.root);
       const back = await deliver(a.url, { event: "push", body: body() });
       assert.equal(back.status, 202, back.text);
@@ -203,10 +238,16 @@ describe("POST /api/webhook/github", () => {
     const s = await tempSpool();
     const a = await startTestApi(s.root, { DEPLOY_BRANCHES: `main ${branch}` });
     try {
-      const evil = await deliver(a.url, { event: "push", body: JSON.stringify(pushPayload({ ref: `refs/heads/main;touch ${marker}`, after: randomSha() })) });
+      const evil = await deliver(a.url, {
+        event: "push",
+        body: JSON.stringify(pushPayload({ ref: `refs/heads/main;touch ${marker}`, after: randomSha() })),
+      });
       assert.equal(evil.status, 202);
       assert.ok(evil.json.ignored, "a ref that differs by one character is ignored");
-      const exact = await deliver(a.url, { event: "push", body: JSON.stringify(pushPayload({ ref: `refs/heads/${branch}`, after: randomSha() })) });
+      const exact = await deliver(a.url, {
+        event: "push",
+        body: JSON.stringify(pushPayload({ ref: `refs/heads/${branch}`, after: randomSha() })),
+      });
       assert.equal(exact.status, 202, exact.text);
       const job = JobSchema.parse(JSON.parse(await fs.readFile(path.join(s.root, "new", `${String(exact.json.jobId)}.json`), "utf8")));
       assert.equal(job.ref, `refs/heads/${branch}`, "kept verbatim, as data");
@@ -222,11 +263,21 @@ describe("POST /api/webhook/github", () => {
     assert.ok(pushes.length > 0);
     for (const p of pushes) {
       const sha = randomSha();
-      const payload = { ...p, ref: "refs/heads/main", after: sha, repository: { ...(p.repository as object), full_name: "Codertocat/Hello-World" } };
+      const payload = {
+        ...p,
+        ref: "refs/heads/main",
+        after: sha,
+        repository: { ...(p.repository as object), full_name: "Codertocat/Hello-World" },
+      };
       // as GitHub sends it: application/x-www-form-urlencoded, the JSON in the payload field
       const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
       const deliveryId = randomUUID();
-      const r = await deliver(api.url, { event: "push", body, deliveryId, headers: { "content-type": "application/x-www-form-urlencoded" } });
+      const r = await deliver(api.url, {
+        event: "push",
+        body,
+        deliveryId,
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+      });
       assert.equal(r.status, 202, r.text);
       const job = JobSchema.parse(JSON.parse(await fs.readFile(path.join(t.root, "new", `${deliveryId}.json`), "utf8")));
       assert.equal(job.sha, sha);
@@ -238,7 +289,11 @@ describe("POST /api/webhook/github", () => {
       headers: { "content-type": "application/x-www-form-urlencoded", "x-hub-signature-256": sign(SECRET, signedJson) },
     });
     assert.equal(tampered.status, 401, "the signature covers the form bytes, not the JSON inside");
-    const noPayload = await deliver(api.url, { event: "push", body: "other=1", headers: { "content-type": "application/x-www-form-urlencoded" } });
+    const noPayload = await deliver(api.url, {
+      event: "push",
+      body: "other=1",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+    });
     assert.equal(noPayload.status, 400);
     assert.match(noPayload.text, /payload field/);
   });
@@ -247,7 +302,11 @@ describe("POST /api/webhook/github", () => {
     const before = api.logs.length;
     const body = JSON.stringify(pushPayload());
     for (let i = 0; i < 25; i++) {
-      const r = await deliver(api.url, { event: "push", body, headers: { "x-hub-signature-256": sign("a-different-secret-0123456789abcdef", body) } });
+      const r = await deliver(api.url, {
+        event: "push",
+        body,
+        headers: { "x-hub-signature-256": sign("a-different-secret-0123456789abcdef", body) },
+      });
       assert.equal(r.status, 401);
     }
     const lines = api.logs.slice(before).map((l) => JSON.parse(l) as { level: number; status?: number; msg: string });
@@ -267,7 +326,16 @@ describe("POST /api/webhook/github", () => {
       if (claimed.status !== "claimed") return;
       const now = new Date().toISOString();
       const timings = { received: now, claimed: now, started: now, finished: now };
-      await finishJob(openSpool(t.root), { outcome, jobId: deliveryId, job: claimed.job, stack: "app", timings, attempts: [], services: [], warnings: [] });
+      await finishJob(openSpool(t.root), {
+        outcome,
+        jobId: deliveryId,
+        job: claimed.job,
+        stack: "app",
+        timings,
+        attempts: [],
+        services: [],
+        warnings: [],
+      });
     };
     await finishAs("failed");
     const retry = await deliver(api.url, { event: "push", body, deliveryId });
@@ -283,10 +351,15 @@ describe("POST /api/webhook/github", () => {
   it("logs one line per delivery and never a signature or secret-bearing header", async () => {
     const body = JSON.stringify(pushPayload({ ref: "refs/heads/main", after: randomSha() }));
     const signature = sign(SECRET, body);
-    await deliver(api.url, { event: "push", body, headers: { authorization: "Bearer hunter2-token", "x-github-encoded-secret": "c2VjcmV0" } });
+    await deliver(api.url, {
+      event: "push",
+      body,
+      headers: { authorization: "Bearer hunter2-token", "x-github-encoded-secret": "c2VjcmV0" },
+    });
     const all = api.logs.join("");
     assert.ok(all.includes('"outcome":"queued"'));
-    for (const secret of [signature.slice(7), SECRET, "hunter2-token", "c2VjcmV0"]) assert.ok(!all.includes(secret), `${secret} not logged`);
+    for (const secret of [signature.slice(7), SECRET, "hunter2-token", "c2VjcmV0"])
+      assert.ok(!all.includes(secret), `${secret} not logged`);
     assert.doesNotMatch(all, /x-hub-signature|authorization/i);
   });
 });
@@ -305,8 +378,10 @@ describe("workflow_run deliveries", () => {
 
   it("deploys a successful completed run of a listed workflow on a configured branch, and nothing else", async () => {
     const runs = examples("workflow_run");
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a payload fixture edited in place
-    const success = runs.find((r) => r.action === "completed" && (r.workflow_run as { conclusion: string }).conclusion === "success") as Record<string, any>;
+    const success = runs.find(
+      (r) => r.action === "completed" && (r.workflow_run as { conclusion: string }).conclusion === "success",
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a payload fixture edited in place
+    ) as Record<string, any>;
     success.workflow_run.name = "Build";
     const r = await deliver(api.url, { event: "workflow_run", body: JSON.stringify(success) });
     assert.equal(r.status, 202, r.text);
@@ -319,7 +394,10 @@ describe("workflow_run deliveries", () => {
     other.workflow_run.name = "Lint";
     assert.match(String((await deliver(api.url, { event: "workflow_run", body: JSON.stringify(other) })).json.ignored), /DEPLOY_WORKFLOWS/);
     const requested = runs.find((x) => x.action === "requested");
-    assert.match(String((await deliver(api.url, { event: "workflow_run", body: JSON.stringify(requested) })).json.ignored), /action requested/);
+    assert.match(
+      String((await deliver(api.url, { event: "workflow_run", body: JSON.stringify(requested) })).json.ignored),
+      /action requested/,
+    );
     const fork = structuredClone(success);
     fork.workflow_run.head_repository = { full_name: "attacker/octo-repo" };
     assert.match(String((await deliver(api.url, { event: "workflow_run", body: JSON.stringify(fork) })).json.ignored), /fork/);
@@ -340,7 +418,15 @@ describe("the api process", () => {
       // a copy of .env.example as it is: its placeholders are refused, each named
       [{ SPOOL_DIR: "/tmp", GITHUB_WEBHOOK_SECRET: "change-me-to-openssl-rand-hex-32" }, /GITHUB_WEBHOOK_SECRET is a placeholder/],
       [{ SPOOL_DIR: "/tmp", GITHUB_WEBHOOK_SECRET: "a".repeat(31) }, /GITHUB_WEBHOOK_SECRET must be at least 32 characters/],
-      [{ SPOOL_DIR: "/tmp", GITHUB_WEBHOOK_SECRET: SECRET, DATABASE_URL: "postgres://x@127.0.0.1/db", VISIT_SALT: "change-me-to-another-random-string" }, /VISIT_SALT is a placeholder/],
+      [
+        {
+          SPOOL_DIR: "/tmp",
+          GITHUB_WEBHOOK_SECRET: SECRET,
+          DATABASE_URL: "postgres://x@127.0.0.1/db",
+          VISIT_SALT: "change-me-to-another-random-string",
+        },
+        /VISIT_SALT is a placeholder/,
+      ],
     ] as const) {
       const p = runApi(env);
       const code = await p.exited;
@@ -363,12 +449,20 @@ describe("the api process", () => {
       const stream = new ReadableStream<Uint8Array>({
         start(controller) {
           controller.enqueue(body.subarray(0, 100));
-          send = (rest) => { controller.enqueue(rest); controller.close(); };
+          send = (rest) => {
+            controller.enqueue(rest);
+            controller.close();
+          };
         },
       });
       const answer = fetch(`http://127.0.0.1:${port}/api/webhook/github`, {
         method: "POST",
-        headers: { "content-type": "application/json", "x-github-event": "push", "x-github-delivery": randomUUID(), "x-hub-signature-256": sign(SECRET, Buffer.from(body)) },
+        headers: {
+          "content-type": "application/json",
+          "x-github-event": "push",
+          "x-github-delivery": randomUUID(),
+          "x-hub-signature-256": sign(SECRET, Buffer.from(body)),
+        },
         body: stream,
         duplex: "half",
       } as RequestInit);

@@ -13,14 +13,33 @@ import { pushPayload, sign } from "./helpers/payloads.ts";
 import { readPendingJob, useTempSpool } from "./helpers/spool.ts";
 
 function appOn(root: string, env: Record<string, string> = {}) {
-  const config = loadApiConfig({ SPOOL_DIR: root, GITHUB_WEBHOOK_SECRET: SECRET, DEPLOY_BRANCHES: "main", WEBHOOK_BODY_LIMIT: "65536", ...env });
-  return createApp({ config, spool: openSpool(root), log: pino({ level: "silent" }), visits: undefined, clientAddress: createClientAddress([]), version: "test" });
+  const config = loadApiConfig({
+    SPOOL_DIR: root,
+    GITHUB_WEBHOOK_SECRET: SECRET,
+    DEPLOY_BRANCHES: "main",
+    WEBHOOK_BODY_LIMIT: "65536",
+    ...env,
+  });
+  return createApp({
+    config,
+    spool: openSpool(root),
+    log: pino({ level: "silent" }),
+    visits: undefined,
+    clientAddress: createClientAddress([]),
+    version: "test",
+  });
 }
 
 function post(body: string, headers: Record<string, string> = {}): RequestInit {
   return {
     method: "POST",
-    headers: { "content-type": "application/json", "x-github-event": "push", "x-github-delivery": randomUUID(), "x-hub-signature-256": sign(SECRET, body), ...headers },
+    headers: {
+      "content-type": "application/json",
+      "x-github-event": "push",
+      "x-github-delivery": randomUUID(),
+      "x-hub-signature-256": sign(SECRET, body),
+      ...headers,
+    },
     body,
   };
 }
@@ -57,8 +76,15 @@ describe("the app in-process (app.request)", () => {
     const { jobId } = (await res.json()) as { jobId: string };
     assert.equal((await readPendingJob(s.root, jobId)).sha, sha);
     const form = new URLSearchParams({ payload: JSON.stringify(pushPayload({ ref: "refs/heads/main", after: randomSha() })) }).toString();
-    assert.equal((await app.request("/api/webhook/github", post(form, { "content-type": "application/x-www-form-urlencoded" }))).status, 202);
-    assert.equal((await app.request("/api/webhook/github", post(body, { "x-hub-signature-256": sign("another-secret-0123456789abcdef0123", body) }))).status, 401);
+    assert.equal(
+      (await app.request("/api/webhook/github", post(form, { "content-type": "application/x-www-form-urlencoded" }))).status,
+      202,
+    );
+    assert.equal(
+      (await app.request("/api/webhook/github", post(body, { "x-hub-signature-256": sign("another-secret-0123456789abcdef0123", body) })))
+        .status,
+      401,
+    );
     const big = JSON.stringify({ ...pushPayload(), padding: "x".repeat(70_000) });
     assert.equal((await app.request("/api/webhook/github", post(big))).status, 413, "a body read as a stream is cut at the limit");
     assert.equal((await app.request("/api/webhook/github", post(body, { "content-type": "text/plain" }))).status, 415);
@@ -70,6 +96,9 @@ describe("the app in-process (app.request)", () => {
     const body = JSON.stringify(pushPayload({ ref: "refs/heads/main", after: randomSha() }));
     const res = await app.request("/api/webhook/github", post(body));
     assert.equal(res.status, 503);
-    assert.match(((await res.json()) as { error: string }).error, /^spool unavailable \(root_missing\): the job was not queued, redeliver later$/);
+    assert.match(
+      ((await res.json()) as { error: string }).error,
+      /^spool unavailable \(root_missing\): the job was not queued, redeliver later$/,
+    );
   });
 });

@@ -27,7 +27,17 @@ describe("swarmhook local (the quick start's main job)", () => {
     try {
       await waitFor("the API", async () => ((await fetch(`http://127.0.0.1:${port}/health`)).ok ? true : undefined), 30_000, 200);
       const sha = randomSha();
-      const sent = await cli(["send", "--url", `http://127.0.0.1:${port}/api/webhook/github`, "--secret-file", path.join(dir, "webhook-secret"), "--repository", "local/demo", "--sha", sha]).done;
+      const sent = await cli([
+        "send",
+        "--url",
+        `http://127.0.0.1:${port}/api/webhook/github`,
+        "--secret-file",
+        path.join(dir, "webhook-secret"),
+        "--repository",
+        "local/demo",
+        "--sha",
+        sha,
+      ]).done;
       assert.equal(sent.code, 0, sent.err);
       const jobId = (JSON.parse(sent.out.slice(4)) as { jobId: string }).jobId;
       const rec = await waitForRecord(path.join(dir, "spool"), jobId, 90_000);

@@ -12,7 +12,13 @@ function pending(o: Partial<DeployJob> = {}): Pending {
   const job = makeJob({ receivedAt: new Date(clock).toISOString(), ...o });
   return { jobId: job.deliveryId, job, claimedAt: new Date(clock) };
 }
-const deployedAt = (sha: string, moves: Deployed["moves"] = []): Deployed => ({ stack: "app", sha, jobId: "x", finishedAt: new Date(clock).toISOString(), moves });
+const deployedAt = (sha: string, moves: Deployed["moves"] = []): Deployed => ({
+  stack: "app",
+  sha,
+  jobId: "x",
+  finishedAt: new Date(clock).toISOString(),
+  moves,
+});
 const shas = (ps: { pending: Pending }[]) => ps.map((p) => p.pending.job.sha);
 
 describe("coalesce", () => {

@@ -62,7 +62,10 @@ describe("one delivery, one job", () => {
     assert.equal((await deliver(api.url, { event: "push", body, deliveryId })).status, 202, "queued again");
     await sleep(100);
     const both = await waitForRecords(s.root, deliveryId, 2);
-    assert.deepEqual(both.map((r) => r.outcome), ["failed", "failed"]);
+    assert.deepEqual(
+      both.map((r) => r.outcome),
+      ["failed", "failed"],
+    );
   });
 
   it("a job published while the same id is claimed is never deployed twice (no-clobber claim)", async (t) => {

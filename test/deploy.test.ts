@@ -28,7 +28,10 @@ function swarm(image: string, running: (round: number) => number, clock: { now()
       round += 1;
       const state = running(round) < 2 ? "updating" : "completed";
       const spec = { Name: "app_web", TaskTemplate: { ContainerSpec: { Image: image } }, Mode: { Replicated: { Replicas: 2 } } };
-      return { exitCode: 0, stdout: JSON.stringify([{ ID: "abc", Spec: spec, UpdateStatus: { State: state, StartedAt: clock.now().toISOString() } }]) };
+      return {
+        exitCode: 0,
+        stdout: JSON.stringify([{ ID: "abc", Spec: spec, UpdateStatus: { State: state, StartedAt: clock.now().toISOString() } }]),
+      };
     }
     if (verb === "service ps") {
       const row = JSON.stringify({ Image: image, CurrentState: "Running 3 seconds ago", DesiredState: "Running" });
@@ -52,14 +55,21 @@ describe("deployJob in virtual time", () => {
   it("caps the backoff at a minute", async () => {
     const clock = virtualClock();
     const docker = scriptedDocker(() => ({ exitCode: 1, output: DAEMON_DOWN }));
-    const r = await deployJob({ docker, log, policy: { ...policy, retries: 5, retryBackoffMs: 20_000, deployTimeoutMs: 3_600_000 }, stack, job: makeJob(), clock });
+    const r = await deployJob({
+      docker,
+      log,
+      policy: { ...policy, retries: 5, retryBackoffMs: 20_000, deployTimeoutMs: 3_600_000 },
+      stack,
+      job: makeJob(),
+      clock,
+    });
     assert.equal(r.attempts.length, 6);
     assert.deepEqual(clock.sleeps, [20_000, 40_000, MAX_BACKOFF_MS, MAX_BACKOFF_MS, MAX_BACKOFF_MS]);
   });
 
   it("does not retry a permanent failure", async () => {
     const clock = virtualClock();
-    const docker = scriptedDocker(() => ({ exitCode: 1, output: "service web: undefined network \"nope\"" }));
+    const docker = scriptedDocker(() => ({ exitCode: 1, output: 'service web: undefined network "nope"' }));
     const r = await deployJob({ docker, log, policy, stack, job: makeJob(), clock });
     assert.equal(r.attempts.length, 1);
     assert.deepEqual(clock.sleeps, []);
@@ -73,7 +83,10 @@ describe("deployJob in virtual time", () => {
     const r = await deployJob({ docker, log, policy: { ...policy, deployTimeoutMs: 30_000 }, stack, job: makeJob(), clock });
     assert.equal(r.outcome, "failed");
     assert.match(r.reason ?? "", /not converged within the deploy timeout: app_web: update in progress/);
-    assert.deepEqual(r.services.map((s) => [s.name, s.running, s.desired]), [["app_web", 1, 2]]);
+    assert.deepEqual(
+      r.services.map((s) => [s.name, s.running, s.desired]),
+      [["app_web", 1, 2]],
+    );
     const waited = clock.now().getTime() - started;
     assert.ok(waited > 30_000 && waited <= 32_000, `gave up ${waited} ms after the start, just past the 30 s deadline`);
     assert.ok(clock.sleeps.every((ms) => ms === 1000));
@@ -111,7 +124,14 @@ describe("checkHealth in virtual time", () => {
       const clock = virtualClock();
       const docker = scriptedDocker(swarm("web:2", () => 2, clock));
       const job = makeJob({ sha: "a".repeat(40) });
-      const r = await deployJob({ docker, log, policy: { ...policy, healthTimeoutMs: 30_000 }, stack: { ...stack, healthUrl }, job, clock });
+      const r = await deployJob({
+        docker,
+        log,
+        policy: { ...policy, healthTimeoutMs: 30_000 },
+        stack: { ...stack, healthUrl },
+        job,
+        clock,
+      });
       assert.equal(r.outcome, "failed");
       assert.match(r.reason ?? "", /not healthy within 30 s: reports commit bbbbbbbbbbbb, not aaaaaaaaaaaa/);
     } finally {

@@ -27,13 +27,22 @@ const alive = (pid: number) => {
 
 describe("the docker process boundary", () => {
   it("passes argv untouched, adds the env, streams lines and keeps a bounded tail", async () => {
-    const f = await fakeDocker('printf "%s\\n" "$@"; echo "tag=$IMAGE_TAG" >&2; i=0; while [ $i -lt 500 ]; do echo "line $i"; i=$((i+1)); done; exit 3');
+    const f = await fakeDocker(
+      'printf "%s\\n" "$@"; echo "tag=$IMAGE_TAG" >&2; i=0; while [ $i -lt 500 ]; do echo "line $i"; i=$((i+1)); done; exit 3',
+    );
     try {
       const lines: string[] = [];
-      const r = await createDockerRunner({ bin: f.bin }).run(["stack", "deploy", "-c", "a b;$(touch /tmp/x)", "app"], { env: { IMAGE_TAG: "abc" }, onLine: (l) => lines.push(l) });
+      const r = await createDockerRunner({ bin: f.bin }).run(["stack", "deploy", "-c", "a b;$(touch /tmp/x)", "app"], {
+        env: { IMAGE_TAG: "abc" },
+        onLine: (l) => lines.push(l),
+      });
       assert.equal(r.exitCode, 3);
       assert.equal(r.timedOut, false);
-      assert.deepEqual(lines.slice(0, 5), ["stack", "deploy", "-c", "a b;$(touch /tmp/x)", "app"], "each argument arrives as one, unparsed");
+      assert.deepEqual(
+        lines.slice(0, 5),
+        ["stack", "deploy", "-c", "a b;$(touch /tmp/x)", "app"],
+        "each argument arrives as one, unparsed",
+      );
       assert.ok(lines.includes("tag=abc"));
       assert.equal(r.outputTail.split("\n").length, 200);
       assert.ok(r.outputTail.endsWith("line 499"));

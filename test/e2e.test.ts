@@ -44,7 +44,15 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
     const proc = spawnTs(
       "api/main.ts",
       [],
-      { SPOOL_DIR: spoolRoot, GITHUB_WEBHOOK_SECRET: SECRET, PORT: String(p), HOST: "127.0.0.1", DEPLOY_REPOSITORY: "Codertocat/Hello-World", DEPLOY_BRANCHES: "main burst", LOG_LEVEL: "warn" },
+      {
+        SPOOL_DIR: spoolRoot,
+        GITHUB_WEBHOOK_SECRET: SECRET,
+        PORT: String(p),
+        HOST: "127.0.0.1",
+        DEPLOY_REPOSITORY: "Codertocat/Hello-World",
+        DEPLOY_BRANCHES: "main burst",
+        LOG_LEVEL: "warn",
+      },
       { uid: APP_GID, gid: APP_GID },
     );
     const url = `http://127.0.0.1:${p}`;
@@ -58,10 +66,17 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
 
   /** A signed push, built from GitHub's example payload, to one API process. */
   const push = async (api: number, o: { sha: string; branch?: string; committedAt?: string; deliveryId?: string }) => {
-    const body = JSON.stringify(pushPayload({ ref: `refs/heads/${o.branch ?? "main"}`, after: o.sha, timestamp: o.committedAt ?? new Date().toISOString() }));
+    const body = JSON.stringify(
+      pushPayload({ ref: `refs/heads/${o.branch ?? "main"}`, after: o.sha, timestamp: o.committedAt ?? new Date().toISOString() }),
+    );
     const res = await fetch(`${apis[api]?.url}/api/webhook/github`, {
       method: "POST",
-      headers: { "content-type": "application/json", "x-github-event": "push", "x-github-delivery": o.deliveryId ?? randomUUID(), "x-hub-signature-256": sign(SECRET, body) },
+      headers: {
+        "content-type": "application/json",
+        "x-github-event": "push",
+        "x-github-delivery": o.deliveryId ?? randomUUID(),
+        "x-hub-signature-256": sign(SECRET, body),
+      },
       body,
     });
     return { status: res.status, json: (await res.json()) as { jobId?: string; duplicate?: boolean; error?: string } };
@@ -69,14 +84,25 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
   const recordOf = (jobId: string, timeoutMs = 150_000) => waitForRecord(spoolRoot, jobId, timeoutMs);
   const specImage = () => docker(["service", "inspect", WEB, "-f", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"], { host: KVM8 });
   const runningTasks = async () =>
-    (await docker(["service", "ps", WEB, "--filter", "desired-state=running", "--format", "{{.Node}} {{.Image}} {{.CurrentState}}"], { host: KVM8 }))
+    (
+      await docker(["service", "ps", WEB, "--filter", "desired-state=running", "--format", "{{.Node}} {{.Image}} {{.CurrentState}}"], {
+        host: KVM8,
+      })
+    )
       .split("\n")
       .filter((l) => / Running /.test(l))
       .map((l) => l.split(" ").slice(0, 2) as [string, string]);
   const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000).toISOString();
 
   let current = ""; // the commit the web service runs
-  const shas = { first: randomSha(), second: randomSha(), broken: randomSha(), afterKill: randomSha(), nodeDown: randomSha(), old: randomSha() };
+  const shas = {
+    first: randomSha(),
+    second: randomSha(),
+    broken: randomSha(),
+    afterKill: randomSha(),
+    nodeDown: randomSha(),
+    old: randomSha(),
+  };
 
   before(async () => {
     await Promise.all([
@@ -132,7 +158,12 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
   it("8: quarantines a malformed file dropped into new/, and keeps working", async (t) => {
     const bad = path.join(spoolRoot, "new", `${randomUUID()}.json`);
     await fs.writeFile(bad, '{"version":1,"kind":"deploy","sha":"; rm -rf /"}');
-    const quarantined = await waitFor("the quarantine record", async () => (await readRecords(spoolRoot)).find((r) => r.outcome === "invalid"), 30_000, 100);
+    const quarantined = await waitFor(
+      "the quarantine record",
+      async () => (await readRecords(spoolRoot)).find((r) => r.outcome === "invalid"),
+      30_000,
+      100,
+    );
     assert.match(quarantined.reason ?? "", /schema/);
     await fs.access(path.join(spoolRoot, "failed", quarantined.quarantinedAs as string));
     const started = performance.now();
@@ -228,14 +259,24 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
       });
       if (text !== null) JobSchema.parse(JSON.parse(text));
     }
-    t.diagnostic(`API restarted and answering after ${seconds(performance.now() - restarted)}; ${acked.length} deliveries acknowledged before the kill`);
-    const records = await waitFor("every acknowledged job recorded", async () => {
-      const recs = await readRecords(spoolRoot);
-      const ids = new Set(recs.map((r) => r.jobId));
-      return acked.every((id) => ids.has(id)) ? recs : undefined;
-    }, 180_000, 500);
+    t.diagnostic(
+      `API restarted and answering after ${seconds(performance.now() - restarted)}; ${acked.length} deliveries acknowledged before the kill`,
+    );
+    const records = await waitFor(
+      "every acknowledged job recorded",
+      async () => {
+        const recs = await readRecords(spoolRoot);
+        const ids = new Set(recs.map((r) => r.jobId));
+        return acked.every((id) => ids.has(id)) ? recs : undefined;
+      },
+      180_000,
+      500,
+    );
     const mine = records.filter((r) => acked.includes(r.jobId));
-    assert.ok(mine.every((r) => r.outcome === "success" || r.outcome === "superseded"), mine.map((r) => `${r.outcome} ${r.reason}`).join("\n"));
+    assert.ok(
+      mine.every((r) => r.outcome === "success" || r.outcome === "superseded"),
+      mine.map((r) => `${r.outcome} ${r.reason}`).join("\n"),
+    );
     assert.equal(records.filter((r) => r.outcome === "invalid").length, 1, "only the hand-made file of fault 8 was ever invalid");
   });
 
@@ -248,7 +289,8 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
     for (let i = 0; i < 180; i++) {
       const id = randomUUID();
       const o = { sha: randomSha(), branch: "burst", committedAt: new Date(base + i * 1000).toISOString(), deliveryId: id };
-      const once = (api: number) => push(api, o).then((r) => void answers.push({ id, status: r.status, duplicate: r.json.duplicate === true }));
+      const once = (api: number) =>
+        push(api, o).then((r) => void answers.push({ id, status: r.status, duplicate: r.json.duplicate === true }));
       // every ninth delivery arrives twice at once, once at each API: the 20 duplicates
       sends.push(once(i % 2));
       if (i % 9 === 0) sends.push(once((i + 1) % 2));
@@ -257,26 +299,44 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
     await Promise.all(sends);
     const sendMs = performance.now() - started;
     assert.equal(answers.length, 200);
-    assert.ok(answers.every((a) => a.status === 202 || (a.status === 200 && a.duplicate)), JSON.stringify(answers.filter((a) => a.status >= 300)));
+    assert.ok(
+      answers.every((a) => a.status === 202 || (a.status === 200 && a.duplicate)),
+      JSON.stringify(answers.filter((a) => a.status >= 300)),
+    );
     const distinct = new Set(answers.map((a) => a.id));
     assert.equal(distinct.size, 180);
     assert.equal(answers.filter((a) => a.duplicate).length, 20, "each duplicate answered as one");
-    const records = await waitFor("all 180 recorded", async () => {
-      const recs = (await readRecords(spoolRoot)).filter((r) => distinct.has(r.jobId));
-      return recs.length >= 180 ? recs : undefined;
-    }, 240_000, 500);
+    const records = await waitFor(
+      "all 180 recorded",
+      async () => {
+        const recs = (await readRecords(spoolRoot)).filter((r) => distinct.has(r.jobId));
+        return recs.length >= 180 ? recs : undefined;
+      },
+      240_000,
+      500,
+    );
     const drained = performance.now() - started;
     assert.equal(records.length, 180, "duplicates not doubled");
     assert.equal(new Set(records.map((r) => r.jobId)).size, 180);
-    assert.ok(records.every((r) => r.outcome === "success" || r.outcome === "superseded"), records.filter((r) => r.outcome !== "success" && r.outcome !== "superseded").map((r) => `${r.outcome}: ${r.reason}`).join("\n"));
+    assert.ok(
+      records.every((r) => r.outcome === "success" || r.outcome === "superseded"),
+      records
+        .filter((r) => r.outcome !== "success" && r.outcome !== "superseded")
+        .map((r) => `${r.outcome}: ${r.reason}`)
+        .join("\n"),
+    );
     const deploys = records.filter((r) => r.attempts.length > 0);
     assert.ok(deploys.length <= 8, `${deploys.length} deploys for 180 deliveries`);
-    const newest = records.reduce((a: ResultRecord, b) => (Date.parse(b.job?.committedAt ?? "") > Date.parse(a.job?.committedAt ?? "") ? b : a));
+    const newest = records.reduce((a: ResultRecord, b) =>
+      Date.parse(b.job?.committedAt ?? "") > Date.parse(a.job?.committedAt ?? "") ? b : a,
+    );
     assert.equal(newest.outcome, "success", "the newest commit was deployed");
     const env = await docker(["service", "inspect", "e2eburst_app", "-f", "{{json .Spec.TaskTemplate.ContainerSpec.Env}}"], { host: KVM8 });
     assert.ok(env.includes(`DEPLOY_SHA=${newest.job?.sha}`));
     assert.equal([...before].filter((id) => distinct.has(id)).length, 0);
-    t.diagnostic(`sent in ${seconds(sendMs)}, all 180 recorded after ${seconds(drained)}: ${deploys.length} deploys, ${records.length - deploys.length} superseded`);
+    t.diagnostic(
+      `sent in ${seconds(sendMs)}, all 180 recorded after ${seconds(drained)}: ${deploys.length} deploys, ${records.length - deploys.length} superseded`,
+    );
   });
 
   it("2: with one node's dockerd stopped mid-deploy, converges on the others or fails truthfully", async (t) => {
@@ -291,12 +351,17 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
     process.kill(pid, "SIGTERM");
     try {
       const rec = await recordOf(jobId, 240_000);
-      t.diagnostic(`${victim} down: outcome ${rec.outcome} after ${seconds(performance.now() - stopped)}${rec.reason ? ` (${rec.reason})` : ""}`);
+      t.diagnostic(
+        `${victim} down: outcome ${rec.outcome} after ${seconds(performance.now() - stopped)}${rec.reason ? ` (${rec.reason})` : ""}`,
+      );
       const tasks = await runningTasks();
       if (rec.outcome === "success") {
         assert.equal(await specImage(), `${WEB_REPO}:${shas.nodeDown}`);
         assert.ok(tasks.filter(([, img]) => img === `${WEB_REPO}:${shas.nodeDown}`).length >= 2, "converged on the remaining nodes");
-        assert.ok(tasks.every(([node]) => node !== victim), `no task left on ${victim}: ${JSON.stringify(tasks)}`);
+        assert.ok(
+          tasks.every(([node]) => node !== victim),
+          `no task left on ${victim}: ${JSON.stringify(tasks)}`,
+        );
       } else {
         assert.ok(rec.outcome === "failed" || rec.outcome === "rolled_back", rec.outcome);
         assert.ok(rec.reason && rec.reason.length > 0, "the record says why");
@@ -307,7 +372,12 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
     } finally {
       const back = performance.now();
       await netnsSwarm("up"); // restarts the stopped dockerd, which rejoins the swarm
-      await waitFor(`${victim} Ready again`, async () => ((await docker(["node", "inspect", victim, "-f", "{{.Status.State}}"], { host: KVM8 })) === "ready" ? true : undefined), 120_000, 1000);
+      await waitFor(
+        `${victim} Ready again`,
+        async () => ((await docker(["node", "inspect", victim, "-f", "{{.Status.State}}"], { host: KVM8 })) === "ready" ? true : undefined),
+        120_000,
+        1000,
+      );
       t.diagnostic(`${victim} back in the swarm after ${seconds(performance.now() - back)}`);
     }
   });

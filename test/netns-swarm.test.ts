@@ -24,21 +24,42 @@ describe("three-node swarm in network namespaces", () => {
   it("has three managers named after the reference cluster, kvm8 labelled edge", async () => {
     const host = nodeHost("kvm8");
     const lines = (await docker(["node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.ManagerStatus}}"], { host })).split("\n").sort();
-    assert.deepEqual(lines.map((l) => l.split(" ")[0]), [...NODES]);
+    assert.deepEqual(
+      lines.map((l) => l.split(" ")[0]),
+      [...NODES],
+    );
     for (const l of lines) assert.match(l, / Ready (Leader|Reachable)$/);
-    assert.equal(await docker(["node", "inspect", "kvm8", "-f", "{{index .Spec.Labels \"edge\"}}"], { host }), "true");
+    assert.equal(await docker(["node", "inspect", "kvm8", "-f", '{{index .Spec.Labels "edge"}}'], { host }), "true");
     await netnsSwarm("status"); // exits 0 only when all three are active
   });
 
   it("spreads a 3-replica service with max_replicas_per_node 1 over three nodes", async () => {
     const host = nodeHost("kvm2");
     await docker(
-      ["service", "create", "--detach", "--name", "spread", "--replicas", "3", "--replicas-max-per-node", "1",
-        "--endpoint-mode", "dnsrr", "--no-resolve-image", "swarmhook-test/busybox:latest", "sleep", "3600"],
+      [
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "spread",
+        "--replicas",
+        "3",
+        "--replicas-max-per-node",
+        "1",
+        "--endpoint-mode",
+        "dnsrr",
+        "--no-resolve-image",
+        "swarmhook-test/busybox:latest",
+        "sleep",
+        "3600",
+      ],
       { host },
     );
     const nodes = await waitFor("three running tasks", async () => {
-      const out = await docker(["service", "ps", "spread", "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}"], { host });
+      const out = await docker(
+        ["service", "ps", "spread", "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}"],
+        { host },
+      );
       const running = out.split("\n").filter((l) => / Running /.test(l));
       return running.length === 3 ? running.map((l) => l.split(" ")[0]) : undefined;
     });
@@ -57,7 +78,9 @@ describe("three-node swarm in network namespaces", () => {
     const env = { ...process.env, ...readEnvFile(envFile), SPOOL_DIR: spool, DOCKER_HOST: host, ENV_FILE: envFile };
     try {
       // the example as it is: refused, naming the placeholder, before anything is created
-      const refused = await run("bash", [path.join(root, "scripts", "swarm-bootstrap.sh"), "secrets"], { env: { ...env, ENV_FILE: path.join(root, ".env.example"), GITHUB_WEBHOOK_SECRET: "" } }).then(
+      const refused = await run("bash", [path.join(root, "scripts", "swarm-bootstrap.sh"), "secrets"], {
+        env: { ...env, ENV_FILE: path.join(root, ".env.example"), GITHUB_WEBHOOK_SECRET: "" },
+      }).then(
         () => "",
         (e: { stderr: string }) => e.stderr,
       );
@@ -66,13 +89,28 @@ describe("three-node swarm in network namespaces", () => {
       await run("bash", [path.join(root, "scripts", "swarm-bootstrap.sh"), "all"], { env });
       const again = await run("bash", [path.join(root, "scripts", "swarm-bootstrap.sh"), "all"], { env });
       assert.match(again.stdout, /network public: exists/);
-      await run("docker", ["stack", "deploy", "-c", path.join(root, "stack", "stack.yaml"), "app", "--resolve-image", "never", "--detach=true"], { env });
-      const placed = await waitFor("every task of the stack running", async () => {
-        const out = await docker(["stack", "ps", "app", "--filter", "desired-state=running", "--format", "{{.Name}} {{.Node}} {{.CurrentState}}"], { host });
-        const rows = out.split("\n").filter(Boolean).map((l) => l.split(" "));
-        const running = rows.filter((r) => r[2] === "Running");
-        return running.length === 6 ? running.map((r) => [String(r[0]).replace(/\.\d+$/, ""), r[1] as string]) : undefined;
-      }, 120_000, 1000);
+      await run(
+        "docker",
+        ["stack", "deploy", "-c", path.join(root, "stack", "stack.yaml"), "app", "--resolve-image", "never", "--detach=true"],
+        { env },
+      );
+      const placed = await waitFor(
+        "every task of the stack running",
+        async () => {
+          const out = await docker(
+            ["stack", "ps", "app", "--filter", "desired-state=running", "--format", "{{.Name}} {{.Node}} {{.CurrentState}}"],
+            { host },
+          );
+          const rows = out
+            .split("\n")
+            .filter(Boolean)
+            .map((l) => l.split(" "));
+          const running = rows.filter((r) => r[2] === "Running");
+          return running.length === 6 ? running.map((r) => [String(r[0]).replace(/\.\d+$/, ""), r[1] as string]) : undefined;
+        },
+        120_000,
+        1000,
+      );
       const nodesOf = (svc: string) => placed.filter(([name]) => name === `app_${svc}`).map(([, node]) => node);
       assert.deepEqual(nodesOf("traefik"), ["kvm8"]);
       assert.deepEqual(nodesOf("postgres"), ["kvm8"]);

@@ -41,9 +41,17 @@ describe("stack files", () => {
     assert.ok(required.includes("DEPLOY_REPOSITORY") && required.includes("VISIT_SALT"), required.join(" "));
     for (const file of [".env.example", "systemd/webhook-watcher.env.example"]) {
       const env = readEnvFile(path.join(ROOT, file));
-      assert.deepEqual(required.filter((v) => !env[v]), [], `${file} lacks variables stack.yaml requires`);
+      assert.deepEqual(
+        required.filter((v) => !env[v]),
+        [],
+        `${file} lacks variables stack.yaml requires`,
+      );
       // as the watcher renders it: its environment plus the job's commit
-      const r = await sh("docker", ["stack", "config", "-c", "stack/stack.yaml"], { ...env, IMAGE_TAG: "a".repeat(40), DEPLOY_SHA: "a".repeat(40) });
+      const r = await sh("docker", ["stack", "config", "-c", "stack/stack.yaml"], {
+        ...env,
+        IMAGE_TAG: "a".repeat(40),
+        DEPLOY_SHA: "a".repeat(40),
+      });
       assert.equal(r.code, 0, `${file}: ${r.err}`);
       assert.doesNotMatch(r.out, /\$\{/, `${file}: every variable interpolated`);
     }
@@ -52,12 +60,24 @@ describe("stack files", () => {
   it("the watcher refuses its env example as it is, naming the placeholder to replace", () => {
     const env = readEnvFile(path.join(ROOT, "systemd/webhook-watcher.env.example"));
     assert.throws(() => loadAgentConfig({ ...env, STACK_FILE: path.join(ROOT, "stack/stack.yaml") }), /VISIT_SALT is a placeholder/);
-    assert.doesNotThrow(() => loadAgentConfig({ ...env, STACK_FILE: path.join(ROOT, "stack/stack.yaml"), VISIT_SALT: "0123456789abcdef0123456789abcdef" }));
+    assert.doesNotThrow(() =>
+      loadAgentConfig({ ...env, STACK_FILE: path.join(ROOT, "stack/stack.yaml"), VISIT_SALT: "0123456789abcdef0123456789abcdef" }),
+    );
   });
 
   it("stack.yaml pins its images and has what each service needs", async () => {
     const doc = parseYaml((await sh("docker", ["stack", "config", "-c", "stack/stack.yaml"], exampleEnv)).out) as {
-      services: Record<string, { image: string; deploy: Record<string, any>; ports?: { mode: string; published: number }[]; secrets?: { source: string }[]; volumes?: { target: string }[]; healthcheck?: object }>;
+      services: Record<
+        string,
+        {
+          image: string;
+          deploy: Record<string, any>;
+          ports?: { mode: string; published: number }[];
+          secrets?: { source: string }[];
+          volumes?: { target: string }[];
+          healthcheck?: object;
+        }
+      >;
       networks: Record<string, { external: boolean }>;
       secrets: Record<string, { external: boolean }>;
     };
@@ -65,7 +85,13 @@ describe("stack files", () => {
     assert.match(s.traefik?.image ?? "", /^traefik:v3\.\d+\.\d+$/);
     assert.match(s.postgres?.image ?? "", /^postgres:18\.\d+/);
     for (const name of ["traefik", "postgres"]) assert.ok(s[name]?.deploy.placement.constraints.includes("node.labels.edge == true"), name);
-    assert.deepEqual(s.traefik?.ports?.map((p) => [p.published, p.mode]), [[80, "host"], [443, "host"]]);
+    assert.deepEqual(
+      s.traefik?.ports?.map((p) => [p.published, p.mode]),
+      [
+        [80, "host"],
+        [443, "host"],
+      ],
+    );
     assert.ok(s.postgres?.volumes?.some((v) => v.target === "/var/lib/postgresql"));
     assert.ok(s.postgres?.healthcheck && s.api?.healthcheck);
     assert.equal(s.api?.deploy.replicas, 2);
@@ -78,9 +104,20 @@ describe("stack files", () => {
       assert.ok(d?.resources.limits && d.resources.reservations, name);
     }
     assert.deepEqual(s.api?.secrets?.map((x) => x.source).sort(), ["github_webhook_secret", "postgres_password"]);
-    assert.match(String(s.api?.deploy.labels["traefik.http.routers.api.rule"]), /Host\(`app\.example\.com`\) && \(PathPrefix\(`\/api`\) \|\| Path\(`\/health`\)\)/);
+    assert.match(
+      String(s.api?.deploy.labels["traefik.http.routers.api.rule"]),
+      /Host\(`app\.example\.com`\) && \(PathPrefix\(`\/api`\) \|\| Path\(`\/health`\)\)/,
+    );
     assert.deepEqual(Object.keys(doc.networks).sort(), ["internal", "public"]);
     assert.ok(Object.values(doc.networks).every((n) => n.external) && Object.values(doc.secrets).every((x) => x.external));
+  });
+});
+
+describe("the API image", () => {
+  it("copies every folder its build compiles (tsconfig.api.json), so the image builds from a clean checkout", () => {
+    const { include } = JSON.parse(readFileSync(path.join(ROOT, "tsconfig.api.json"), "utf8")) as { include: string[] };
+    const dockerfile = readFileSync(path.join(ROOT, "stack/api.Dockerfile"), "utf8");
+    for (const dir of include) assert.match(dockerfile, new RegExp(`^COPY ${dir} ${dir}$`, "m"), dir);
   });
 });
 
@@ -100,7 +137,9 @@ describe("systemd unit", () => {
 });
 
 describe("scripts", () => {
-  const scripts = readdirSync(path.join(ROOT, "scripts")).filter((f) => f.endsWith(".sh")).map((f) => `scripts/${f}`);
+  const scripts = readdirSync(path.join(ROOT, "scripts"))
+    .filter((f) => f.endsWith(".sh"))
+    .map((f) => `scripts/${f}`);
   it("are shellcheck clean", async () => {
     const r = await sh("shellcheck", scripts);
     assert.equal(r.code, 0, r.out);
@@ -117,7 +156,25 @@ describe("scripts", () => {
 });
 
 describe("justfile", () => {
-  const recipes = ["up", "upb", "down", "swarm-networks", "swarm-label-edge", "swarm-label-kvm8", "swarm-secrets", "stack-deploy", "stack-services", "stack-ps", "stack-logs", "watcher-install", "watcher-logs", "watcher-status", "deploy-now", "jobs", "test"];
+  const recipes = [
+    "up",
+    "upb",
+    "down",
+    "swarm-networks",
+    "swarm-label-edge",
+    "swarm-label-kvm8",
+    "swarm-secrets",
+    "stack-deploy",
+    "stack-services",
+    "stack-ps",
+    "stack-logs",
+    "watcher-install",
+    "watcher-logs",
+    "watcher-status",
+    "deploy-now",
+    "jobs",
+    "test",
+  ];
   it("lists every recipe, each with a comment", async () => {
     const r = await sh("just", ["--list"]);
     assert.equal(r.code, 0, r.err);
@@ -140,7 +197,10 @@ describe("justfile", () => {
       [["watcher-install"], "sudo bash scripts/watcher-install.sh"],
       [["watcher-logs"], "journalctl -u webhook-watcher -f -o cat | node_modules/.bin/pino-pretty"],
       [["watcher-status"], "systemctl status webhook-watcher --no-pager"],
-      [["deploy-now", "0123456789abcdef0123456789abcdef01234567"], "node dist/bin/swarmhook.js enqueue --spool /mnt/nfs/webhook_jobs --sha 0123456789abcdef0123456789abcdef01234567"],
+      [
+        ["deploy-now", "0123456789abcdef0123456789abcdef01234567"],
+        "node dist/bin/swarmhook.js enqueue --spool /mnt/nfs/webhook_jobs --sha 0123456789abcdef0123456789abcdef01234567",
+      ],
       [["jobs"], "node dist/bin/swarmhook.js jobs --spool /mnt/nfs/webhook_jobs"],
       [["test"], "npm test"],
     ];
@@ -155,7 +215,14 @@ describe("justfile", () => {
 
 describe("the Actions workflow", () => {
   const wf = parseYaml(readFileSync(path.join(ROOT, ".github/workflows/deploy.yml"), "utf8")) as {
-    jobs: Record<string, { if?: string; environment?: string; steps: { uses?: string; with?: Record<string, unknown>; env?: Record<string, string>; run?: string }[] }>;
+    jobs: Record<
+      string,
+      {
+        if?: string;
+        environment?: string;
+        steps: { uses?: string; with?: Record<string, unknown>; env?: Record<string, string>; run?: string }[];
+      }
+    >;
   };
   const steps = Object.values(wf.jobs).flatMap((j) => j.steps);
 
@@ -179,7 +246,9 @@ describe("the Actions workflow", () => {
   it("tags :latest only from main", () => {
     const tags = steps.flatMap((s) => (typeof s.with?.tags === "string" ? [s.with.tags] : []));
     assert.equal(tags.length, 2);
-    for (const t of tags) for (const line of t.split("\n").filter((l) => l.includes(":latest") || l.includes("latest"))) assert.match(line, /steps\.names\.outputs\.latest == 'true'/);
+    for (const t of tags)
+      for (const line of t.split("\n").filter((l) => l.includes(":latest") || l.includes("latest")))
+        assert.match(line, /steps\.names\.outputs\.latest == 'true'/);
     assert.ok(steps.some((s) => s.run?.includes('[ "$GITHUB_REF" = refs/heads/main ] && latest=true')));
   });
 });

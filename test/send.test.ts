@@ -44,14 +44,22 @@ describe("swarmhook send", () => {
   it("exits 1 on a non-2xx answer and 2 on bad usage, never echoing the secret", async () => {
     const secretFile = path.join(t.root, "wrong-secret");
     await fs.writeFile(secretFile, "not-the-right-secret-at-all\n");
-    const wrong = await cli(["send", "--url", `${api.url}/api/webhook/github`, "--secret-file", secretFile, "--repository", "acme/app", "--sha", randomSha()], {});
+    const wrong = await cli(
+      ["send", "--url", `${api.url}/api/webhook/github`, "--secret-file", secretFile, "--repository", "acme/app", "--sha", randomSha()],
+      {},
+    );
     assert.equal(wrong.code, 1);
     assert.match(wrong.out, /^401 /);
     assert.ok(!(wrong.out + wrong.err).includes("not-the-right-secret"));
-    const usage = await cli(["send", "--repository", "acme/app", "--sha", "abc"], { DEPLOY_WEBHOOK_URL: api.url, DEPLOY_WEBHOOK_SECRET: SECRET });
+    const usage = await cli(["send", "--repository", "acme/app", "--sha", "abc"], {
+      DEPLOY_WEBHOOK_URL: api.url,
+      DEPLOY_WEBHOOK_SECRET: SECRET,
+    });
     assert.equal(usage.code, 2);
     assert.match(usage.err, /40-hex/);
-    const down = await cli(["send", "--url", "http://127.0.0.1:9/api/webhook/github", "--repository", "acme/app", "--sha", randomSha()], { DEPLOY_WEBHOOK_SECRET: SECRET });
+    const down = await cli(["send", "--url", "http://127.0.0.1:9/api/webhook/github", "--repository", "acme/app", "--sha", randomSha()], {
+      DEPLOY_WEBHOOK_SECRET: SECRET,
+    });
     assert.equal(down.code, 2);
     assert.match(down.err, /fetch failed|ECONNREFUSED/);
   });
@@ -65,7 +73,9 @@ describe("the Actions workflow's deploy step", () => {
     const wf = parse(await fs.readFile(path.join(root, ".github", "workflows", "deploy.yml"), "utf8")) as {
       jobs: Record<string, { steps: { name?: string; run?: string; env?: Record<string, string> }[] }>;
     };
-    const step = Object.values(wf.jobs).flatMap((j) => j.steps).find((s) => s.run?.includes("swarmhook -- send"));
+    const step = Object.values(wf.jobs)
+      .flatMap((j) => j.steps)
+      .find((s) => s.run?.includes("swarmhook -- send"));
     assert.ok(step?.run, "the workflow has a send step");
     assert.deepEqual(Object.keys(step.env ?? {}).sort(), ["DEPLOY_WEBHOOK_SECRET", "DEPLOY_WEBHOOK_URL"]);
     const t = await tempSpool();
@@ -73,14 +83,24 @@ describe("the Actions workflow's deploy step", () => {
     try {
       const sha = randomSha();
       const out = await new Promise<string>((resolve, reject) =>
-        execFile("bash", ["-euo", "pipefail", "-c", step.run as string], {
-          cwd: root,
-          env: {
-            PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root",
-            GITHUB_REPOSITORY: "acme/app", GITHUB_REF_NAME: "main", GITHUB_SHA: sha, GITHUB_ACTOR: "octocat",
-            DEPLOY_WEBHOOK_URL: `${api.url}/api/webhook/github`, DEPLOY_WEBHOOK_SECRET: SECRET,
+        execFile(
+          "bash",
+          ["-euo", "pipefail", "-c", step.run as string],
+          {
+            cwd: root,
+            env: {
+              PATH: process.env.PATH ?? "",
+              HOME: process.env.HOME ?? "/root",
+              GITHUB_REPOSITORY: "acme/app",
+              GITHUB_REF_NAME: "main",
+              GITHUB_SHA: sha,
+              GITHUB_ACTOR: "octocat",
+              DEPLOY_WEBHOOK_URL: `${api.url}/api/webhook/github`,
+              DEPLOY_WEBHOOK_SECRET: SECRET,
+            },
           },
-        }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout))),
+          (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)),
+        ),
       );
       assert.match(out, /^202 /);
       const [name] = await fs.readdir(path.join(t.root, "new"));

@@ -78,14 +78,21 @@ describe("publishJob", () => {
 
   it("keeps a pending duplicate delivery as one job, also when both arrive at once", async () => {
     const job = makeJob();
-    const results = await Promise.all([publishJob(t.spool, job), publishJob(t.spool, job), publishJob(t.spool, { ...job, sha: "f".repeat(40) })]);
+    const results = await Promise.all([
+      publishJob(t.spool, job),
+      publishJob(t.spool, job),
+      publishJob(t.spool, { ...job, sha: "f".repeat(40) }),
+    ]);
     assert.equal(results.filter((r) => r.status === "queued").length, 1);
     const again = await publishJob(t.spool, job);
     assert.equal(again.status, "duplicate");
     // claimed and in progress is still pending
     await claimJob(t.spool, `${job.deliveryId}.json`);
     assert.equal((await publishJob(t.spool, job)).status, "duplicate");
-    assert.deepEqual((await listPending(t.spool)).filter((n) => n.startsWith(job.deliveryId)), []);
+    assert.deepEqual(
+      (await listPending(t.spool)).filter((n) => n.startsWith(job.deliveryId)),
+      [],
+    );
     assert.deepEqual(await fs.readdir(path.join(t.root, "tmp")), []);
   });
 
@@ -139,9 +146,10 @@ describe("claimJob", () => {
         [`${randomUUID()}-big.json`]: ["x".repeat(70 * 1024), /too large/],
       };
       for (const [name, [body]] of Object.entries(cases)) {
-        const fixed = name.endsWith("-unknown.json") || name.endsWith("-sha.json") || name.endsWith("-kind.json")
-          ? body.replace(/"deliveryId":"[^"]+"/, `"deliveryId":"${name.slice(0, -5)}"`)
-          : body;
+        const fixed =
+          name.endsWith("-unknown.json") || name.endsWith("-sha.json") || name.endsWith("-kind.json")
+            ? body.replace(/"deliveryId":"[^"]+"/, `"deliveryId":"${name.slice(0, -5)}"`)
+            : body;
         await put(name, fixed);
       }
       await fs.symlink("/etc/passwd", path.join(t.root, "new", `${randomUUID()}.json`));
@@ -159,7 +167,10 @@ describe("claimJob", () => {
         }
       }
       for (const [name, [, pattern]] of Object.entries(cases)) {
-        assert.ok(reasons.some((r) => pattern.test(r)), `${name}: no reason matching ${pattern} in ${reasons.join(" | ")}`);
+        assert.ok(
+          reasons.some((r) => pattern.test(r)),
+          `${name}: no reason matching ${pattern} in ${reasons.join(" | ")}`,
+        );
       }
       assert.ok(reasons.some((r) => /symbolic link/.test(r)));
       assert.deepEqual(await listPending(t.spool), []);
@@ -180,7 +191,10 @@ describe("crash safety", () => {
         await waitForLine(writer, "ready", undefined, 30_000);
         await new Promise((r) => setTimeout(r, 50 + Math.random() * 250));
         await stopProc(writer, "SIGKILL");
-        const acked = writer.out().split("\n").filter((l) => l && l !== "ready");
+        const acked = writer
+          .out()
+          .split("\n")
+          .filter((l) => l && l !== "ready");
         const pending = await listPending(t.spool);
         for (const id of acked) assert.ok(pending.includes(`${id}.json`), `acknowledged job ${id} is in new/`);
         for (const name of pending) {
@@ -227,11 +241,20 @@ describe("crash safety", () => {
       for (const j of [a, b]) assert.equal((await claimJob(t.spool, `${j.deliveryId}.json`)).status, "claimed");
       // a restarted agent sees both in work/ and can parse them again
       const recovered = await recoverInterrupted(t.spool);
-      assert.deepEqual(recovered.map((r) => (r.status === "claimed" ? r.jobId : r.status)), [a.deliveryId, b.deliveryId].sort());
+      assert.deepEqual(
+        recovered.map((r) => (r.status === "claimed" ? r.jobId : r.status)),
+        [a.deliveryId, b.deliveryId].sort(),
+      );
       const again = await readClaimed(t.spool, `${a.deliveryId}.json`);
       assert.equal(again.status, "claimed");
       const finished = new Date().toISOString();
-      const base = { stack: "app", attempts: [], services: [], warnings: [], timings: { received: a.receivedAt, claimed: finished, started: finished, finished } };
+      const base = {
+        stack: "app",
+        attempts: [],
+        services: [],
+        warnings: [],
+        timings: { received: a.receivedAt, claimed: finished, started: finished, finished },
+      };
       const okPath = await finishJob(t.spool, { ...base, outcome: "success", jobId: a.deliveryId, job: a });
       const badPath = await finishJob(t.spool, { ...base, outcome: "rolled_back", jobId: b.deliveryId, job: b });
       assert.match(okPath, /^done\/\d{8}T\d{9}Z-/);

@@ -30,7 +30,10 @@ function checkHeaders(c: Context): Headers {
   const type = c.req.header("content-type") ?? "";
   const form = FORM_TYPE.test(type);
   if (!form && !JSON_TYPE.test(type)) {
-    throw new HttpError(415, "Content-Type must be application/json or application/x-www-form-urlencoded (GitHub's two webhook content types)");
+    throw new HttpError(
+      415,
+      "Content-Type must be application/json or application/x-www-form-urlencoded (GitHub's two webhook content types)",
+    );
   }
   const signature = c.req.header("x-hub-signature-256");
   if (signature === undefined) {

@@ -26,7 +26,18 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function job(s: string, committedAt = new Date().toISOString()): DeployJob {
   const now = new Date().toISOString();
-  return { version: JOB_VERSION, kind: "deploy", deliveryId: randomUUID(), event: "push", repository: "acme/app", ref: "refs/heads/main", sha: s, committedAt, sender: "bench", receivedAt: now };
+  return {
+    version: JOB_VERSION,
+    kind: "deploy",
+    deliveryId: randomUUID(),
+    event: "push",
+    repository: "acme/app",
+    ref: "refs/heads/main",
+    sha: s,
+    committedAt,
+    sender: "bench",
+    receivedAt: now,
+  };
 }
 
 /** 1. job published underneath a bindfs mount → `docker stack deploy` started by the agent reading the mount. */
@@ -43,7 +54,13 @@ async function pickup(): Promise<number[]> {
     },
     capture: async (args) => ({ command: ["docker", ...args], exitCode: 1, timedOut: false, durationMs: 0, outputTail: "", stdout: "" }),
   };
-  const config = loadAgentConfig({ SPOOL_DIR: mount.mountpoint, STACK_FILE: STACK, STACK_NAME: "bench", POLL_INTERVAL_MS: String(POLL), DEPLOY_RETRIES: "0" });
+  const config = loadAgentConfig({
+    SPOOL_DIR: mount.mountpoint,
+    STACK_FILE: STACK,
+    STACK_NAME: "bench",
+    POLL_INTERVAL_MS: String(POLL),
+    DEPLOY_RETRIES: "0",
+  });
   const agent = createAgent({ config, spool: openSpool(mount.mountpoint), docker, log: silent });
   await agent.start();
   const delays: number[] = [];
@@ -84,7 +101,8 @@ async function overhead(): Promise<{ agentMs: number[]; handMs: number[] }> {
     await run("docker", ["stack", "config", "-c", STACK], { env });
     const ids = (await run("docker", ["stack", "services", stack, "--format", "{{.ID}}"])).stdout.trim().split("\n");
     await run("docker", ["service", "inspect", ...ids]);
-    for (const id of ids) await run("docker", ["service", "ps", id, "--filter", "desired-state=running", "--no-trunc", "--format", "{{json .}}"]);
+    for (const id of ids)
+      await run("docker", ["service", "ps", id, "--filter", "desired-state=running", "--no-trunc", "--format", "{{json .}}"]);
     handMs.push(performance.now() - t0);
     // through the agent: publish → record written
     const before = await records();
@@ -104,7 +122,8 @@ async function idle(): Promise<{ rssMb: number; cpuPct: number }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "swarmhook-bench-idle-"));
   await ensureSpool(openSpool(dir));
   const record = readFileSync(path.join(ROOT, "package.json"), "utf8"); // any few-KB file stands for a record
-  for (let i = 0; i < 10_000; i++) writeFileSync(path.join(dir, "done", `20261124T000000${String(i).padStart(4, "0")}Z-bench-${i}.json`), record);
+  for (let i = 0; i < 10_000; i++)
+    writeFileSync(path.join(dir, "done", `20261124T000000${String(i).padStart(4, "0")}Z-bench-${i}.json`), record);
   const child = spawn(process.execPath, [path.join(ROOT, "dist", "agent", "main.js")], {
     env: { PATH: process.env.PATH ?? "", SPOOL_DIR: dir, STACK_FILE: STACK, STACK_NAME: "bench", LOG_LEVEL: "warn" },
     stdio: "ignore",
@@ -127,9 +146,15 @@ async function idle(): Promise<{ rssMb: number; cpuPct: number }> {
 
 const ok = (b: boolean) => (b ? "OK" : "MISS");
 const p = await pickup();
-console.log(`pickup through bindfs, poll ${POLL} ms, ${SAMPLES} jobs: p50 ${pct(p, 50).toFixed(0)} ms, p99 ${pct(p, 99).toFixed(0)} ms (target p99 <= ${POLL + 250})  ${ok(pct(p, 99) <= POLL + 250)}`);
+console.log(
+  `pickup through bindfs, poll ${POLL} ms, ${SAMPLES} jobs: p50 ${pct(p, 50).toFixed(0)} ms, p99 ${pct(p, 99).toFixed(0)} ms (target p99 <= ${POLL + 250})  ${ok(pct(p, 99) <= POLL + 250)}`,
+);
 const o = await overhead();
 const ratio = pct(o.agentMs, 50) / pct(o.handMs, 50);
-console.log(`no-change deploy, median of 5: agent ${pct(o.agentMs, 50).toFixed(0)} ms, by hand ${pct(o.handMs, 50).toFixed(0)} ms, ratio ${ratio.toFixed(2)}x (target <= 1.15)  ${ok(ratio <= 1.15)}`);
+console.log(
+  `no-change deploy, median of 5: agent ${pct(o.agentMs, 50).toFixed(0)} ms, by hand ${pct(o.handMs, 50).toFixed(0)} ms, ratio ${ratio.toFixed(2)}x (target <= 1.15)  ${ok(ratio <= 1.15)}`,
+);
 const i = await idle();
-console.log(`idle with 10,000 records in done/: RSS ${i.rssMb.toFixed(0)} MB (target < 80)  ${ok(i.rssMb < 80)}, CPU ${i.cpuPct.toFixed(2)} % of a core (target < 1)  ${ok(i.cpuPct < 1)}`);
+console.log(
+  `idle with 10,000 records in done/: RSS ${i.rssMb.toFixed(0)} MB (target < 80)  ${ok(i.rssMb < 80)}, CPU ${i.cpuPct.toFixed(2)} % of a core (target < 1)  ${ok(i.cpuPct < 1)}`,
+);

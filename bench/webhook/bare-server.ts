@@ -9,11 +9,22 @@ const [root = "", secret = "", port = "0"] = process.argv.slice(2);
 const spool = openSpool(root);
 await ensureSpool(spool);
 
-async function write(p: { repository: { full_name: string }; ref: string; after: string; head_commit: { timestamp: string }; sender: { login: string } }, id: string) {
+async function write(
+  p: { repository: { full_name: string }; ref: string; after: string; head_commit: { timestamp: string }; sender: { login: string } },
+  id: string,
+) {
   const now = new Date().toISOString();
   const job = JobSchema.parse({
-    version: JOB_VERSION, kind: "deploy", deliveryId: id, event: "push", repository: p.repository.full_name, ref: p.ref,
-    sha: p.after, committedAt: p.head_commit.timestamp, sender: p.sender.login, receivedAt: now,
+    version: JOB_VERSION,
+    kind: "deploy",
+    deliveryId: id,
+    event: "push",
+    repository: p.repository.full_name,
+    ref: p.ref,
+    sha: p.after,
+    committedAt: p.head_commit.timestamp,
+    sender: p.sender.login,
+    receivedAt: now,
   });
   const tmp = await writeTemp(spool, id, `${JSON.stringify(job, null, 2)}\n`);
   await publishNoClobber(tmp, spool.file("new", jobFileName(job)));

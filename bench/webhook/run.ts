@@ -29,11 +29,25 @@ async function startServer(kind: "swarmhook" | "bare", base: string): Promise<{ 
   const port = await freePort();
   const child =
     kind === "swarmhook"
-      ? spawn(process.execPath, [...(process.env.API_NODE_FLAGS ?? "").split(" ").filter(Boolean), path.join(root, "dist", "api", "main.js")], {
-          env: { PATH: process.env.PATH ?? "", SPOOL_DIR: spoolDir, GITHUB_WEBHOOK_SECRET: SECRET, PORT: String(port), HOST: "127.0.0.1", DEPLOY_REPOSITORY: "acme/app", LOG_LEVEL: "warn" },
+      ? spawn(
+          process.execPath,
+          [...(process.env.API_NODE_FLAGS ?? "").split(" ").filter(Boolean), path.join(root, "dist", "api", "main.js")],
+          {
+            env: {
+              PATH: process.env.PATH ?? "",
+              SPOOL_DIR: spoolDir,
+              GITHUB_WEBHOOK_SECRET: SECRET,
+              PORT: String(port),
+              HOST: "127.0.0.1",
+              DEPLOY_REPOSITORY: "acme/app",
+              LOG_LEVEL: "warn",
+            },
+            stdio: ["ignore", "pipe", "inherit"],
+          },
+        )
+      : spawn(process.execPath, [path.join(root, "dist", "bench", "webhook", "bare-server.js"), spoolDir, SECRET, String(port)], {
           stdio: ["ignore", "pipe", "inherit"],
-        })
-      : spawn(process.execPath, [path.join(root, "dist", "bench", "webhook", "bare-server.js"), spoolDir, SECRET, String(port)], { stdio: ["ignore", "pipe", "inherit"] });
+        });
   const url = `http://127.0.0.1:${port}/api/webhook/github`;
   for (let i = 0; i < 100; i++) {
     try {
@@ -48,13 +62,24 @@ async function startServer(kind: "swarmhook" | "bare", base: string): Promise<{ 
 
 function post(url: URL, agent: http.Agent): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, {
-      method: "POST", agent,
-      headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body), "x-github-event": "push", "x-github-delivery": randomUUID(), "x-hub-signature-256": signature },
-    }, (res) => {
-      res.resume();
-      res.on("end", () => resolve(res.statusCode ?? 0));
-    });
+    const req = http.request(
+      url,
+      {
+        method: "POST",
+        agent,
+        headers: {
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(body),
+          "x-github-event": "push",
+          "x-github-delivery": randomUUID(),
+          "x-hub-signature-256": signature,
+        },
+      },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on("error", reject);
     req.end(body);
   });
@@ -104,8 +129,13 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 type M = Awaited<ReturnType<typeof measure>>;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 const combine = (ms: M[]): M => ({
-  kind: ms[0]?.kind ?? "bare", rps: median(ms.map((m) => m.rps)), p50: median(ms.map((m) => m.p50)), p99: median(ms.map((m) => m.p99)),
-  errors: ms.reduce((n, m) => n + m.errors, 0), idle: median(ms.map((m) => m.idle)), after: Math.max(...ms.map((m) => m.after)),
+  kind: ms[0]?.kind ?? "bare",
+  rps: median(ms.map((m) => m.rps)),
+  p50: median(ms.map((m) => m.p50)),
+  p99: median(ms.map((m) => m.p99)),
+  errors: ms.reduce((n, m) => n + m.errors, 0),
+  idle: median(ms.map((m) => m.idle)),
+  after: Math.max(...ms.map((m) => m.after)),
 });
 
 async function compare(label: string, base: string): Promise<void> {
@@ -122,15 +152,21 @@ async function compare(label: string, base: string): Promise<void> {
   const ours = combine(rounds.map((r) => r.ours));
   console.log(`spool on ${label} (${base}):`);
   for (const r of [bare, ours]) {
-    console.log(`  ${r.kind.padEnd(10)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.p50.toFixed(1).padStart(6)} ms  p99 ${r.p99.toFixed(1).padStart(6)} ms  errors ${r.errors}  RSS idle ${r.idle.toFixed(0)} MB, after load (max) ${r.after.toFixed(0)} MB`);
+    console.log(
+      `  ${r.kind.padEnd(10)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.p50.toFixed(1).padStart(6)} ms  p99 ${r.p99.toFixed(1).padStart(6)} ms  errors ${r.errors}  RSS idle ${r.idle.toFixed(0)} MB, after load (max) ${r.after.toFixed(0)} MB`,
+    );
   }
   const ratio = ours.rps / bare.rps;
   console.log(`  throughput ratio swarmhook/bare: ${ratio.toFixed(2)}x (target >= 0.90)  ${ratio >= 0.9 ? "OK" : "MISS"}`);
-  console.log(`  ack p99: ${ours.p99.toFixed(1)} ms (target <= 30)  ${ours.p99 <= 30 ? "OK" : "MISS"}; bare server's p99 ${bare.p99.toFixed(1)} ms`);
+  console.log(
+    `  ack p99: ${ours.p99.toFixed(1)} ms (target <= 30)  ${ours.p99 <= 30 ? "OK" : "MISS"}; bare server's p99 ${bare.p99.toFixed(1)} ms`,
+  );
   console.log(`  RSS after load: ${ours.after.toFixed(0)} MB (target < 100)  ${ours.after < 100 ? "OK" : "MISS"}`);
 }
 
-console.log(`bench/webhook: ${Buffer.byteLength(body)} B signed push deliveries, ${CONNECTIONS} connections, ${ROUNDS} alternating rounds of ${DURATION_MS / 1000} s per server (after ${WARMUP_MS / 1000} s warm-up); medians`);
+console.log(
+  `bench/webhook: ${Buffer.byteLength(body)} B signed push deliveries, ${CONNECTIONS} connections, ${ROUNDS} alternating rounds of ${DURATION_MS / 1000} s per server (after ${WARMUP_MS / 1000} s warm-up); medians`,
+);
 // the disk is what production has; tmpfs takes fsync's noise out and leaves the servers' own cost
 if (!process.env.BENCH_TMPFS_ONLY) await compare("disk", os.tmpdir());
 if (existsSync("/dev/shm")) await compare("tmpfs", "/dev/shm");

@@ -25,16 +25,32 @@ export interface TestAgent {
 }
 
 /** A real agent in-process, with the real docker runner, logging into memory (with arrival times). */
-export async function startTestAgent(spoolDir: string, env: Record<string, string>, dockerEnv: Record<string, string> = {}): Promise<TestAgent> {
-  const config = loadAgentConfig({ SPOOL_DIR: spoolDir, POLL_INTERVAL_MS: "200", RETRY_BACKOFF_MS: "100", DEPLOY_TIMEOUT_S: "120", ...env });
+export async function startTestAgent(
+  spoolDir: string,
+  env: Record<string, string>,
+  dockerEnv: Record<string, string> = {},
+): Promise<TestAgent> {
+  const config = loadAgentConfig({
+    SPOOL_DIR: spoolDir,
+    POLL_INTERVAL_MS: "200",
+    RETRY_BACKOFF_MS: "100",
+    DEPLOY_TIMEOUT_S: "120",
+    ...env,
+  });
   const logs: LogLine[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split("\n").filter(Boolean)) logs.push({ at: Date.now(), ...(JSON.parse(line) as { msg: string }) });
+      for (const line of chunk.toString().split("\n").filter(Boolean))
+        logs.push({ at: Date.now(), ...(JSON.parse(line) as { msg: string }) });
       cb();
     },
   });
-  const agent = createAgent({ config, spool: openSpool(spoolDir), docker: createDockerRunner({ env: dockerEnv }), log: pino({ level: "debug" }, sink) });
+  const agent = createAgent({
+    config,
+    spool: openSpool(spoolDir),
+    docker: createDockerRunner({ env: dockerEnv }),
+    log: pino({ level: "debug" }, sink),
+  });
   await agent.start();
   return { agent, logs, stop: () => agent.stop() };
 }

@@ -31,7 +31,14 @@ export async function startTestApi(
     },
   });
   const log = pino({ level: "debug" }, sink);
-  const app = createApp({ config, spool: openSpool(spoolDir), log, visits, clientAddress: createClientAddress(config.trustedProxies), version: "test" });
+  const app = createApp({
+    config,
+    spool: openSpool(spoolDir),
+    log,
+    visits,
+    clientAddress: createClientAddress(config.trustedProxies),
+    version: "test",
+  });
   const running = await startServer(app, { port: 0, host: "127.0.0.1" });
   return { ...running, config, logs };
 }

@@ -19,7 +19,9 @@ export async function buildWebImage(sha: string, opts: { crash?: boolean; host?:
     const cmd = opts.crash ? `["sh", "-c", "sleep 1; exit 1"]` : `["httpd", "-f", "-p", "8080", "-h", "/www"]`;
     await writeFile(path.join(ctx, "Dockerfile"), `FROM swarmhook-test/busybox:latest\nCOPY www /www\nCMD ${cmd}\n`);
     const tag = `${WEB_REPO}:${sha}`;
-    await run("docker", [...(opts.host ? ["-H", opts.host] : []), "build", "-q", "-t", tag, ctx], { env: { ...process.env, DOCKER_BUILDKIT: "0" } });
+    await run("docker", [...(opts.host ? ["-H", opts.host] : []), "build", "-q", "-t", tag, ctx], {
+      env: { ...process.env, DOCKER_BUILDKIT: "0" },
+    });
     return tag;
   } finally {
     await rm(ctx, { recursive: true, force: true });
@@ -41,7 +43,7 @@ export async function buildStandinImage(tags: string[]): Promise<void> {
     for (const tool of ["node", "pg_isready", "wget"]) await writeFile(path.join(ctx, tool), ok, { mode: 0o755 });
     await writeFile(
       path.join(ctx, "Dockerfile"),
-      "FROM swarmhook-test/busybox:latest\nCOPY standin /standin\nCOPY node pg_isready wget /usr/local/bin/\nENTRYPOINT [\"/standin\"]\n",
+      'FROM swarmhook-test/busybox:latest\nCOPY standin /standin\nCOPY node pg_isready wget /usr/local/bin/\nENTRYPOINT ["/standin"]\n',
     );
     await run("docker", ["build", "-q", ...tags.flatMap((t) => ["-t", t]), ctx], { env: { ...process.env, DOCKER_BUILDKIT: "0" } });
   } finally {

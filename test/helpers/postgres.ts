@@ -67,9 +67,16 @@ export async function startPostgres(env: NodeJS.ProcessEnv = process.env): Promi
       throw new Error("DATABASE_URL points at an external server: this helper cannot stop or start it");
     };
     return {
-      url: env.DATABASE_URL, host: u.hostname, port: Number(u.port || 5432), user: decodeURIComponent(u.username),
-      password: decodeURIComponent(u.password), database: u.pathname.slice(1), controllable: false,
-      stop: fixed, start: fixed, cleanup: async () => undefined,
+      url: env.DATABASE_URL,
+      host: u.hostname,
+      port: Number(u.port || 5432),
+      user: decodeURIComponent(u.username),
+      password: decodeURIComponent(u.password),
+      database: u.pathname.slice(1),
+      controllable: false,
+      stop: fixed,
+      start: fixed,
+      cleanup: async () => undefined,
     };
   }
   const bin = pgBinDir();
@@ -82,13 +89,21 @@ export async function startPostgres(env: NodeJS.ProcessEnv = process.env): Promi
   writeFileSync(pwfile, `${PASSWORD}\n`);
   chownSync(pwfile, uid, gid);
   const data = path.join(dir, "data");
-  execFileSync(path.join(bin, "initdb"), ["-D", data, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", `--pwfile=${pwfile}`, "-E", "UTF8", "--no-sync"], { uid, gid, stdio: "ignore" });
+  execFileSync(
+    path.join(bin, "initdb"),
+    ["-D", data, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", `--pwfile=${pwfile}`, "-E", "UTF8", "--no-sync"],
+    { uid, gid, stdio: "ignore" },
+  );
   const port = await freePort();
   const url = `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`;
   let child: ChildProcess | undefined;
 
   const start = async () => {
-    child = spawn(path.join(bin, "postgres"), ["-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"], { uid, gid, stdio: "ignore" });
+    child = spawn(
+      path.join(bin, "postgres"),
+      ["-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+      { uid, gid, stdio: "ignore" },
+    );
     await waitReady(url);
   };
   const stop = async () => {
@@ -100,8 +115,15 @@ export async function startPostgres(env: NodeJS.ProcessEnv = process.env): Promi
   };
   await start();
   return {
-    url, host: "127.0.0.1", port, user: "postgres", password: PASSWORD, database: "postgres", controllable: true,
-    stop, start,
+    url,
+    host: "127.0.0.1",
+    port,
+    user: "postgres",
+    password: PASSWORD,
+    database: "postgres",
+    controllable: true,
+    stop,
+    start,
     cleanup: async () => {
       await stop();
       rmSync(dir, { recursive: true, force: true });

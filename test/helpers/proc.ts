@@ -59,5 +59,10 @@ export async function stopProc(p: Proc | undefined, signal: NodeJS.Signals = "SI
 
 /** Wait until a log line containing `text` (and, if given, `also`) was printed. */
 export function waitForLine(p: Proc | undefined, text: string, also?: string, timeoutMs = 120_000): Promise<true> {
-  return waitFor(`log "${text}"`, async () => (p?.lines.some((l) => l.includes(text) && (!also || l.includes(also))) ? true : undefined), timeoutMs, 50);
+  return waitFor(
+    `log "${text}"`,
+    async () => (p?.lines.some((l) => l.includes(text) && (!also || l.includes(also))) ? true : undefined),
+    timeoutMs,
+    50,
+  );
 }

@@ -18,7 +18,14 @@ export function scriptedDocker(answer: (args: string[], opts: RunOptions) => Ans
     calls.push(args);
     const a = answer(args, opts);
     for (const line of (a.output ?? "").split("\n").filter(Boolean)) opts.onLine?.(line);
-    return { command: ["docker", ...args], exitCode: a.exitCode, timedOut: false, durationMs: 1, outputTail: a.output ?? "", stdout: a.stdout ?? "" };
+    return {
+      command: ["docker", ...args],
+      exitCode: a.exitCode,
+      timedOut: false,
+      durationMs: 1,
+      outputTail: a.output ?? "",
+      stdout: a.stdout ?? "",
+    };
   };
   return { calls, run: exec, capture: exec };
 }

@@ -59,5 +59,10 @@ export function uniqueStack(t: Ends, prefix = "shtest"): string {
 /** Remove a stack and wait until its services are gone (a later stack of the same name starts clean). */
 export async function removeStack(name: string, host?: string): Promise<void> {
   await docker(["stack", "rm", name], { host }).catch(() => undefined);
-  await waitFor(`stack ${name} removed`, async () => ((await docker(["stack", "services", name, "-q"], { host }).catch(() => "")) === "" ? true : undefined), 60_000, 250).catch(() => undefined);
+  await waitFor(
+    `stack ${name} removed`,
+    async () => ((await docker(["stack", "services", name, "-q"], { host }).catch(() => "")) === "" ? true : undefined),
+    60_000,
+    250,
+  ).catch(() => undefined);
 }
