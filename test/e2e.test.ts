@@ -65,10 +65,9 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
   };
 
   /** A signed push, built from GitHub's example payload, to one API process. */
-  const push = async (api: number, o: { sha: string; branch?: string; committedAt?: string; deliveryId?: string }) => {
-    const body = JSON.stringify(
-      pushPayload({ ref: `refs/heads/${o.branch ?? "main"}`, after: o.sha, timestamp: o.committedAt ?? new Date().toISOString() }),
-    );
+  const push = async (api: number, o: { sha: string; before?: string; branch?: string; committedAt?: string; deliveryId?: string }) => {
+    const ref = `refs/heads/${o.branch ?? "main"}`;
+    const body = JSON.stringify(pushPayload({ ref, before: o.before, after: o.sha, timestamp: o.committedAt ?? new Date().toISOString() }));
     const res = await fetch(`${apis[api]?.url}/api/webhook/github`, {
       method: "POST",
       headers: {
@@ -167,7 +166,8 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
     assert.match(quarantined.reason ?? "", /schema/);
     await fs.access(path.join(spoolRoot, "failed", quarantined.quarantinedAs as string));
     const started = performance.now();
-    const r = await push(1, { sha: shas.second, committedAt: minutesAgo(50) });
+    // the branch went first → old → second; the push of `old` is delivered late (fault 6)
+    const r = await push(1, { sha: shas.second, before: shas.old, committedAt: minutesAgo(50) });
     const rec = await recordOf(r.json.jobId as string);
     assert.equal(rec.outcome, "success", rec.reason);
     assert.equal(await specImage(), `${WEB_REPO}:${shas.second}`);
@@ -188,10 +188,12 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
     t.diagnostic(`rolled back and recorded in ${seconds(performance.now() - started)}`);
   });
 
-  it("6: records a late older commit as stale and does not deploy it", async () => {
-    const r = await push(1, { sha: shas.old, committedAt: minutesAgo(55) });
+  it("6: records a late push the branch has moved past as stale and does not deploy it", async () => {
+    // its commit date is the newest of all: only GitHub's push chain decides
+    const r = await push(1, { sha: shas.old, before: shas.first, committedAt: new Date().toISOString() });
     const rec = await recordOf(r.json.jobId as string);
     assert.equal(rec.outcome, "stale");
+    assert.match(rec.reason ?? "", /moved past it/);
     assert.equal(rec.attempts.length, 0);
     assert.equal(await specImage(), `${WEB_REPO}:${current}`);
   });
@@ -231,26 +233,35 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
     assert.equal(rec.outcome, "success", rec.reason);
   });
 
-  it("7: an API SIGKILLed mid-writes leaves no half-written job and acknowledged nothing it lost", async (t) => {
+  it("7: an API SIGKILLed while a job write is in progress loses nothing it acknowledged, and half a write is never a job", async (t) => {
     const acked: string[] = [];
-    let stop = false;
-    const senders = Array.from({ length: 10 }, async () => {
-      while (!stop) {
-        try {
-          const r = await push(0, { sha: randomSha(), branch: "burst" });
-          if (r.status === 202 && r.json.jobId) acked.push(r.json.jobId);
-        } catch {
-          // the connection died with the process: no answer, no promise made
+    const tmp = path.join(spoolRoot, "tmp");
+    let caught = false;
+    for (let attempt = 1; attempt <= 5 && !caught; attempt++) {
+      let stop = false;
+      const senders = Array.from({ length: 10 }, async () => {
+        while (!stop) {
+          try {
+            const r = await push(0, { sha: randomSha(), branch: "burst" });
+            if (r.status === 202 && r.json.jobId) acked.push(r.json.jobId);
+          } catch {
+            // the connection died with the process: no answer, no promise made
+          }
         }
-      }
-    });
-    await new Promise((r) => setTimeout(r, 700));
-    await stopProc(apis[0]?.proc, "SIGKILL");
-    stop = true;
-    await Promise.all(senders);
+      });
+      // synchronise on a write in progress: this API's job file in tmp/ (named <id>.<pid>-…), fsynced, not yet linked into new/
+      const mine = `.${apis[0]?.proc.child.pid}-`;
+      const writing = async () => (await fs.readdir(tmp)).some((n) => n.includes(mine));
+      await waitFor("a write in progress", async () => ((await writing()) ? true : undefined), 10_000, 1);
+      await stopProc(apis[0]?.proc, "SIGKILL");
+      caught = await writing(); // the kill landed before that write finished
+      stop = true;
+      await Promise.all(senders);
+      await startApi(0, apis[0]?.port);
+      t.diagnostic(`attempt ${attempt}: ${caught ? "killed with a write in progress" : "the write finished first; again"}`);
+    }
+    assert.ok(caught, "the SIGKILL landed while a job was being written");
     assert.ok(acked.length > 0, "some deliveries were acknowledged before the kill");
-    const restarted = performance.now();
-    await startApi(0, apis[0]?.port);
     for (const name of await fs.readdir(path.join(spoolRoot, "new"))) {
       // complete and valid; one the watcher claims meanwhile is judged by it (no `invalid` record, below)
       const text = await fs.readFile(path.join(spoolRoot, "new", name), "utf8").catch((err: NodeJS.ErrnoException) => {
@@ -259,9 +270,6 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
       });
       if (text !== null) JobSchema.parse(JSON.parse(text));
     }
-    t.diagnostic(
-      `API restarted and answering after ${seconds(performance.now() - restarted)}; ${acked.length} deliveries acknowledged before the kill`,
-    );
     const records = await waitFor(
       "every acknowledged job recorded",
       async () => {
@@ -272,12 +280,14 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
       180_000,
       500,
     );
+    for (const id of acked) assert.equal(records.filter((r) => r.jobId === id).length, 1, `exactly one record of ${id}`);
     const mine = records.filter((r) => acked.includes(r.jobId));
     assert.ok(
       mine.every((r) => r.outcome === "success" || r.outcome === "superseded"),
       mine.map((r) => `${r.outcome} ${r.reason}`).join("\n"),
     );
     assert.equal(records.filter((r) => r.outcome === "invalid").length, 1, "only the hand-made file of fault 8 was ever invalid");
+    t.diagnostic(`${acked.length} deliveries acknowledged around the kills, each recorded once`);
   });
 
   it("4: 200 deliveries in 10 s over two APIs, 20 duplicates: every one answered and accounted for", async (t) => {
@@ -328,9 +338,9 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
     const deploys = records.filter((r) => r.attempts.length > 0);
     assert.ok(deploys.length <= 8, `${deploys.length} deploys for 180 deliveries`);
     const newest = records.reduce((a: ResultRecord, b) =>
-      Date.parse(b.job?.committedAt ?? "") > Date.parse(a.job?.committedAt ?? "") ? b : a,
+      Date.parse(b.job?.receivedAt ?? "") > Date.parse(a.job?.receivedAt ?? "") ? b : a,
     );
-    assert.equal(newest.outcome, "success", "the newest commit was deployed");
+    assert.equal(newest.outcome, "success", "the newest delivery was deployed");
     const env = await docker(["service", "inspect", "e2eburst_app", "-f", "{{json .Spec.TaskTemplate.ContainerSpec.Env}}"], { host: KVM8 });
     assert.ok(env.includes(`DEPLOY_SHA=${newest.job?.sha}`));
     assert.equal([...before].filter((id) => distinct.has(id)).length, 0);
@@ -339,7 +349,7 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
     );
   });
 
-  it("2: with one node's dockerd stopped mid-deploy, converges on the others or fails truthfully", async (t) => {
+  it("2: with one node's dockerd stopped mid-deploy, the record says what the cluster did", async (t) => {
     // the victim runs a replica of the service (kvm8 is the manager the watcher talks to)
     const victim = (await runningTasks()).map(([node]) => node).find((n) => n !== "kvm8") ?? "kvm2";
     const r = await push(1, { sha: shas.nodeDown, committedAt: minutesAgo(20) });
@@ -351,23 +361,34 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
     process.kill(pid, "SIGTERM");
     try {
       const rec = await recordOf(jobId, 240_000);
-      t.diagnostic(
-        `${victim} down: outcome ${rec.outcome} after ${seconds(performance.now() - stopped)}${rec.reason ? ` (${rec.reason})` : ""}`,
-      );
+      // the cluster's own account, read independently of the record, right after it was written
+      const update = JSON.parse(await docker(["service", "inspect", WEB, "-f", "{{json .UpdateStatus}}"], { host: KVM8 })) as {
+        State?: string;
+      } | null;
       const tasks = await runningTasks();
-      if (rec.outcome === "success") {
-        assert.equal(await specImage(), `${WEB_REPO}:${shas.nodeDown}`);
-        assert.ok(tasks.filter(([, img]) => img === `${WEB_REPO}:${shas.nodeDown}`).length >= 2, "converged on the remaining nodes");
+      const onNew = tasks.filter(([, img]) => img === `${WEB_REPO}:${shas.nodeDown}`);
+      const spec = await specImage();
+      const expected =
+        spec !== `${WEB_REPO}:${shas.nodeDown}` || update?.State?.startsWith("rollback")
+          ? "rolled_back"
+          : update?.State === "completed" && onNew.length >= 2
+            ? "success"
+            : "failed";
+      t.diagnostic(
+        `${victim} down: the cluster's update state ${update?.State ?? "none"}, ${onNew.length}/2 on the new image → ${expected}; ` +
+          `recorded ${rec.outcome} after ${seconds(performance.now() - stopped)}${rec.reason ? ` (${rec.reason})` : ""}`,
+      );
+      assert.equal(rec.outcome, expected);
+      if (expected === "success")
         assert.ok(
-          tasks.every(([node]) => node !== victim),
-          `no task left on ${victim}: ${JSON.stringify(tasks)}`,
+          onNew.every(([node]) => node !== victim),
+          `no task on ${victim}: ${JSON.stringify(tasks)}`,
         );
-      } else {
-        assert.ok(rec.outcome === "failed" || rec.outcome === "rolled_back", rec.outcome);
-        assert.ok(rec.reason && rec.reason.length > 0, "the record says why");
+      else {
+        assert.match(rec.reason ?? "", expected === "failed" ? /not converged within the deploy timeout: e2e_web/ : /e2e_web/);
         const svc = rec.services.find((s) => s.name === WEB);
         assert.ok(svc, "the record carries the service's state");
-        assert.ok(svc.running < (svc.desired ?? 0) || svc.image !== svc.wantedImage || svc.updateState !== null, JSON.stringify(svc));
+        if (expected === "failed") assert.ok(svc.running < (svc.desired ?? 0) || svc.updateState === "updating", JSON.stringify(svc));
       }
     } finally {
       const back = performance.now();

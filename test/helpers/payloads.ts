@@ -28,10 +28,11 @@ export function sign(secret: string, body: string | Buffer): string {
 
 /** GitHub's example push to a branch, with the fields a test cares about replaced. */
 export function pushPayload(
-  o: { ref?: string; after?: string; repository?: string; timestamp?: string; message?: string } = {},
+  o: { ref?: string; before?: string; after?: string; repository?: string; timestamp?: string; message?: string } = {},
 ): Record<string, unknown> {
   const p = examples("push").find((e) => e.ref === "refs/heads/master" && e.head_commit) as Record<string, any>;
   if (o.ref) p.ref = o.ref;
+  if (o.before) p.before = o.before;
   if (o.after) {
     p.after = o.after;
     p.head_commit.id = o.after;
