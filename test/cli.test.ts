@@ -3,10 +3,12 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
+import { claimJob, finishJob, publishJob } from "../spool/index.ts";
 import { waitForRecord } from "./helpers/agent.ts";
-import { randomSha } from "./helpers/jobs.ts";
+import { makeJob, randomSha } from "./helpers/jobs.ts";
 import { freePort } from "./helpers/postgres.ts";
 import { spawnTs } from "./helpers/proc.ts";
+import { useTempSpool } from "./helpers/spool.ts";
 import { docker, waitFor } from "./helpers/swarm.ts";
 
 function cli(args: string[], env: Record<string, string> = {}) {
@@ -72,5 +74,37 @@ describe("swarmhook enqueue and --help", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("swarmhook jobs", () => {
+  it("lists pending jobs and the newest outcomes, with terminal control characters stripped", async (t) => {
+    const s = await useTempSpool(t);
+    const job = makeJob();
+    await publishJob(s.spool, job);
+    const claimed = await claimJob(s.spool, `${job.deliveryId}.json`);
+    assert.equal(claimed.status, "claimed");
+    const now = new Date().toISOString();
+    const reason = "docker said \u001b[31mred\u001b[0m\u0007 and \u001b]0;owned\u0007 bye\nsecond line";
+    const timings = { received: now, claimed: now, started: now, finished: now };
+    await finishJob(s.spool, {
+      outcome: "failed",
+      reason,
+      jobId: job.deliveryId,
+      job,
+      stack: "app",
+      timings,
+      attempts: [],
+      services: [],
+      warnings: [],
+    });
+    const pending = makeJob();
+    await publishJob(s.spool, pending);
+    const r = await cli(["jobs", "--spool", s.root]).done;
+    assert.equal(r.code, 0, r.err);
+    assert.ok(r.out.includes(`new/: ${pending.deliveryId}.json`));
+    assert.match(r.out, /last 1 finished:\n\S+\s+failed\s+app\s+/);
+    assert.ok(r.out.includes("docker said red and  bye second line"), r.out);
+    assert.doesNotMatch(r.out, /[\u0000-\u0008\u000b-\u001f\u007f]/, "nothing but text and newlines reaches the terminal");
   });
 });

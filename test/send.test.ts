@@ -77,11 +77,12 @@ describe("the Actions workflow's deploy step", () => {
       .flatMap((j) => j.steps)
       .find((s) => s.run?.includes("swarmhook -- send"));
     assert.ok(step?.run, "the workflow has a send step");
-    assert.deepEqual(Object.keys(step.env ?? {}).sort(), ["DEPLOY_WEBHOOK_SECRET", "DEPLOY_WEBHOOK_URL"]);
+    assert.deepEqual(Object.keys(step.env ?? {}).sort(), ["DEPLOY_WEBHOOK_SECRET", "DEPLOY_WEBHOOK_URL", "PUSH_BEFORE"]);
     const t = await tempSpool();
     const api = await startTestApi(t.root, { DEPLOY_REPOSITORY: "acme/app", DEPLOY_BRANCHES: "main" });
     try {
       const sha = randomSha();
+      const before = randomSha();
       const out = await new Promise<string>((resolve, reject) =>
         execFile(
           "bash",
@@ -97,6 +98,7 @@ describe("the Actions workflow's deploy step", () => {
               GITHUB_ACTOR: "octocat",
               DEPLOY_WEBHOOK_URL: `${api.url}/api/webhook/github`,
               DEPLOY_WEBHOOK_SECRET: SECRET,
+              PUSH_BEFORE: before, // github.event.before: the push chain
             },
           },
           (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)),
@@ -105,7 +107,7 @@ describe("the Actions workflow's deploy step", () => {
       assert.match(out, /^202 /);
       const [name] = await fs.readdir(path.join(t.root, "new"));
       const job = JobSchema.parse(JSON.parse(await fs.readFile(path.join(t.root, "new", name as string), "utf8")));
-      assert.deepEqual([job.sha, job.repository, job.ref, job.sender], [sha, "acme/app", "refs/heads/main", "octocat"]);
+      assert.deepEqual([job.sha, job.before, job.repository, job.ref, job.sender], [sha, before, "acme/app", "refs/heads/main", "octocat"]);
     } finally {
       await api.close();
       await t.cleanup();
