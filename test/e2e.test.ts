@@ -249,6 +249,8 @@ describe("end to end on the three-node swarm", { timeout: 20 * 60_000 }, () => {
           }
         }
       });
+      const ackedBefore = acked.length;
+      await waitFor("20 acknowledged deliveries", async () => (acked.length >= ackedBefore + 20 ? true : undefined), 30_000, 5);
       // synchronise on a write in progress: this API's job file in tmp/ (named <id>.<pid>-…), fsynced, not yet linked into new/
       const mine = `.${apis[0]?.proc.child.pid}-`;
       const writing = async () => (await fs.readdir(tmp)).some((n) => n.includes(mine));
