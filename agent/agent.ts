@@ -7,6 +7,7 @@ import {
   cleanStaleTemp,
   ensureSpool,
   listPending,
+  pruneMarks,
   recoverInterrupted,
   type ClaimResult,
   type Spool,
@@ -34,6 +35,7 @@ export interface AgentDeps {
 }
 
 const CLEAN_EVERY_MS = 60_000;
+const PRUNE_EVERY_MS = 3600_000;
 
 /**
  * The watcher: claims jobs, coalesces them per stack (newest received wins, the rest superseded, what
@@ -136,6 +138,10 @@ async function cleanTemp(state: AgentState, ctx: StackContext): Promise<void> {
   state.lastClean = now;
   const removed = await cleanStaleTemp(ctx.spool, now);
   if (removed.length > 0) ctx.log.warn({ removed }, "removed stale temp files left by dead writers");
+  if (now - state.lastPrune <= PRUNE_EVERY_MS) return;
+  state.lastPrune = now;
+  const pruned = await pruneMarks(ctx.spool, now);
+  if (pruned > 0) ctx.log.info({ pruned }, "removed delivery markers older than a week (a redelivery of those deploys again)");
 }
 
 async function recover(state: AgentState, ctx: StackContext): Promise<void> {

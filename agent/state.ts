@@ -22,8 +22,9 @@ export interface AgentState {
   again: boolean;
   /** `work/` was recovered (false until the spool is there). */
   recovered: boolean;
-  /** When stale temp files were last removed (ms since the epoch). */
+  /** When stale temp files were last removed, and old delivery markers (ms since the epoch). */
   lastClean: number;
+  lastPrune: number;
   /** The spool problem last logged, so it is logged once until it changes. */
   spoolProblem: string | undefined;
   /** Per spool entry, the problem last logged for it (one bad entry never stops the others, nor floods the log). */
@@ -41,6 +42,7 @@ export function createState(config: Readonly<AgentConfig>): AgentState {
     again: false,
     recovered: false,
     lastClean: 0,
+    lastPrune: 0,
     spoolProblem: undefined,
     entryProblems: new Map(),
     timer: undefined,

@@ -46,7 +46,6 @@ export function createApp(deps: AppDeps): Hono {
     if (err instanceof HttpError) return answerHttpError(err, c, rejected, log);
     if (err instanceof SpoolError) {
       log.error({ err, code: err.code, path: c.req.path }, "job not written: spool unavailable");
-      rejected({ status: 503, reason: `spool unavailable (${err.code})`, path: c.req.path });
       return c.json({ error: `spool unavailable (${err.code}): the job was not queued, redeliver later` }, 503);
     }
     if (err instanceof DatabaseUnavailable) {

@@ -29,3 +29,34 @@ export async function cleanStaleTemp(spool: Spool, now = Date.now(), maxAgeMs = 
   }
   return removed;
 }
+
+/**
+ * How long a finished delivery's marker is kept: GitHub offers "Redeliver" for three days, and a
+ * redelivery after the marker is gone would deploy again.
+ */
+export const MARK_KEEP_MS = 7 * 24 * 3600 * 1000;
+
+/**
+ * Remove markers in `ids/` of deliveries that finished more than `keepMs` ago. A pending marker (a
+ * hard link to a job still in `new/` or `work/`, so more than one link) is never removed. Returns
+ * how many were removed.
+ */
+export async function pruneMarks(spool: Spool, now = Date.now(), keepMs = MARK_KEEP_MS): Promise<number> {
+  let names: string[];
+  try {
+    names = await fs.readdir(spool.dir("ids"));
+  } catch (err) {
+    throw toSpoolError(err, "listing ids/");
+  }
+  let removed = 0;
+  for (const name of names) {
+    const file = spool.file("ids", name);
+    const st = await fs.lstat(file).catch(() => null);
+    if (!st || st.nlink > 1 || now - st.mtimeMs < keepMs) continue;
+    await fs.unlink(file).then(
+      () => removed++,
+      () => undefined,
+    );
+  }
+  return removed;
+}

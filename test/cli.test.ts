@@ -105,6 +105,7 @@ describe("swarmhook jobs", () => {
     assert.ok(r.out.includes(`new/: ${pending.deliveryId}.json`));
     assert.match(r.out, /last 1 finished:\n\S+\s+failed\s+app\s+/);
     assert.ok(r.out.includes("docker said red and  bye second line"), r.out);
+    // eslint-disable-next-line no-control-regex -- the assertion is about control characters
     assert.doesNotMatch(r.out, /[\u0000-\u0008\u000b-\u001f\u007f]/, "nothing but text and newlines reaches the terminal");
   });
 });

@@ -13,6 +13,7 @@ import {
   listPending,
   openSpool,
   publishJob,
+  pruneMarks,
   readClaimed,
   ResultRecordSchema,
   SpoolError,
@@ -20,7 +21,7 @@ import {
 } from "../spool/index.ts";
 import { makeJob } from "./helpers/jobs.ts";
 import { spawnTs, stopProc, waitForLine } from "./helpers/proc.ts";
-import { tempSpool, type TempSpool } from "./helpers/spool.ts";
+import { tempSpool, useTempSpool, type TempSpool } from "./helpers/spool.ts";
 
 async function run(script: string, args: string[]): Promise<string> {
   const p = spawnTs(`test/fixtures/${script}`, args, {});
@@ -281,3 +282,33 @@ async function readClaimedCopy(t: TempSpool, name: string): Promise<string> {
     return "truncated";
   }
 }
+
+describe("pruneMarks", () => {
+  it("removes finished delivery markers older than a week, never a pending one", async (t) => {
+    const s = await useTempSpool(t);
+    const old = makeJob();
+    const fresh = makeJob();
+    const pending = makeJob();
+    for (const j of [old, fresh, pending]) await publishJob(s.spool, j);
+    const now = new Date().toISOString();
+    const timings = { received: now, claimed: now, started: now, finished: now };
+    for (const j of [old, fresh]) {
+      assert.equal((await claimJob(s.spool, `${j.deliveryId}.json`)).status, "claimed");
+      await finishJob(s.spool, {
+        outcome: "success",
+        jobId: j.deliveryId,
+        job: j,
+        stack: "app",
+        timings,
+        attempts: [],
+        services: [],
+        warnings: [],
+      });
+    }
+    const eightDaysAgo = new Date(Date.now() - 8 * 24 * 3600 * 1000);
+    for (const j of [old, pending]) await fs.utimes(path.join(s.root, "ids", j.deliveryId), eightDaysAgo, eightDaysAgo);
+    assert.equal(await pruneMarks(s.spool), 1);
+    assert.deepEqual((await fs.readdir(path.join(s.root, "ids"))).sort(), [fresh.deliveryId, pending.deliveryId].sort());
+    assert.deepEqual(await publishJob(s.spool, fresh), { jobId: fresh.deliveryId, status: "handled", outcome: "success" });
+  });
+});
