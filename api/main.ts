@@ -35,12 +35,12 @@ async function main(): Promise<void> {
   const log = pino({ level: config.logLevel, base: { service: "swarmhook-api" } });
   const spool = openSpool(config.spoolDir);
   await ensureSpool(spool).catch((err: Error) =>
-    log.error({ err: { message: err.message } }, "spool not ready: webhooks will answer 503 until it is"),
+    log.error({ err }, "spool not ready: webhooks will answer 503 until it is"),
   );
   if (!config.deploy.repository) log.warn("DEPLOY_REPOSITORY is not set: any repository that signs with the secret can deploy");
 
   const pool = config.database ? await createPool(config.database) : undefined;
-  pool?.on("error", (err) => log.warn({ err: { message: err.message } }, "idle database connection lost"));
+  pool?.on("error", (err) => log.warn({ err }, "idle database connection lost"));
   const visits = pool && config.visitSalt ? createVisitStore({ pool, salt: config.visitSalt }) : undefined;
   if (!visits) {
     log.warn(
@@ -50,7 +50,7 @@ async function main(): Promise<void> {
     await visits
       .ensureSchema()
       .catch((err: Error) =>
-        log.warn({ err: { message: err.message } }, "database not reachable at start-up; the schema is created on first use"),
+        log.warn({ err }, "database not reachable at start-up; the schema is created on first use"),
       );
   }
 
