@@ -34,9 +34,7 @@ async function main(): Promise<void> {
   const config = loadConfigOrExit("swarmhook api", () => loadApiConfig());
   const log = pino({ level: config.logLevel, base: { service: "swarmhook-api" } });
   const spool = openSpool(config.spoolDir);
-  await ensureSpool(spool).catch((err: Error) =>
-    log.error({ err }, "spool not ready: webhooks will answer 503 until it is"),
-  );
+  await ensureSpool(spool).catch((err: Error) => log.error({ err }, "spool not ready: webhooks will answer 503 until it is"));
   if (!config.deploy.repository) log.warn("DEPLOY_REPOSITORY is not set: any repository that signs with the secret can deploy");
 
   const pool = config.database ? await createPool(config.database) : undefined;
@@ -49,9 +47,7 @@ async function main(): Promise<void> {
   } else {
     await visits
       .ensureSchema()
-      .catch((err: Error) =>
-        log.warn({ err }, "database not reachable at start-up; the schema is created on first use"),
-      );
+      .catch((err: Error) => log.warn({ err }, "database not reachable at start-up; the schema is created on first use"));
   }
 
   const app = createApp({
