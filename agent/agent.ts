@@ -11,9 +11,11 @@ import {
   recoverInterrupted,
   type ClaimResult,
   type Spool,
+  writeWatcherStatus,
 } from "../spool/index.ts";
 import type { AgentConfig } from "./config.ts";
 import type { DockerRunner } from "./docker.ts";
+import { checkEngine } from "./engine.ts";
 import { createRecorder } from "./records.ts";
 import { stackFor } from "./route.ts";
 import { runStack, type StackContext } from "./run-stack.ts";
@@ -36,6 +38,8 @@ export interface AgentDeps {
 
 const CLEAN_EVERY_MS = 60_000;
 const PRUNE_EVERY_MS = 3600_000;
+const ENGINE_OK_MS = 30_000;
+const ENGINE_LOG_EVERY_MS = 60_000;
 
 /**
  * The watcher: claims jobs, coalesces them per stack (newest received wins, the rest superseded, what
@@ -102,7 +106,11 @@ async function runTick(state: AgentState, ctx: StackContext): Promise<void> {
       await ctx.recorder.retry();
       await cleanTemp(state, ctx);
       if (!state.recovered) await recover(state, ctx); // the spool was missing at start
-      for (const name of await listPending(ctx.spool)) {
+      const names = await listPending(ctx.spool);
+      const queued = names.length > 0 || [...state.stacks.values()].some((s) => s.pending.length > 0);
+      // while this node cannot deploy, jobs wait in new/: nothing is claimed, nothing fails
+      if (queued && !(await engineReady(state, ctx, names.length))) continue;
+      for (const name of names) {
         if (state.stopping) return;
         await claimOne(state, ctx, name);
       }
@@ -116,6 +124,35 @@ async function runTick(state: AgentState, ctx: StackContext): Promise<void> {
   } finally {
     state.ticking = false;
   }
+}
+
+/**
+ * Whether the Docker engine can take a deploy: a good answer is trusted for ENGINE_OK_MS; a problem is
+ * logged when it starts and then once a minute, and written to state/_watcher.json for `swarmhook jobs`.
+ */
+async function engineReady(state: AgentState, ctx: StackContext, waiting: number): Promise<boolean> {
+  const now = ctx.clock.now();
+  if (now.getTime() < state.engineOkUntil) return true;
+  const p = await checkEngine(ctx.docker);
+  if (p === null) {
+    state.engineOkUntil = now.getTime() + ENGINE_OK_MS;
+    if (state.engineWait) {
+      ctx.log.info({ waitedMs: now.getTime() - state.engineWait.since.getTime() }, "Docker engine available again: deploying what waited");
+      state.engineWait = undefined;
+      await writeWatcherStatus(ctx.spool, null).catch(() => undefined);
+    }
+    return true;
+  }
+  const w = state.engineWait?.problem === p.problem ? state.engineWait : { since: now, problem: p.problem, loggedAt: 0 };
+  state.engineWait = w;
+  if (now.getTime() - w.loggedAt >= ENGINE_LOG_EVERY_MS) {
+    w.loggedAt = now.getTime();
+    ctx.log.warn({ ...p, waiting, since: w.since.toISOString() }, "waiting for the Docker engine: jobs stay in new/");
+    await writeWatcherStatus(ctx.spool, { waitingSince: w.since.toISOString(), checkedAt: now.toISOString(), ...p }).catch((err: unknown) =>
+      ctx.log.error({ err }, "could not write state/_watcher.json"),
+    );
+  }
+  return false;
 }
 
 /** Claim one entry of new/. Whatever goes wrong with it is logged once, naming it, and never stops the others. */

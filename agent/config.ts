@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { logFormatVar, type LogFormat } from "../lib/log.ts";
 import { ConfigError, cleanEnv, logLevelVar, parseEnv, secretVar } from "../lib/config.ts";
 import { describeIssues } from "../lib/zod.ts";
 import { REPOSITORY } from "../spool/index.ts";
@@ -29,6 +30,7 @@ export interface AgentConfig {
   healthTimeoutMs: number;
   digestPolicy: "warn" | "fail";
   logLevel: string;
+  logFormat: LogFormat;
 }
 
 const envSchema = z.object({
@@ -48,6 +50,7 @@ const envSchema = z.object({
   HEALTH_TIMEOUT_S: z.coerce.number().int().min(1).max(3600).default(120),
   DIGEST_POLICY: z.enum(["warn", "fail"], { error: "DIGEST_POLICY must be warn or fail" }).default("warn"),
   LOG_LEVEL: logLevelVar,
+  LOG_FORMAT: logFormatVar,
   AGENT_CONFIG: z.string().optional(),
   // not used by the watcher, but handed to the stack it deploys: a placeholder would only fail there, later
   VISIT_SALT: secretVar("VISIT_SALT", 16).optional(),
@@ -126,5 +129,6 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
     healthTimeoutMs: v.HEALTH_TIMEOUT_S * 1000,
     digestPolicy: v.DIGEST_POLICY,
     logLevel: v.LOG_LEVEL,
+    logFormat: v.LOG_FORMAT,
   });
 }

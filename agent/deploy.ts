@@ -3,7 +3,7 @@ import type { Clock } from "../lib/clock.ts";
 import type { Attempt, DeployJob, ServiceState } from "../spool/index.ts";
 import type { AgentConfig, StackConfig } from "./config.ts";
 import type { DockerResult, DockerRunner } from "./docker.ts";
-import { createLineFilter } from "./docker-lines.ts";
+import { createLineFilter, decisiveLine } from "./docker-lines.ts";
 import { askedImages, checkHealth, inspectStack, type Verdict } from "./verify.ts";
 
 /** Output that means "try again later": the daemon, the network or a registry, not the stack. */
@@ -126,7 +126,8 @@ export async function deployJob(d: DeployDeps): Promise<DeployResult> {
   }
   if (!last.timedOut && last.exitCode !== 0) {
     const why = isTransient(last) ? `still failing after ${attempts.length} attempts` : "permanent failure";
-    return fail("failed", `docker stack deploy exited ${last.exitCode}: ${why}`);
+    const said = decisiveLine(last.outputTail);
+    return fail("failed", `docker stack deploy exited ${last.exitCode}: ${why}${said ? `: ${said}` : ""}`);
   }
   if (last.timedOut)
     warnings.push(`docker stack deploy did not return within ${policy.deployTimeoutMs / 1000} s; judged by the services' state`);

@@ -17,3 +17,32 @@ export function createLineFilter(sink: (line: string) => void): (line: string) =
     sink(line);
   };
 }
+
+/** Lines of docker's output that say why it failed, most telling first. */
+const DECISIVE = [
+  /Cannot connect to the Docker daemon[^\n]*/i,
+  /error during connect[^\n]*/i,
+  /permission denied[^\n]*/i,
+  /Error response from daemon:[^\n]*/i,
+  /[^\n]*\b(not found|no such [a-z]+|undefined (network|volume|secret|config))\b[^\n]*/i,
+  /[^\n]*\b(invalid|failed to|error)\b[^\n]*/i,
+];
+
+/**
+ * The one line of docker's output that says why a command failed ("Cannot connect to the Docker
+ * daemon at …", "network … not found"), or its last line; control characters stripped, at most 300
+ * characters. Records and `swarmhook jobs` carry it, so the reason is readable without the log.
+ */
+export function decisiveLine(output: string): string | undefined {
+  const text = stripControl(output);
+  for (const re of DECISIVE) {
+    const m = re.exec(text);
+    if (m) return m[0].trim().slice(0, 300);
+  }
+  return text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .at(-1)
+    ?.slice(0, 300);
+}

@@ -1,5 +1,5 @@
-import { pino } from "pino";
 import { loadConfigOrExit } from "../lib/config.ts";
+import { createLogger } from "../lib/log.ts";
 import { openSpool } from "../spool/index.ts";
 import { createAgent } from "./agent.ts";
 import { loadAgentConfig } from "./config.ts";
@@ -7,7 +7,7 @@ import { createDockerRunner } from "./docker.ts";
 
 const config = loadConfigOrExit("webhook-watcher", () => loadAgentConfig());
 
-const log = pino({ level: config.logLevel, base: { service: "webhook-watcher" } });
+const log = createLogger({ service: "webhook-watcher", level: config.logLevel, format: config.logFormat });
 const agent = createAgent({ config, spool: openSpool(config.spoolDir), docker: createDockerRunner(), log });
 
 let stopping = false;

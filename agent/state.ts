@@ -29,6 +29,10 @@ export interface AgentState {
   spoolProblem: string | undefined;
   /** Per spool entry, the problem last logged for it (one bad entry never stops the others, nor floods the log). */
   entryProblems: Map<string, string>;
+  /** Until when the last good engine check is trusted (ms since the epoch); 0 = check before claiming. */
+  engineOkUntil: number;
+  /** The engine problem being waited out: since when, and when it was last logged. */
+  engineWait: { since: Date; problem: string; loggedAt: number } | undefined;
   timer: NodeJS.Timeout | undefined;
   watcher: FSWatcher | undefined;
 }
@@ -45,6 +49,8 @@ export function createState(config: Readonly<AgentConfig>): AgentState {
     lastPrune: 0,
     spoolProblem: undefined,
     entryProblems: new Map(),
+    engineOkUntil: 0,
+    engineWait: undefined,
     timer: undefined,
     watcher: undefined,
   };

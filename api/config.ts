@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { logFormatVar, type LogFormat } from "../lib/log.ts";
 import { ConfigError, boolVar, cleanEnv, listVar, logLevelVar, parseEnv, portVar, secretVar } from "../lib/config.ts";
 import { COMMIT_SHA, REPOSITORY } from "../spool/index.ts";
 
@@ -38,6 +39,7 @@ const schema = z
     VISIT_SALT: secretVar("VISIT_SALT", 16).optional(),
     TRUSTED_PROXIES: listVar,
     LOG_LEVEL: logLevelVar,
+    LOG_FORMAT: logFormatVar,
     GIT_SHA: z.string().regex(COMMIT_SHA, "GIT_SHA must be a 40-hex commit SHA").optional(),
   })
   .superRefine((v, ctx) => {
@@ -95,6 +97,7 @@ export interface ApiConfig {
   visitSalt: string | undefined;
   trustedProxies: readonly string[];
   logLevel: string;
+  logFormat: LogFormat;
   gitSha: string | undefined;
 }
 
@@ -137,6 +140,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Ap
     visitSalt: v.VISIT_SALT,
     trustedProxies: Object.freeze(v.TRUSTED_PROXIES),
     logLevel: v.LOG_LEVEL,
+    logFormat: v.LOG_FORMAT,
     gitSha: v.GIT_SHA,
   });
 }

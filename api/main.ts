@@ -1,8 +1,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type pg from "pg";
-import { pino } from "pino";
 import { loadConfigOrExit } from "../lib/config.ts";
+import { createLogger } from "../lib/log.ts";
 import { ensureSpool, openSpool } from "../spool/index.ts";
 import { createApp } from "./app.ts";
 import { createClientAddress } from "./client-address.ts";
@@ -32,7 +32,7 @@ async function createPool(db: NonNullable<ApiConfig["database"]>): Promise<pg.Po
 
 async function main(): Promise<void> {
   const config = loadConfigOrExit("swarmhook api", () => loadApiConfig());
-  const log = pino({ level: config.logLevel, base: { service: "swarmhook-api" } });
+  const log = createLogger({ service: "swarmhook-api", level: config.logLevel, format: config.logFormat });
   const spool = openSpool(config.spoolDir);
   await ensureSpool(spool).catch((err: Error) => log.error({ err }, "spool not ready: webhooks will answer 503 until it is"));
   if (!config.deploy.repository) log.warn("DEPLOY_REPOSITORY is not set: any repository that signs with the secret can deploy");

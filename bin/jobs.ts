@@ -1,7 +1,7 @@
 // `swarmhook jobs`: what is pending and how the last jobs ended, read from the spool.
 import { promises as fs } from "node:fs";
 import { stripControl } from "../lib/text.ts";
-import { listRecords, openSpool } from "../spool/index.ts";
+import { listRecords, openSpool, readWatcherStatus } from "../spool/index.ts";
 
 export const JOBS_HELP = `swarmhook jobs [--spool DIR] [--last N]
   Lists the jobs waiting in new/ and work/, then the last N (default 10) outcomes from done/ and
@@ -14,6 +14,9 @@ const clean = (text: string) => stripControl(text).replace(/[\n\t]+/g, " ");
 export async function listJobs(spoolDir: string, last: number): Promise<string> {
   const spool = openSpool(spoolDir);
   const lines: string[] = [];
+  const status = await readWatcherStatus(spool);
+  if (status)
+    lines.push(clean(`watcher: NOT DEPLOYING since ${status.waitingSince}: ${status.problem} (fix: ${status.fix}); jobs wait in new/`));
   for (const dir of ["new", "work"] as const) {
     const names = (await fs.readdir(spool.dir(dir)).catch(() => [])).sort();
     lines.push(`${dir}/: ${names.length === 0 ? "empty" : clean(names.join(" "))}`);

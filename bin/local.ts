@@ -2,7 +2,8 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { pino } from "pino";
+import { createLogger } from "../lib/log.ts";
+import { prepareLocal } from "./local-setup.ts";
 import { createAgent } from "../agent/agent.ts";
 import { loadAgentConfig } from "../agent/config.ts";
 import { createDockerRunner } from "../agent/docker.ts";
@@ -12,11 +13,14 @@ import { loadApiConfig } from "../api/config.ts";
 import { startServer } from "../api/server.ts";
 import { ensureSpool, openSpool } from "../spool/index.ts";
 
-export const LOCAL_HELP = `swarmhook local [--dir DIR]
+export const LOCAL_HELP = `swarmhook local [--dir DIR] [--setup]
   Runs the API (http://127.0.0.1:8000) and the watcher in one process on this machine, with
   embedded defaults: the spool in DIR/spool (default .swarmhook/), a webhook secret generated
   once into DIR/webhook-secret (mode 600), and stack/local-demo.yaml deployed as the stack
-  swarmhook-demo on this machine's swarm. Any variable of the API or the watcher overrides its
+  swarmhook-demo on this machine's swarm. First it checks for a Docker engine in swarm mode and the
+  demo image; as root with apt it sets up what is missing (scripts/test-env.sh --demo), one line a
+  step; otherwise it exits at once naming what is missing and the command that fixes it. --setup
+  does only that. LOG_FORMAT=json prints JSON lines instead of the pretty log. Any variable of the API or the watcher overrides its
   default (PORT, SPOOL_DIR, STACK_FILE, STACK_NAME, DEPLOY_REPOSITORY, LOG_LEVEL, ...).
   Try it from a second terminal:
     swarmhook send --url http://127.0.0.1:8000/api/webhook/github \\
@@ -33,7 +37,13 @@ function secretFile(dir: string): string {
   return file;
 }
 
-export async function runLocal(dir: string, root: string): Promise<void> {
+export async function runLocal(dir: string, root: string, o: { setupOnly?: boolean } = {}): Promise<void> {
+  const problem = await prepareLocal({ root, env: process.env, docker: createDockerRunner(), say: (l) => process.stdout.write(`${l}\n`) });
+  if (problem) {
+    process.stderr.write(`${problem}\n`);
+    process.exit(1);
+  }
+  if (o.setupOnly) return;
   mkdirSync(path.join(dir, "spool"), { recursive: true, mode: 0o2770 });
   const defaults: NodeJS.ProcessEnv = {
     SPOOL_DIR: path.join(dir, "spool"),
@@ -49,7 +59,7 @@ export async function runLocal(dir: string, root: string): Promise<void> {
   if (env.GITHUB_WEBHOOK_SECRET) delete env.GITHUB_WEBHOOK_SECRET_FILE;
   const apiConfig = loadApiConfig(env);
   const agentConfig = loadAgentConfig(env);
-  const log = pino({ level: apiConfig.logLevel });
+  const log = createLogger({ level: apiConfig.logLevel, format: apiConfig.logFormat });
   const spool = openSpool(apiConfig.spoolDir);
   await ensureSpool(spool);
   const app = createApp({

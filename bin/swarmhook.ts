@@ -44,6 +44,7 @@ async function main(argv: string[]): Promise<void> {
       spool: { type: "string" },
       dir: { type: "string", default: ".swarmhook" },
       last: { type: "string", default: "10" },
+      setup: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -56,7 +57,7 @@ async function main(argv: string[]): Promise<void> {
   const spoolDir = values.spool ?? process.env.SPOOL_DIR;
   switch (command) {
     case "local":
-      return runLocal(path.resolve(values.dir), ROOT);
+      return runLocal(path.resolve(values.dir), ROOT, { setupOnly: values.setup });
     case "send": {
       const r = await send(
         {

@@ -4,7 +4,7 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: scripts/test-env.sh [--help]
+Usage: scripts/test-env.sh [--demo] [--help]
 
 Brings this machine to the state the test suite needs, printing one line per
 service with what it found or did:
@@ -20,16 +20,22 @@ service with what it found or did:
   netns     a three-node test swarm a dead run left behind is taken down
   fuse      /dev/fuse present for bindfs
 
+--demo    only what `npm start` (swarmhook local) needs: docker.io, iptables and
+          busybox-static, dockerd, the CLI check, the swarm and the image.
 Needs root and apt-get on Debian 12 or 13; without them it names what to install.
 Environment: SWARMHOOK_JUST_VERSION (default 1.57.0).
 EOF
 }
 
 [[ ${1:-} == -h || ${1:-} == --help ]] && { usage; exit 0; }
+DEMO=false
+[[ ${1:-} == --demo ]] && DEMO=true
+[[ -z ${1:-} || $DEMO == true ]] || { usage >&2; exit 2; }
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 JUST_VERSION=${SWARMHOOK_JUST_VERSION:-1.57.0}
 PACKAGES=(docker.io iptables postgresql bindfs busybox-static shellcheck systemd)
+DEMO_PACKAGES=(docker.io iptables busybox-static)
 DOCKERD_LOG=/var/log/swarmhook-dockerd.log
 BASE_IMAGE=swarmhook-test/busybox:latest
 
@@ -86,8 +92,14 @@ ensure_dockerd() {
     return
   fi
   [[ $(id -u) == 0 ]] || die "dockerd is not running and this is not root: start it (systemctl start docker)"
-  # a pid file whose process is gone stops dockerd from starting
+  # a dockerd still starting or stopping holds the pid file: wait for it to answer or to exit
   local pidfile=/var/run/docker.pid _
+  for _ in $(seq 120); do
+    if ! { [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }; then break; fi
+    docker info >/dev/null 2>&1 && { say dockerd "found: running, server $(docker version -f '{{.Server.Version}}')"; return; }
+    sleep 0.5
+  done
+  # a pid file whose process is gone stops dockerd from starting
   if [[ -f $pidfile ]] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     rm -f "$pidfile"
     say dockerd "removed stale $pidfile"
@@ -181,6 +193,15 @@ ensure_fuse() {
   say fuse "found: /dev/fuse"
 }
 
+if [[ $DEMO == true ]]; then
+  PACKAGES=("${DEMO_PACKAGES[@]}")
+  ensure_packages
+  ensure_dockerd
+  ensure_cli
+  ensure_swarm
+  ensure_images
+  exit 0
+fi
 ensure_packages
 ensure_just
 ensure_dockerd

@@ -1,3 +1,4 @@
+import { promises as fs } from "node:fs";
 import { z } from "zod";
 import { isoTime } from "../lib/zod.ts";
 import { quarantine } from "./claim.ts";
@@ -58,4 +59,32 @@ export async function readDeployed(spool: Spool, stack: string): Promise<{ deplo
 export async function writeDeployed(spool: Spool, d: Deployed): Promise<void> {
   const data = `${JSON.stringify(DeployedSchema.parse(d), null, 2)}\n`;
   await replaceWith(await writeTemp(spool, `state-${d.stack}`, data), spool.file("state", stateName(d.stack)));
+}
+
+/**
+ * `state/_watcher.json`: why the watcher is not deploying right now (the Docker engine does not
+ * answer, the node left the swarm), for `swarmhook jobs`. Absent while all is well. The leading
+ * underscore keeps it apart from stack names, which start with a letter or digit.
+ */
+export const WatcherStatusSchema = z.object({ waitingSince: isoTime, checkedAt: isoTime, problem: z.string(), fix: z.string() });
+export type WatcherStatus = z.infer<typeof WatcherStatusSchema>;
+const WATCHER_STATUS = "_watcher.json";
+
+export async function writeWatcherStatus(spool: Spool, status: WatcherStatus | null): Promise<void> {
+  const file = spool.file("state", WATCHER_STATUS);
+  if (status === null) {
+    await fs.unlink(file).catch(() => undefined);
+    return;
+  }
+  await replaceWith(await writeTemp(spool, "watcher-status", `${JSON.stringify(WatcherStatusSchema.parse(status))}\n`), file);
+}
+
+export async function readWatcherStatus(spool: Spool): Promise<WatcherStatus | null> {
+  const text = await readBounded(spool.file("state", WATCHER_STATUS), 16 * 1024).catch(() => null);
+  if (text === null || isUnreadable(text)) return null;
+  try {
+    return WatcherStatusSchema.parse(JSON.parse(text));
+  } catch {
+    return null;
+  }
 }

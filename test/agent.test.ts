@@ -10,7 +10,10 @@ import { tempSpool, type TempSpool } from "./helpers/spool.ts";
 import { docker, waitFor } from "./helpers/swarm.ts";
 import http from "node:http";
 import { execFile } from "node:child_process";
-import { mkdir, readFile, symlink } from "node:fs/promises";
+import { mkdir, readFile, readdir, rm, symlink } from "node:fs/promises";
+import os from "node:os";
+import { createDockerRunner } from "../agent/docker.ts";
+import { listJobs } from "../bin/jobs.ts";
 import path from "node:path";
 import { promisify } from "node:util";
 import { onEnd } from "./helpers/cleanup.ts";
@@ -155,12 +158,20 @@ describe("agent on the real one-node swarm", () => {
     }
   });
 
-  it("retries an unreachable daemon with backoff, logging each attempt, then fails", async () => {
+  it("retries a deploy whose daemon goes away after the engine check, with backoff, then fails naming docker's line", async () => {
+    // the engine check (docker version, docker info) reaches the real engine; `docker stack deploy`
+    // reaches a socket nobody serves: the real CLI's real failure, on the deploy path only
     const t = await tempSpool();
+    const real = createDockerRunner();
+    const gone = createDockerRunner({ env: { DOCKER_HOST: "unix:///run/swarmhook-no-such-daemon.sock" } });
     const a = await startTestAgent(
       t.root,
       { STACK_FILE: stackFile("web"), STACK_NAME: stackName(), DEPLOY_RETRIES: "2" },
-      { DOCKER_HOST: "unix:///run/swarmhook-no-such-daemon.sock" },
+      {},
+      {
+        run: (args, o) => gone.run(args, o),
+        capture: (args, o) => real.capture(args, o),
+      },
     );
     try {
       const r = await waitForRecord(t.root, await publish(t.root, randomSha()));
@@ -172,11 +183,41 @@ describe("agent on the real one-node swarm", () => {
         retries.map((l) => l.retryInMs),
         [100, 200],
       );
-      assert.match(r.reason ?? "", /after 3 attempts/);
+      assert.match(
+        r.reason ?? "",
+        /after 3 attempts: Cannot connect to the Docker daemon at unix:\/\/\/run\/swarmhook-no-such-daemon\.sock/,
+      );
     } finally {
       await a.stop();
       await t.cleanup();
     }
+  });
+
+  it("waits while the Docker engine does not answer: the job stays in new/, no record; deploys once it answers (same process)", async (t) => {
+    const s = await useTempSpool(t);
+    const stack = uniqueStack(t);
+    const sha = randomSha();
+    await buildWebImage(sha);
+    const sock = path.join(os.tmpdir(), `swarmhook-engine-${randomUUID()}.sock`);
+    onEnd(t, () => rm(sock, { force: true }));
+    const a = await startTestAgent(s.root, { STACK_FILE: stackFile("web"), STACK_NAME: stack }, { DOCKER_HOST: `unix://${sock}` });
+    onEnd(t, () => a.stop());
+    const id = await publish(s.root, sha);
+    await new Promise((r) => setTimeout(r, 20_000));
+    assert.deepEqual(await readdir(path.join(s.root, "new")), [`${id}.json`], "still waiting in new/");
+    assert.deepEqual(await readRecords(s.root), [], "nothing failed");
+    const waits = a.logs.filter((l) => l.msg === "waiting for the Docker engine: jobs stay in new/");
+    assert.equal(waits.length, 1, "logged once a minute, not once a poll");
+    assert.match(String(waits[0]?.problem), new RegExp(`Cannot connect to the Docker daemon at unix://${sock}`));
+    assert.match(
+      await listJobs(s.root, 5),
+      /^watcher: NOT DEPLOYING since .*Cannot connect to the Docker daemon.*fix: systemctl start docker/m,
+    );
+    await symlink("/var/run/docker.sock", sock); // the engine is back
+    const r = await waitForRecord(s.root, id);
+    assert.equal(r.outcome, "success", r.reason);
+    assert.ok(a.logs.some((l) => l.msg.startsWith("Docker engine available again")));
+    assert.doesNotMatch(await listJobs(s.root, 5), /NOT DEPLOYING/);
   });
 
   it("fails a deploy whose image digest could not be pinned when DIGEST_POLICY=fail", async () => {

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { promisify } from "node:util";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
@@ -7,14 +9,80 @@ import { claimJob, finishJob, publishJob } from "../spool/index.ts";
 import { waitForRecord } from "./helpers/agent.ts";
 import { makeJob, randomSha } from "./helpers/jobs.ts";
 import { freePort } from "./helpers/postgres.ts";
-import { spawnTs } from "./helpers/proc.ts";
+import { ROOT, spawnTs } from "./helpers/proc.ts";
 import { useTempSpool } from "./helpers/spool.ts";
 import { docker, waitFor } from "./helpers/swarm.ts";
+
+const run = promisify(execFile);
 
 function cli(args: string[], env: Record<string, string> = {}) {
   const p = spawnTs("bin/swarmhook.ts", args, env);
   return { child: p.child, done: p.exited.then((code) => ({ code, out: p.out(), err: p.err() })) };
 }
+
+/** Stop this machine's dockerd as an operator's reboot would (systemd, or the pid file test-env.sh's dockerd keeps). */
+async function stopEngine(): Promise<void> {
+  const systemd = await run("systemctl", ["is-system-running"]).then(
+    () => true,
+    () => false,
+  );
+  if (systemd) {
+    await run("systemctl", ["stop", "docker"]);
+    return;
+  }
+  const pid = Number((await readFile("/var/run/docker.pid", "utf8")).trim());
+  process.kill(pid, "SIGTERM");
+  const gone = () => {
+    try {
+      process.kill(pid, 0);
+      return undefined;
+    } catch {
+      return true;
+    }
+  };
+  await waitFor("dockerd exited", async () => gone(), 90_000, 250);
+}
+
+describe("npm start's set-up (swarmhook local)", () => {
+  it("exits within 30 s naming the socket and the fix when DOCKER_HOST names an engine nobody serves", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "swarmhook-local-"));
+    const sock = path.join(dir, "nobody.sock");
+    const started = performance.now();
+    try {
+      const r = await run("npm", ["start", "--silent", "--", "--dir", dir], {
+        cwd: ROOT,
+        env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", DOCKER_HOST: `unix://${sock}` },
+        timeout: 60_000,
+      }).then(
+        () => ({ code: 0, err: "" }),
+        (e: { code: number; stderr: string }) => ({ code: e.code, err: e.stderr }),
+      );
+      assert.notEqual(r.code, 0);
+      assert.ok(performance.now() - started < 30_000, `took ${Math.round(performance.now() - started)} ms`);
+      assert.match(r.err, new RegExp(`Cannot connect to the Docker daemon at unix://${sock}.*DOCKER_HOST=unix://${sock}`));
+      assert.match(r.err, /unset DOCKER_HOST|test-env\.sh --demo/);
+      assert.equal(r.err.trim().split("\n").length, 1, "one line");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("brings back a stopped engine, a left swarm and a removed demo image, one line a step", async () => {
+    await docker(["swarm", "leave", "--force"]);
+    await docker(["image", "rm", "--force", "swarmhook-test/busybox:latest"]);
+    await stopEngine();
+    const r = await cli(["local", "--setup"]).done;
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /swarmhook local: .*setting this machine up/);
+    assert.match(r.out, /^test-env: dockerd +started/m);
+    assert.match(r.out, /^test-env: swarm +initialised a one-node swarm/m);
+    assert.match(r.out, /^test-env: images +built: swarmhook-test\/busybox:latest/m);
+    assert.equal(await docker(["info", "-f", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"]), "active true");
+    await docker(["image", "inspect", "swarmhook-test/busybox:latest"]);
+    const again = await cli(["local", "--setup"]).done;
+    assert.match(again.out, /the Docker engine, a swarm manager and the demo image are here/);
+  });
+});
 
 describe("swarmhook local (the quick start's main job)", () => {
   const stack = `shlocal-${process.pid}`;

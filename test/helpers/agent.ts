@@ -4,7 +4,7 @@ import { Writable } from "node:stream";
 import { pino } from "pino";
 import { createAgent, type Agent } from "../../agent/agent.ts";
 import { loadAgentConfig } from "../../agent/config.ts";
-import { createDockerRunner } from "../../agent/docker.ts";
+import { createDockerRunner, type DockerRunner } from "../../agent/docker.ts";
 import { listRecords, openSpool, publishJob, type DeployJob, type ResultRecord } from "../../spool/index.ts";
 import { makeJob } from "./jobs.ts";
 import { waitFor } from "./swarm.ts";
@@ -29,6 +29,7 @@ export async function startTestAgent(
   spoolDir: string,
   env: Record<string, string>,
   dockerEnv: Record<string, string> = {},
+  docker: DockerRunner = createDockerRunner({ env: dockerEnv }),
 ): Promise<TestAgent> {
   const config = loadAgentConfig({
     SPOOL_DIR: spoolDir,
@@ -48,7 +49,7 @@ export async function startTestAgent(
   const agent = createAgent({
     config,
     spool: openSpool(spoolDir),
-    docker: createDockerRunner({ env: dockerEnv }),
+    docker,
     log: pino({ level: "debug" }, sink),
   });
   await agent.start();
