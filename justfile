@@ -6,6 +6,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 stack_name := env("STACK_NAME", "app")
 stack_file := "stack/stack.yaml"
 spool := env("SPOOL_DIR", "/mnt/nfs/webhook_jobs")
+watcher_env := env("WATCHER_ENV", "/etc/swarmhook/webhook-watcher.env")
 compose := "docker compose -p swarmhook-local -f stack/compose.yaml"
 
 # list the recipes
@@ -74,6 +75,10 @@ deploy-now SHA:
 # jobs waiting in the spool and the last outcomes
 jobs:
     node dist/bin/swarmhook.js jobs --spool {{spool}}
+
+# check what a deploy needs on this manager (the post-reboot checklist) with the watcher's config
+doctor *args:
+    set -a && . {{watcher_env}} && set +a && node dist/bin/swarmhook.js doctor {{args}}
 
 # the whole test suite (installs and starts what it needs)
 test:

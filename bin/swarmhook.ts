@@ -3,6 +3,10 @@
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { COMMIT_SHA, REPOSITORY } from "../spool/index.ts";
+import { loadAgentConfig } from "../agent/config.ts";
+import { createDockerRunner } from "../agent/docker.ts";
+import { loadConfigOrExit } from "../lib/config.ts";
+import { DOCTOR_HELP, doctorStatus, formatDoctor, runDoctor } from "./doctor.ts";
 import { ENQUEUE_HELP, enqueue } from "./enqueue.ts";
 import { JOBS_HELP, listJobs } from "./jobs.ts";
 import { LOCAL_HELP, runLocal } from "./local.ts";
@@ -15,11 +19,13 @@ Commands:
   send      sign and POST a deploy request to the API, exactly as GitHub would
   enqueue   put a manual deploy job straight into the spool (just deploy-now)
   jobs      list pending jobs and the last outcomes (just jobs)
+  doctor    check what a deploy needs on this manager, one line per check (just doctor)
 
 ${LOCAL_HELP}
 ${SEND_HELP}
 ${ENQUEUE_HELP}
-${JOBS_HELP}`;
+${JOBS_HELP}
+${DOCTOR_HELP}`;
 
 function fail(message: string): never {
   process.stderr.write(`swarmhook: ${message}\n`);
@@ -45,11 +51,12 @@ async function main(argv: string[]): Promise<void> {
       dir: { type: "string", default: ".swarmhook" },
       last: { type: "string", default: "10" },
       setup: { type: "boolean" },
+      json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
   });
-  const help = { local: LOCAL_HELP, send: SEND_HELP, enqueue: ENQUEUE_HELP, jobs: JOBS_HELP }[command ?? ""];
+  const help = { local: LOCAL_HELP, send: SEND_HELP, enqueue: ENQUEUE_HELP, jobs: JOBS_HELP, doctor: DOCTOR_HELP }[command ?? ""];
   if (values.help || command === undefined || command === "help" || command === "--help" || command === "-h") {
     process.stdout.write(help ?? HELP);
     return;
@@ -84,6 +91,15 @@ async function main(argv: string[]): Promise<void> {
       if (!REPOSITORY.test(repository)) return fail("--repository must be owner/name");
       const jobId = await enqueue({ sha: values.sha, repository, branch: values.branch, spoolDir });
       process.stdout.write(`queued ${jobId} in ${spoolDir}/new\n`);
+      return;
+    }
+    case "doctor": {
+      const config = loadConfigOrExit("swarmhook doctor", () => loadAgentConfig());
+      // rendered as the watcher would, which sets these per deploy
+      const env = { IMAGE_TAG: process.env.IMAGE_TAG ?? "latest", DEPLOY_SHA: process.env.DEPLOY_SHA ?? "0".repeat(40) };
+      const checks = await runDoctor({ config, docker: createDockerRunner(), env });
+      process.stdout.write(formatDoctor(checks, values.json === true));
+      process.exitCode = doctorStatus(checks);
       return;
     }
     case "jobs":

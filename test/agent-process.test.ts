@@ -82,6 +82,34 @@ describe("the webhook-watcher process", () => {
   });
 });
 
+describe("the watcher's log format", () => {
+  const missing = () => path.join(os.tmpdir(), `swarmhook-nospool-${randomBytes(4).toString("hex")}`);
+  async function firstLines(env: Record<string, string>): Promise<string> {
+    const p = spawnTs("agent/main.ts", [], { SPOOL_DIR: missing(), STACK_FILE: stackFile("web"), STACK_NAME: "shlog", ...env });
+    await waitForLine(p, "spool unavailable", undefined, 30_000);
+    p.child.kill("SIGTERM");
+    await p.exited;
+    return p.out();
+  }
+
+  it("writes JSON lines when stdout is not a terminal (journald), and readable lines with LOG_FORMAT=pretty, colourless when piped", async () => {
+    const json = (await firstLines({})).split("\n").filter(Boolean);
+    assert.ok(json.length >= 2);
+    for (const line of json) assert.equal((JSON.parse(line) as { service: string }).service, "webhook-watcher");
+    const pretty = await firstLines({ LOG_FORMAT: "pretty" });
+    assert.match(pretty, /INFO.*watcher starting/);
+    assert.match(pretty, /ERROR.*spool unavailable; still polling/);
+    assert.doesNotMatch(pretty, /^\{/m, "no JSON");
+    assert.ok(!pretty.includes("\u001b"), "no colour codes in a pipe");
+  });
+
+  it("refuses an unknown LOG_FORMAT naming it", async () => {
+    const p = spawnTs("agent/main.ts", [], { SPOOL_DIR: "/tmp", STACK_FILE: "x.yaml", STACK_NAME: "x", LOG_FORMAT: "xml" });
+    assert.equal(await p.exited, 1);
+    assert.match(p.err(), /LOG_FORMAT must be auto, pretty or json/);
+  });
+});
+
 describe("a spool that is missing when the watcher starts", () => {
   it("is polled until it appears, and what a dead run left in work/ is then finished", async () => {
     const root = path.join(os.tmpdir(), `swarmhook-late-${randomBytes(4).toString("hex")}`);

@@ -2,7 +2,10 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chown, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { SUBDIRS, ensureSpool, openSpool } from "../spool/index.ts";
+import { mountBindfs } from "./helpers/bindfs.ts";
+import { spawnTs } from "./helpers/proc.ts";
 import { randomBytes } from "node:crypto";
 import os from "node:os";
 import path from "node:path";
@@ -70,6 +73,7 @@ describe("three-node swarm in network namespaces", () => {
     const root = path.join(import.meta.dirname, "..");
     const host = nodeHost("kvm8");
     const spool = await mkdtemp(path.join(os.tmpdir(), "swarmhook-placement-"));
+    await ensureSpool(openSpool(spool));
     // the operator's .env: the example with its placeholder secrets replaced, as the runbook says
     const envFile = path.join(spool, ".env");
     const example = await readFile(path.join(root, ".env.example"), "utf8");
@@ -118,6 +122,46 @@ describe("three-node swarm in network namespaces", () => {
         const nodes = nodesOf(svc);
         assert.equal(nodes.length, 2, svc);
         assert.equal(new Set(nodes).size, 2, `${svc} replicas on two different nodes: ${nodes.join(",")}`);
+      }
+      // swarmhook doctor on kvm8 with the watcher's configuration: every check passes on this healthy cluster
+      const mount = await mountBindfs(spool); // the spool as on kvm8: a mount, group app, mode 2770
+      try {
+        for (const sub of SUBDIRS) await chown(path.join(spool, sub), 0, 1011);
+        const doctorEnv = {
+          ...readEnvFile(envFile),
+          DOCKER_HOST: host,
+          SPOOL_DIR: mount.mountpoint,
+          STACK_FILE: path.join(root, "stack", "stack.yaml"),
+          STACK_NAME: "app",
+          HEALTH_URL: "", // app.example.com is not this machine: no traffic leaves it
+        };
+        const p = spawnTs("bin/swarmhook.ts", ["doctor", "--json"], doctorEnv);
+        const code = await p.exited;
+        const checks = JSON.parse(p.out() || "[]") as { check: string; ok: boolean | null; detail: string }[];
+        assert.equal(
+          code,
+          0,
+          `${JSON.stringify(
+            checks.filter((c) => c.ok === false),
+            null,
+            2,
+          )}${p.err()}`,
+        );
+        const nodes = checks.find((c) => c.check === "swarm nodes");
+        assert.match(nodes?.detail ?? "", /3 ready: .*kvm2.*kvm4.*kvm8|3 ready/);
+        for (const name of [
+          "networks of app",
+          "secrets of app",
+          "node labels of app",
+          "services of app",
+          "spool mount",
+          "spool directories",
+        ]) {
+          assert.equal(checks.find((c) => c.check === name)?.ok, true, name);
+        }
+        assert.match(checks.find((c) => c.check === "node labels of app")?.detail ?? "", /edge=true on kvm8/);
+      } finally {
+        await mount.unmount();
       }
     } finally {
       await docker(["stack", "rm", "app"], { host }).catch(() => undefined);

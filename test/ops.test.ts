@@ -173,6 +173,7 @@ describe("justfile", () => {
     "watcher-status",
     "deploy-now",
     "jobs",
+    "doctor",
     "test",
   ];
   it("lists every recipe, each with a comment", async () => {
@@ -202,6 +203,7 @@ describe("justfile", () => {
         "node dist/bin/swarmhook.js enqueue --spool /mnt/nfs/webhook_jobs --sha 0123456789abcdef0123456789abcdef01234567",
       ],
       [["jobs"], "node dist/bin/swarmhook.js jobs --spool /mnt/nfs/webhook_jobs"],
+      [["doctor", "--json"], "set -a && . /etc/swarmhook/webhook-watcher.env && set +a && node dist/bin/swarmhook.js doctor --json"],
       [["test"], "npm test"],
     ];
     // a fresh checkout has no .env: the defaults apply (STACK_NAME=app, SPOOL_DIR=/mnt/nfs/webhook_jobs)

@@ -14,10 +14,12 @@ export function nodeHost(node: NodeName): string {
   return `unix:///run/swarmhook-netns/${node}/docker.sock`;
 }
 
-/** Run the docker CLI (argv, never a shell string) against the host daemon or one netns node. */
-export async function docker(args: string[], opts: { host?: string; input?: string } = {}): Promise<string> {
+/** Run the docker CLI (argv, never a shell string) against the host daemon or one netns node; `input` goes to its stdin. */
+export async function docker(args: string[], opts: { host?: string; input?: string; env?: Record<string, string> } = {}): Promise<string> {
   const argv = opts.host ? ["-H", opts.host, ...args] : args;
-  const { stdout } = await run("docker", argv, { maxBuffer: 64 * 1024 * 1024 });
+  const p = run("docker", argv, { maxBuffer: 64 * 1024 * 1024, env: { ...process.env, ...opts.env } });
+  if (opts.input !== undefined) p.child.stdin?.end(opts.input);
+  const { stdout } = await p;
   return stdout.trim();
 }
 

@@ -1,0 +1,232 @@
+// The checks of `swarmhook doctor`: the post-reboot checklist of the runbook, each a small function.
+import { constants, promises as fs } from "node:fs";
+import path from "node:path";
+import { parse as parseYaml } from "yaml";
+import type { AgentConfig, StackConfig } from "../agent/config.ts";
+import type { DockerRunner } from "../agent/docker.ts";
+import { decisiveLine } from "../agent/docker-lines.ts";
+import { MIN_CLI_MAJOR, checkEngine } from "../agent/engine.ts";
+import { DIR_MODE, SUBDIRS, listRecords, openSpool, readWatcherStatus } from "../spool/index.ts";
+
+/** The group that owns the spool on every node (README: Setting up the cluster). */
+export const APP_GID = 1011;
+
+/** One line of the report: passed, failed (with the command that fixes it), or not applicable here (null). */
+export interface Check {
+  check: string;
+  ok: boolean | null;
+  detail: string;
+  fix?: string;
+}
+
+export interface DoctorDeps {
+  config: Readonly<AgentConfig>;
+  docker: DockerRunner;
+  /** The environment the watcher renders stack files with. */
+  env: Record<string, string>;
+}
+
+const pass = (check: string, detail: string): Check => ({ check, ok: true, detail });
+const fail = (check: string, detail: string, fix: string): Check => ({ check, ok: false, detail, fix });
+const skip = (check: string, detail: string): Check => ({ check, ok: null, detail });
+
+async function query(d: DoctorDeps, args: string[]): Promise<{ ok: boolean; out: string; why: string }> {
+  const r = await d.docker.capture(args, { env: d.env, timeoutMs: 30_000 });
+  return { ok: r.exitCode === 0, out: r.stdout.trim(), why: decisiveLine(r.outputTail) ?? `exit ${r.exitCode ?? "none"}` };
+}
+
+export async function checkCli(d: DoctorDeps): Promise<Check> {
+  const r = await query(d, ["version", "--format", "{{.Client.Version}}"]);
+  const version = r.out.split("\n")[0] ?? "";
+  const major = Number(/^(\d+)\./.exec(version)?.[1] ?? 0);
+  if (major >= MIN_CLI_MAJOR) return pass("docker CLI", `${version} (>= ${MIN_CLI_MAJOR})`);
+  return fail(
+    "docker CLI",
+    version ? `${version} is older than ${MIN_CLI_MAJOR}` : "not found",
+    "install a Docker CLI >= 26 (README: Software)",
+  );
+}
+
+export async function checkManager(d: DoctorDeps): Promise<Check> {
+  const p = await checkEngine(d.docker);
+  return p ? fail("engine and swarm", p.problem, p.fix) : pass("engine and swarm", "the engine answers; this node is a swarm manager");
+}
+
+export async function checkNodes(d: DoctorDeps): Promise<Check> {
+  const r = await query(d, ["node", "ls", "--format", "{{.Hostname}}\t{{.Status}}\t{{.ManagerStatus}}"]);
+  if (!r.ok) return fail("swarm nodes", r.why, "run doctor on a manager (kvm8)");
+  const nodes = r.out.split("\n").map((l) => l.split("\t") as [string, string, string]);
+  const bad = nodes.filter(
+    ([, status, manager]) => status !== "Ready" || (manager !== "" && manager !== "Leader" && manager !== "Reachable"),
+  );
+  const names = nodes.map(([h, , m]) => `${h}${m ? ` (${m.toLowerCase()})` : ""}`).join(", ");
+  if (bad.length === 0) return pass("swarm nodes", `${nodes.length} ready: ${names}`);
+  const which = bad.map(([h, s, m]) => `${h} ${s}${m ? `/${m}` : ""}`).join(", ");
+  return fail("swarm nodes", `not ready or unreachable: ${which}`, "on that node: systemctl start docker; wg show (WireGuard up?)");
+}
+
+interface Rendered {
+  services?: Record<string, { deploy?: { placement?: { constraints?: string[] } } }>;
+  networks?: Record<string, { external?: boolean; name?: string }>;
+  secrets?: Record<string, { external?: boolean; name?: string }>;
+}
+
+/** The stack file as the watcher would deploy it, rendered by `docker stack config`. */
+export async function renderStack(d: DoctorDeps, stack: StackConfig): Promise<Rendered | string> {
+  const r = await query(d, ["stack", "config", "-c", stack.file]);
+  return r.ok ? ((parseYaml(r.out) as Rendered | null) ?? {}) : r.why;
+}
+
+const externals = (m: Record<string, { external?: boolean; name?: string }> | undefined) =>
+  Object.entries(m ?? {})
+    .filter(([, v]) => v.external)
+    .map(([k, v]) => v.name ?? k);
+
+export async function checkNetworks(d: DoctorDeps, stack: StackConfig, doc: Rendered): Promise<Check> {
+  const name = `networks of ${stack.name}`;
+  const missing: string[] = [];
+  for (const net of externals(doc.networks)) {
+    const r = await query(d, ["network", "inspect", net, "--format", "{{.Driver}} {{.Scope}}"]);
+    if (!r.ok || r.out !== "overlay swarm") missing.push(r.ok ? `${net} (${r.out}, not an overlay)` : net);
+  }
+  if (missing.length === 0) return pass(name, externals(doc.networks).join(", ") || "none needed");
+  return fail(
+    name,
+    `missing: ${missing.join(", ")}`,
+    `just swarm-networks (or docker network create -d overlay --attachable ${missing[0]})`,
+  );
+}
+
+export async function checkSecrets(d: DoctorDeps, stack: StackConfig, doc: Rendered): Promise<Check> {
+  const name = `secrets of ${stack.name}`;
+  const missing: string[] = [];
+  for (const s of externals(doc.secrets)) if (!(await query(d, ["secret", "inspect", s, "--format", "{{.ID}}"])).ok) missing.push(s);
+  if (missing.length === 0) return pass(name, externals(doc.secrets).join(", ") || "none needed");
+  return fail(name, `missing: ${missing.join(", ")}`, `just swarm-secrets (or printf %s "$VALUE" | docker secret create ${missing[0]} -)`);
+}
+
+export async function checkLabels(d: DoctorDeps, stack: StackConfig, doc: Rendered): Promise<Check> {
+  const name = `node labels of ${stack.name}`;
+  const wanted = new Set<string>();
+  for (const svc of Object.values(doc.services ?? {})) {
+    for (const c of svc.deploy?.placement?.constraints ?? []) {
+      const m = /^node\.labels\.([\w.-]+)\s*==\s*(\S+)$/.exec(c.trim());
+      if (m) wanted.add(`${m[1]}=${m[2]}`);
+    }
+  }
+  if (wanted.size === 0) return pass(name, "none needed");
+  const ids = (await query(d, ["node", "ls", "-q"])).out.split("\n").filter(Boolean);
+  const r = await query(d, ["node", "inspect", ...ids, "--format", "{{.Description.Hostname}} {{json .Spec.Labels}}"]);
+  const have = r.out.split("\n").map((l) => {
+    const [host = "", json = "{}"] = [l.slice(0, l.indexOf(" ")), l.slice(l.indexOf(" ") + 1)];
+    return { host, labels: (JSON.parse(json) as Record<string, string> | null) ?? {} };
+  });
+  const holders = (kv: string) => {
+    const [k = "", v] = kv.split("=");
+    return have.filter((n) => n.labels[k] === v).map((n) => n.host);
+  };
+  const missing = [...wanted].filter((kv) => holders(kv).length === 0);
+  if (missing.length === 0) return pass(name, [...wanted].map((kv) => `${kv} on ${holders(kv).join(",")}`).join("; "));
+  return fail(name, `no node has ${missing.join(", ")}`, `docker node update --label-add ${missing[0]} kvm8 (just swarm-label-edge)`);
+}
+
+export async function checkServices(d: DoctorDeps, stack: StackConfig): Promise<Check> {
+  const name = `services of ${stack.name}`;
+  const r = await query(d, ["stack", "services", stack.name, "--format", "{{.Name}} {{.Replicas}}"]);
+  const rows = r.ok ? r.out.split("\n").filter(Boolean) : [];
+  if (rows.length === 0) return fail(name, r.ok ? "the stack is not deployed" : r.why, "just stack-deploy");
+  const behind = rows.filter((l) => {
+    const m = /(\d+)\/(\d+)/.exec(l);
+    return !m || m[1] !== m[2];
+  });
+  if (behind.length === 0) return pass(name, `${rows.length} converged: ${rows.join(", ")}`);
+  return fail(
+    name,
+    `not converged: ${behind.join(", ")}`,
+    `just stack-ps (the error column says why); docker service ps ${behind[0]?.split(" ")[0]} --no-trunc`,
+  );
+}
+
+export async function checkHealthUrl(stack: StackConfig): Promise<Check> {
+  const name = `health of ${stack.name}`;
+  if (!stack.healthUrl) return skip(name, "no health URL configured (HEALTH_URL or healthUrl)");
+  try {
+    const res = await fetch(stack.healthUrl, { signal: AbortSignal.timeout(5000) });
+    return res.ok
+      ? pass(name, `${stack.healthUrl} answers ${res.status}`)
+      : fail(name, `${stack.healthUrl} answers ${res.status}`, "just stack-logs api");
+  } catch (err) {
+    return fail(name, `${stack.healthUrl}: ${(err as Error).message}`, "just stack-ps; curl -v the URL from this node");
+  }
+}
+
+/** Mount points of this process's mount namespace, from /proc/self/mountinfo (field 5). */
+async function mountPoints(): Promise<Set<string>> {
+  const text = await fs.readFile("/proc/self/mountinfo", "utf8").catch(() => "");
+  return new Set(text.split("\n").map((l) => (l.split(" ")[4] ?? "").replace(/\\040/g, " ")));
+}
+
+export async function checkMount(d: DoctorDeps): Promise<Check> {
+  const dir = d.config.spoolDir;
+  const real = await fs.realpath(dir).catch(() => null);
+  if (real === null)
+    return fail("spool mount", `${dir} does not exist`, "on kvm8: bash scripts/nfs-server.sh; on kvm2/kvm4: bash scripts/nfs-client.sh");
+  if ((await mountPoints()).has(real)) return pass("spool mount", `${dir} is a mount point`);
+  return fail(
+    "spool mount",
+    `${dir} is a bare directory, not the mounted spool`,
+    `on kvm8: bash scripts/nfs-server.sh; on kvm2/kvm4: mount ${dir}`,
+  );
+}
+
+export async function checkSpoolDirs(d: DoctorDeps): Promise<Check> {
+  const problems: string[] = [];
+  for (const sub of SUBDIRS) {
+    const dir = path.join(d.config.spoolDir, sub);
+    const st = await fs.stat(dir).catch(() => null);
+    if (!st) {
+      problems.push(`${sub}/ missing`);
+      continue;
+    }
+    if ((st.mode & 0o7777) !== DIR_MODE) problems.push(`${sub}/ mode ${(st.mode & 0o7777).toString(8)} (want 2770)`);
+    if (st.gid !== APP_GID) problems.push(`${sub}/ group ${st.gid} (want ${APP_GID}, app)`);
+    if (
+      !(await fs.access(dir, constants.W_OK).then(
+        () => true,
+        () => false,
+      ))
+    )
+      problems.push(`${sub}/ not writable by this user`);
+  }
+  if (problems.length === 0) return pass("spool directories", `${SUBDIRS.length} with mode 2770, group app (${APP_GID}), writable`);
+  const root = d.config.spoolDir;
+  return fail(
+    "spool directories",
+    problems.join("; "),
+    `chgrp -R ${APP_GID} ${root} && chmod 2770 ${root}/*/ (scripts/nfs-server.sh sets both, and the ACLs)`,
+  );
+}
+
+export async function checkWatcher(d: DoctorDeps, hasSystemd: boolean, isActive: () => Promise<boolean>): Promise<Check[]> {
+  const unit = !hasSystemd
+    ? skip("watcher unit", "systemd is not running here")
+    : (await isActive())
+      ? pass("watcher unit", "webhook-watcher.service is active")
+      : fail(
+          "watcher unit",
+          "webhook-watcher.service is not active",
+          "systemctl start webhook-watcher; journalctl -u webhook-watcher -n 50",
+        );
+  const spool = openSpool(d.config.spoolDir);
+  const status = await readWatcherStatus(spool);
+  if (status) return [unit, fail("watcher last outcome", `not deploying since ${status.waitingSince}: ${status.problem}`, status.fix)];
+  const [last] = await listRecords(spool, 1).catch(() => []);
+  if (!last?.record) return [unit, skip("watcher last outcome", last ? `unreadable record ${last.path}` : "no job finished yet")];
+  const r = last.record;
+  const line = `${r.outcome} at ${r.timings.finished} (${r.stack ?? "-"} ${r.job?.sha.slice(0, 12) ?? ""})${r.reason ? `: ${r.reason}` : ""}`;
+  const bad = r.outcome === "failed" || r.outcome === "rolled_back";
+  return [
+    unit,
+    bad ? fail("watcher last outcome", line, "just jobs; journalctl -u webhook-watcher -n 50") : pass("watcher last outcome", line),
+  ];
+}
