@@ -16,6 +16,7 @@ import {
 import type { AgentConfig } from "./config.ts";
 import type { DockerRunner } from "./docker.ts";
 import { checkEngine } from "./engine.ts";
+import { createAgentMetrics, type AgentMetrics } from "./metrics.ts";
 import { createRecorder } from "./records.ts";
 import { stackFor } from "./route.ts";
 import { runStack, type StackContext } from "./run-stack.ts";
@@ -34,6 +35,8 @@ export interface AgentDeps {
   docker: DockerRunner;
   log: Logger;
   clock?: Clock;
+  /** Where the watcher counts what it does; a fresh registry when not given. */
+  metrics?: AgentMetrics;
 }
 
 const CLEAN_EVERY_MS = 60_000;
@@ -54,8 +57,9 @@ export function createAgent(deps: AgentDeps): Agent {
   const { config, spool, log } = deps;
   const clock = deps.clock ?? systemClock;
   const state = createState(config);
-  const recorder = createRecorder({ spool, log, clock, unrecorded: state.unrecorded });
-  const ctx: StackContext = { config, spool, docker: deps.docker, log, clock, recorder };
+  const metrics = deps.metrics ?? createAgentMetrics("unknown");
+  const recorder = createRecorder({ spool, log, clock, unrecorded: state.unrecorded, metrics });
+  const ctx: StackContext = { config, spool, docker: deps.docker, log, clock, recorder, metrics };
   const tick = () => runTick(state, ctx);
 
   return {
@@ -65,7 +69,7 @@ export function createAgent(deps: AgentDeps): Agent {
         await ensureSpool(spool);
         await recover(state, ctx);
       } catch (err) {
-        spoolProblem(state, log, err); // tried again by every tick until the spool is there
+        spoolProblem(state, ctx, err); // tried again by every tick until the spool is there
       }
       const loop = async () => {
         await tick();
@@ -107,7 +111,9 @@ async function runTick(state: AgentState, ctx: StackContext): Promise<void> {
       await cleanTemp(state, ctx);
       if (!state.recovered) await recover(state, ctx); // the spool was missing at start
       const names = await listPending(ctx.spool);
-      const queued = names.length > 0 || [...state.stacks.values()].some((s) => s.pending.length > 0);
+      const claimed = [...state.stacks.values()].reduce((n, s) => n + s.pending.length, 0);
+      ctx.metrics.pending.set(names.length + claimed);
+      const queued = names.length + claimed > 0;
       // while this node cannot deploy, jobs wait in new/: nothing is claimed, nothing fails
       if (queued && !(await engineReady(state, ctx, names.length))) continue;
       for (const name of names) {
@@ -119,7 +125,7 @@ async function runTick(state: AgentState, ctx: StackContext): Promise<void> {
       state.spoolProblem = undefined;
     } while (state.again && !state.stopping);
   } catch (err) {
-    spoolProblem(state, ctx.log, err);
+    spoolProblem(state, ctx, err);
     await ensureSpool(ctx.spool).catch(() => undefined); // a remounted, empty root gets its subdirectories
   } finally {
     state.ticking = false;
@@ -134,6 +140,7 @@ async function engineReady(state: AgentState, ctx: StackContext, waiting: number
   const now = ctx.clock.now();
   if (now.getTime() < state.engineOkUntil) return true;
   const p = await checkEngine(ctx.docker);
+  ctx.metrics.engineUp.set(p === null ? 1 : 0);
   if (p === null) {
     state.engineOkUntil = now.getTime() + ENGINE_OK_MS;
     if (state.engineWait) {
@@ -223,8 +230,9 @@ function kick(state: AgentState, ctx: StackContext, stack: StackRuntime): void {
   );
 }
 
-function spoolProblem(state: AgentState, log: Logger, err: unknown): void {
+function spoolProblem(state: AgentState, ctx: StackContext, err: unknown): void {
   const message = (err as Error).message;
-  if (message !== state.spoolProblem) log.error({ err }, "spool unavailable; still polling");
+  ctx.metrics.spoolErrors.inc();
+  if (message !== state.spoolProblem) ctx.log.error({ err }, "spool unavailable; still polling");
   state.spoolProblem = message;
 }

@@ -31,6 +31,8 @@ export interface AgentConfig {
   digestPolicy: "warn" | "fail";
   logLevel: string;
   logFormat: LogFormat;
+  /** Where /metrics is served (host and port), or undefined: off. */
+  metrics: { host: string; port: number } | undefined;
 }
 
 const envSchema = z.object({
@@ -51,6 +53,10 @@ const envSchema = z.object({
   DIGEST_POLICY: z.enum(["warn", "fail"], { error: "DIGEST_POLICY must be warn or fail" }).default("warn"),
   LOG_LEVEL: logLevelVar,
   LOG_FORMAT: logFormatVar,
+  METRICS_ADDR: z
+    .string()
+    .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "METRICS_ADDR must be host:port, e.g. 10.100.0.8:9464 (the WireGuard address)")
+    .optional(),
   AGENT_CONFIG: z.string().optional(),
   // not used by the watcher, but handed to the stack it deploys: a placeholder would only fail there, later
   VISIT_SALT: secretVar("VISIT_SALT", 16).optional(),
@@ -102,6 +108,13 @@ function readStacksFile(file: string): StackConfig[] {
   });
 }
 
+function splitAddr(addr: string): { host: string; port: number } {
+  const i = addr.lastIndexOf(":");
+  const port = Number(addr.slice(i + 1));
+  if (port < 1 || port > 65535) throw new ConfigError(`METRICS_ADDR=${addr}: the port must be 1-65535`);
+  return { host: addr.slice(0, i).replace(/^\[|\]$/g, ""), port };
+}
+
 /**
  * Parse the agent's configuration once. One stack from STACK_FILE + STACK_NAME (+ HEALTH_URL), or
  * several from the YAML file AGENT_CONFIG. Throws ConfigError naming the variable.
@@ -130,5 +143,6 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
     digestPolicy: v.DIGEST_POLICY,
     logLevel: v.LOG_LEVEL,
     logFormat: v.LOG_FORMAT,
+    metrics: v.METRICS_ADDR ? splitAddr(v.METRICS_ADDR) : undefined,
   });
 }

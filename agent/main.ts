@@ -1,21 +1,34 @@
 import { loadConfigOrExit } from "../lib/config.ts";
 import { createLogger } from "../lib/log.ts";
+import { packageVersion } from "../lib/version.ts";
 import { openSpool } from "../spool/index.ts";
 import { createAgent } from "./agent.ts";
 import { loadAgentConfig } from "./config.ts";
 import { createDockerRunner } from "./docker.ts";
+import { createAgentMetrics, serveMetrics } from "./metrics.ts";
 
 const config = loadConfigOrExit("webhook-watcher", () => loadAgentConfig());
 
 const log = createLogger({ service: "webhook-watcher", level: config.logLevel, format: config.logFormat });
-const agent = createAgent({ config, spool: openSpool(config.spoolDir), docker: createDockerRunner(), log });
+const metrics = createAgentMetrics(packageVersion());
+const agent = createAgent({ config, spool: openSpool(config.spoolDir), docker: createDockerRunner(), log, metrics });
+// off unless METRICS_ADDR is set; a port that cannot be opened stops the watcher at start, named
+const served = config.metrics
+  ? await serveMetrics(metrics.registry, config.metrics.host, config.metrics.port).catch((err: NodeJS.ErrnoException) => {
+      process.stderr.write(
+        `webhook-watcher: METRICS_ADDR=${config.metrics?.host}:${config.metrics?.port}: cannot listen (${err.code ?? err.message})\n`,
+      );
+      process.exit(1);
+    })
+  : undefined;
+if (served) log.info({ url: served.url }, "serving /metrics");
 
 let stopping = false;
 const stop = (signal: string) => {
   if (stopping) return;
   stopping = true;
   log.info({ signal }, "stop requested");
-  agent.stop().then(
+  Promise.all([agent.stop(), served?.close()]).then(
     () => process.exit(0),
     (err: Error) => {
       log.error({ err }, "error while stopping");

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { finishJob, type Outcome, type ResultRecord, type Spool } from "../spool/index.ts";
 import type { Clock } from "../lib/clock.ts";
 import type { Pending } from "./coalesce.ts";
+import type { AgentMetrics } from "./metrics.ts";
 
 /** What a finished job adds to its record beyond the job itself. */
 export type RecordExtra = Partial<Omit<ResultRecord, "outcome" | "jobId" | "job" | "timings">> & { started?: Date | null };
@@ -22,6 +23,13 @@ const LEVEL: Record<Outcome, "info" | "warn" | "error"> = {
   invalid: "error",
 };
 
+function count(metrics: AgentMetrics, rec: ResultRecord): void {
+  const stack = rec.stack ?? "-";
+  metrics.deployments.inc({ stack, outcome: rec.outcome });
+  if (rec.timings.started) metrics.duration.observe({ stack }, (Date.parse(rec.timings.finished) - Date.parse(rec.timings.started)) / 1000);
+  if (rec.outcome === "success") metrics.lastSuccess.set({ stack }, Date.parse(rec.timings.finished) / 1000);
+}
+
 /**
  * Records every outcome. A record the spool cannot take now is kept in `unrecorded` (the job stays in
  * `work/`, deployed again after a restart) and written by the next `retry`.
@@ -29,8 +37,14 @@ const LEVEL: Record<Outcome, "info" | "warn" | "error"> = {
  * const recorder = createRecorder({ spool, log, clock, unrecorded: state.unrecorded });
  * await recorder.finish(pending, "success", { stack: "app", started });
  */
-export function createRecorder(deps: { spool: Spool; log: Logger; clock: Clock; unrecorded: ResultRecord[] }): Recorder {
-  const { spool, log, clock, unrecorded } = deps;
+export function createRecorder(deps: {
+  spool: Spool;
+  log: Logger;
+  clock: Clock;
+  unrecorded: ResultRecord[];
+  metrics: AgentMetrics;
+}): Recorder {
+  const { spool, log, clock, unrecorded, metrics } = deps;
 
   async function save(rec: ResultRecord): Promise<void> {
     const jobLog = log.child({ jobId: rec.jobId, sha: rec.job?.sha, stack: rec.stack });
@@ -46,8 +60,10 @@ export function createRecorder(deps: { spool: Spool; log: Logger; clock: Clock; 
         warnings: rec.warnings,
       };
       jobLog[LEVEL[rec.outcome]]({ ...fields, ...(rec.supersededBy ? { supersededBy: rec.supersededBy } : {}) }, `job ${rec.outcome}`);
+      count(metrics, rec);
     } catch (err) {
       jobLog.error({ err, outcome: rec.outcome }, "could not record the outcome; will retry");
+      metrics.spoolErrors.inc();
       unrecorded.push(rec);
     }
   }

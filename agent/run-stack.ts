@@ -5,6 +5,7 @@ import { coalesce, type Pending } from "./coalesce.ts";
 import type { AgentConfig } from "./config.ts";
 import { deployJob } from "./deploy.ts";
 import type { DockerRunner } from "./docker.ts";
+import type { AgentMetrics } from "./metrics.ts";
 import type { Recorder } from "./records.ts";
 import type { StackRuntime } from "./state.ts";
 
@@ -16,6 +17,7 @@ export interface StackContext {
   log: Logger;
   clock: Clock;
   recorder: Recorder;
+  metrics: AgentMetrics;
 }
 
 const short = (p: Pending) => p.job.sha.slice(0, 12);

@@ -1,7 +1,6 @@
-import { existsSync, readFileSync } from "node:fs";
-import path from "node:path";
 import type pg from "pg";
 import { loadConfigOrExit } from "../lib/config.ts";
+import { packageVersion } from "../lib/version.ts";
 import { createLogger } from "../lib/log.ts";
 import { ensureSpool, openSpool } from "../spool/index.ts";
 import { createApp } from "./app.ts";
@@ -9,17 +8,6 @@ import { createClientAddress } from "./client-address.ts";
 import { loadApiConfig, type ApiConfig } from "./config.ts";
 import { startServer } from "./server.ts";
 import { createVisitStore, VISIT_DEADLINE_MS } from "./visits.ts";
-
-/** The package version, found by walking up from this file (src and dist/ sit at different depths). */
-function packageVersion(): string {
-  let dir = import.meta.dirname;
-  for (let i = 0; i < 4; i++) {
-    const file = path.join(dir, "package.json");
-    if (existsSync(file)) return (JSON.parse(readFileSync(file, "utf8")) as { version: string }).version;
-    dir = path.dirname(dir);
-  }
-  return "unknown";
-}
 
 /** Postgres is loaded only when a database is configured: the driver alone costs about 15 MB of RSS. */
 async function createPool(db: NonNullable<ApiConfig["database"]>): Promise<pg.Pool> {

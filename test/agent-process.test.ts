@@ -9,6 +9,7 @@ import { publish, readRecords, stackFile, startTestAgent, waitForRecord } from "
 import { mountBindfs } from "./helpers/bindfs.ts";
 import { buildWebImage, WEB_REPO } from "./helpers/images.ts";
 import { makeJob, randomSha } from "./helpers/jobs.ts";
+import { freePort } from "./helpers/postgres.ts";
 import { spawnTs, waitForLine, type Proc } from "./helpers/proc.ts";
 import { tempSpool } from "./helpers/spool.ts";
 import { docker, waitFor } from "./helpers/swarm.ts";
@@ -79,6 +80,56 @@ describe("the webhook-watcher process", () => {
     const p = startAgentProcess({ SPOOL_DIR: "/tmp", STACK_FILE: "x.yaml", STACK_NAME: "bad name!" });
     assert.equal(await p.exited, 1);
     assert.match(p.lines.join(""), /STACK_NAME/);
+  });
+});
+
+describe("the watcher's /metrics (METRICS_ADDR)", () => {
+  it("serves Prometheus text that counts a success and a failure, the engine up, the version", async () => {
+    const t = await tempSpool();
+    const port = await freePort();
+    const cfg = path.join(t.root, "stacks.yaml");
+    const ok = `shmetrics-${randomBytes(3).toString("hex")}`;
+    await fs.writeFile(
+      cfg,
+      `stacks:\n  - name: ${ok}\n    file: ${stackFile("web")}\n    branches: [main]\n` +
+        `  - name: shbroken\n    file: ${stackFile("invalid")}\n    branches: [broken]\n`,
+    );
+    const p = spawnTs("agent/main.ts", [], {
+      SPOOL_DIR: t.root,
+      AGENT_CONFIG: cfg,
+      POLL_INTERVAL_MS: "200",
+      METRICS_ADDR: `127.0.0.1:${port}`,
+    });
+    try {
+      await waitForLine(p, '"serving /metrics"', undefined, 30_000);
+      const sha = randomSha();
+      await buildWebImage(sha);
+      const good = await publish(t.root, sha);
+      const bad = await publish(t.root, randomSha(), { ref: "refs/heads/broken" });
+      assert.equal((await waitForRecord(t.root, good)).outcome, "success");
+      assert.equal((await waitForRecord(t.root, bad)).outcome, "failed");
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+      const text = await res.text();
+      // the text exposition format: comments, or `name{labels} value`, one sample a line
+      const sample = /^[a-zA-Z_:][\w:]*(\{(\w+="[^"]*",?)*\})? (-?[\d.]+(e[+-]?\d+)?|NaN|\+Inf|-Inf)$/;
+      for (const line of text.split("\n").filter(Boolean)) assert.ok(/^# (HELP|TYPE) \w+ .+$/.test(line) || sample.test(line), line);
+      const has = (re: string) => assert.match(text, new RegExp(`^${re}$`, "m"), re);
+      has(`swarmhook_deployments_total\\{stack="${ok}",outcome="success"\\} 1`);
+      has(`swarmhook_deployments_total\\{stack="shbroken",outcome="failed"\\} 1`);
+      has(`swarmhook_deployment_duration_seconds_count\\{stack="${ok}"\\} 1`);
+      has(`swarmhook_last_success_timestamp_seconds\\{stack="${ok}"\\} \\d+(\\.\\d+)?`);
+      has("swarmhook_engine_up 1");
+      has("swarmhook_jobs_pending 0");
+      has('swarmhook_info\\{version="\\d+\\.\\d+\\.\\d+"\\} 1');
+      assert.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404);
+    } finally {
+      p.child.kill("SIGTERM");
+      await p.exited;
+      await docker(["stack", "rm", ok]).catch(() => undefined);
+      await t.cleanup();
+    }
   });
 });
 

@@ -213,10 +213,16 @@ describe("agent on the real one-node swarm", () => {
       await listJobs(s.root, 5),
       /^watcher: NOT DEPLOYING since .*Cannot connect to the Docker daemon.*fix: systemctl start docker/m,
     );
+    const waiting = await a.metrics.registry.metrics();
+    assert.match(waiting, /^swarmhook_engine_up 0$/m);
+    assert.match(waiting, /^swarmhook_jobs_pending 1$/m);
     await symlink("/var/run/docker.sock", sock); // the engine is back
     const r = await waitForRecord(s.root, id);
     assert.equal(r.outcome, "success", r.reason);
     assert.ok(a.logs.some((l) => l.msg.startsWith("Docker engine available again")));
+    const after = await a.metrics.registry.metrics();
+    assert.match(after, /^swarmhook_engine_up 1$/m);
+    assert.match(after, new RegExp(`^swarmhook_deployments_total\\{stack="${stack}",outcome="success"\\} 1$`, "m"));
     assert.doesNotMatch(await listJobs(s.root, 5), /NOT DEPLOYING/);
   });
 

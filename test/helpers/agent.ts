@@ -5,6 +5,7 @@ import { pino } from "pino";
 import { createAgent, type Agent } from "../../agent/agent.ts";
 import { loadAgentConfig } from "../../agent/config.ts";
 import { createDockerRunner, type DockerRunner } from "../../agent/docker.ts";
+import { createAgentMetrics, type AgentMetrics } from "../../agent/metrics.ts";
 import { listRecords, openSpool, publishJob, type DeployJob, type ResultRecord } from "../../spool/index.ts";
 import { makeJob } from "./jobs.ts";
 import { waitFor } from "./swarm.ts";
@@ -20,6 +21,8 @@ export interface LogLine {
 
 export interface TestAgent {
   agent: Agent;
+  /** The watcher's Prometheus registry, read in-process. */
+  metrics: AgentMetrics;
   logs: LogLine[];
   stop(): Promise<void>;
 }
@@ -46,14 +49,16 @@ export async function startTestAgent(
       cb();
     },
   });
+  const metrics = createAgentMetrics("test");
   const agent = createAgent({
     config,
     spool: openSpool(spoolDir),
     docker,
     log: pino({ level: "debug" }, sink),
+    metrics,
   });
   await agent.start();
-  return { agent, logs, stop: () => agent.stop() };
+  return { agent, metrics, logs, stop: () => agent.stop() };
 }
 
 /** Every result record in done/ and failed/, oldest first (spool/listRecords, which reads newest first). */
