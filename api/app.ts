@@ -5,6 +5,7 @@ import { createBodyBudget, type BodyBudget } from "./body.ts";
 import type { ClientAddress } from "./client-address.ts";
 import type { ApiConfig } from "./config.ts";
 import { DatabaseUnavailable, HttpError } from "./errors.ts";
+import { createApiMetrics, createMetricsRoute } from "./metrics.ts";
 import { createRejectLog } from "./reject-log.ts";
 import { createHealthRoute } from "./routes/health.ts";
 import { createVisitRoute } from "./routes/visit.ts";
@@ -33,8 +34,16 @@ export interface AppDeps {
 export function createApp(deps: AppDeps): Hono {
   const { log } = deps;
   const budget = deps.budget ?? createBodyBudget(deps.config.inflightLimit);
+  const metrics = createApiMetrics(budget);
   const rejected = createRejectLog(log);
   const app = new Hono();
+  app.use("/api/webhook/github", async (c, next) => {
+    const started = performance.now();
+    await next();
+    metrics.requests.inc({ status: String(c.res.status) });
+    metrics.duration.observe((performance.now() - started) / 1000);
+  });
+  app.route("/", createMetricsRoute(metrics));
   app.route("/", createHealthRoute({ version: deps.version, commit: deps.config.gitSha }));
   app.route("/api/visit", createVisitRoute({ visits: deps.visits, clientAddress: deps.clientAddress }));
   app.route(
@@ -46,6 +55,7 @@ export function createApp(deps: AppDeps): Hono {
     if (err instanceof HttpError) return answerHttpError(err, c, rejected, log);
     if (err instanceof SpoolError) {
       log.error({ err, code: err.code, path: c.req.path }, "job not written: spool unavailable");
+      metrics.spoolWriteErrors.inc();
       return c.json({ error: `spool unavailable (${err.code}): the job was not queued, redeliver later` }, 503);
     }
     if (err instanceof DatabaseUnavailable) {

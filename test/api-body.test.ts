@@ -113,5 +113,8 @@ describe("webhook bodies under a flood (compiled API process)", () => {
     assert.ok(declared.every((a) => /payload over 26214400 bytes/.test(a)));
     const chunked = await Promise.all(Array.from({ length: 2 }, () => junk(port, 26 * MB, false)));
     assert.deepEqual(statuses(chunked), ["413", "413"], chunked.join("; "));
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(metrics, /^swarmhook_webhook_requests_total\{status="413"\} 22$/m);
+    assert.match(metrics, /^swarmhook_webhook_bytes_in_flight 0$/m, "every body's bytes given back");
   });
 });

@@ -90,6 +90,26 @@ describe("the app in-process (app.request)", () => {
     assert.equal((await app.request("/api/webhook/github", post(body, { "content-type": "text/plain" }))).status, 415);
   });
 
+  it("GET /metrics counts webhook answers by status, in Prometheus text", async (t) => {
+    const s = await useTempSpool(t);
+    const app = appOn(s.root);
+    const body = JSON.stringify(pushPayload({ ref: "refs/heads/main", after: randomSha() }));
+    assert.equal((await app.request("/api/webhook/github", post(body))).status, 202);
+    const wrong = post(body, { "x-hub-signature-256": sign("another-secret-0123456789abcdef0123", body) });
+    assert.equal((await app.request("/api/webhook/github", wrong)).status, 401);
+    const res = await app.request("/metrics");
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    const sample = /^[a-zA-Z_:][\w:]*(\{(\w+="[^"]*",?)*\})? (-?[\d.]+(e[+-]?\d+)?|NaN|\+Inf|-Inf)$/;
+    for (const line of text.split("\n").filter(Boolean)) assert.ok(/^# (HELP|TYPE) \w+ .+$/.test(line) || sample.test(line), line);
+    assert.match(text, /^swarmhook_webhook_requests_total\{status="202"\} 1$/m);
+    assert.match(text, /^swarmhook_webhook_requests_total\{status="401"\} 1$/m);
+    assert.match(text, /^swarmhook_webhook_duration_seconds_count 2$/m);
+    assert.match(text, /^swarmhook_webhook_bytes_in_flight 0$/m);
+    assert.match(text, /^swarmhook_spool_write_errors_total 0$/m);
+  });
+
   it("POST /api/webhook/github with the spool gone: 503, the job not queued, said once by app.onError", async (t) => {
     const s = await useTempSpool(t);
     const app = appOn(`${s.root}/missing`);
@@ -100,5 +120,6 @@ describe("the app in-process (app.request)", () => {
       ((await res.json()) as { error: string }).error,
       /^spool unavailable \(root_missing\): the job was not queued, redeliver later$/,
     );
+    assert.match(await (await app.request("/metrics")).text(), /^swarmhook_spool_write_errors_total 1$/m);
   });
 });
