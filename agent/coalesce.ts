@@ -1,4 +1,4 @@
-import { MAX_MOVES, type Deployed, type DeployJob, type Move } from "../spool/index.ts";
+import { MAX_MOVES, shortSha, type Deployed, type DeployJob, type Move } from "../spool/index.ts";
 
 /** A job claimed into `work/` and waiting for its stack. */
 export interface Pending {
@@ -17,7 +17,6 @@ export interface Coalesced {
 }
 
 const ZERO = /^0{40}$/;
-const short = (sha: string) => sha.slice(0, 12);
 
 /** Newest receipt last; ties by delivery id. The API's clock orders jobs, never a commit's date. */
 export const byReceipt = (a: Pending, b: Pending): number =>
@@ -80,8 +79,8 @@ export function coalesce(pending: readonly Pending[], deployed: Deployed | null)
       p.job.event === "manual" ? undefined : heads.find((h) => h !== sha && pastOf.get(h)?.has(sha) && !pastOf.get(sha)?.has(h));
     if (ahead === undefined) live.push(p);
     else {
-      const what = ahead === deployed?.sha ? `the deployed ${short(ahead)}` : `the pending ${short(ahead)}`;
-      stale.push({ pending: p, reason: `commit ${short(sha)} is behind ${what}: the branch has moved past it (push chain)` });
+      const what = ahead === deployed?.sha ? `the deployed ${shortSha(ahead)}` : `the pending ${shortSha(ahead)}`;
+      stale.push({ pending: p, reason: `commit ${shortSha(sha)} is behind ${what}: the branch has moved past it (push chain)` });
     }
   }
   live.sort(byReceipt);

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { Clock } from "../lib/clock.ts";
-import { readDeployed, writeDeployed, type Spool } from "../spool/index.ts";
-import { coalesce, type Pending } from "./coalesce.ts";
+import { readDeployed, shortSha, writeDeployed, type Spool } from "../spool/index.ts";
+import { coalesce } from "./coalesce.ts";
 import type { AgentConfig } from "./config.ts";
 import { deployJob } from "./deploy.ts";
 import type { DockerRunner } from "./docker.ts";
@@ -19,8 +19,6 @@ export interface StackContext {
   recorder: Recorder;
   metrics: AgentMetrics;
 }
-
-const short = (p: Pending) => p.job.sha.slice(0, 12);
 
 /**
  * Take every job pending for `stack`, decide (coalesce: deploy the newest received, supersede the
@@ -42,7 +40,7 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
     await recorder.finish(pending, "superseded", {
       stack: name,
       supersededBy: by.jobId,
-      reason: `a newer delivery (${short(by)}) was pending`,
+      reason: `a newer delivery (${shortSha(by.job.sha)}) was pending`,
     });
   }
   const winner = decision.deploy;

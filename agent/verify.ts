@@ -1,6 +1,6 @@
 import { parse as parseYaml } from "yaml";
 import { systemClock, type Clock } from "../lib/clock.ts";
-import type { ServiceState } from "../spool/index.ts";
+import { shortSha, type ServiceState } from "../spool/index.ts";
 import type { DockerRunner, RunOptions } from "./docker.ts";
 
 /** Strip a pinned digest: the spec says `img:tag@sha256:…` once a registry resolved it. */
@@ -155,5 +155,5 @@ function healthProblem(status: number, text: string, sha: string): string | null
   } catch {
     commit = undefined;
   }
-  return typeof commit !== "string" || commit === sha ? null : `reports commit ${commit.slice(0, 12)}, not ${sha.slice(0, 12)}`;
+  return typeof commit !== "string" || commit === sha ? null : `reports commit ${shortSha(commit)}, not ${shortSha(sha)}`;
 }

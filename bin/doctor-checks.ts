@@ -6,7 +6,7 @@ import type { AgentConfig, StackConfig } from "../agent/config.ts";
 import type { DockerRunner } from "../agent/docker.ts";
 import { decisiveLine } from "../agent/docker-lines.ts";
 import { MIN_CLI_MAJOR, checkEngine } from "../agent/engine.ts";
-import { DIR_MODE, SUBDIRS, listRecords, openSpool, readWatcherStatus } from "../spool/index.ts";
+import { DIR_MODE, SUBDIRS, listRecords, openSpool, readWatcherStatus, shortSha } from "../spool/index.ts";
 
 /** The group that owns the spool on every node (README: Setting up the cluster). */
 export const APP_GID = 1011;
@@ -223,7 +223,7 @@ export async function checkWatcher(d: DoctorDeps, hasSystemd: boolean, isActive:
   const [last] = await listRecords(spool, 1).catch(() => []);
   if (!last?.record) return [unit, skip("watcher last outcome", last ? `unreadable record ${last.path}` : "no job finished yet")];
   const r = last.record;
-  const line = `${r.outcome} at ${r.timings.finished} (${r.stack ?? "-"} ${r.job?.sha.slice(0, 12) ?? ""})${r.reason ? `: ${r.reason}` : ""}`;
+  const line = `${r.outcome} at ${r.timings.finished} (${r.stack ?? "-"} ${r.job ? shortSha(r.job.sha) : ""})${r.reason ? `: ${r.reason}` : ""}`;
   const bad = r.outcome === "failed" || r.outcome === "rolled_back";
   return [
     unit,

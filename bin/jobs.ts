@@ -1,7 +1,7 @@
 // `swarmhook jobs`: what is pending and how the last jobs ended, read from the spool.
 import { promises as fs } from "node:fs";
 import { stripControl } from "../lib/text.ts";
-import { listRecords, openSpool, readWatcherStatus } from "../spool/index.ts";
+import { listRecords, openSpool, readWatcherStatus, shortSha } from "../spool/index.ts";
 
 export const JOBS_HELP = `swarmhook jobs [--spool DIR] [--last N]
   Lists the jobs waiting in new/ and work/, then the last N (default 10) outcomes from done/ and
@@ -28,7 +28,7 @@ export async function listJobs(spoolDir: string, last: number): Promise<string> 
     else
       lines.push(
         clean(
-          [r.timings.finished, r.outcome.padEnd(11), r.stack ?? "-", r.job?.sha.slice(0, 12) ?? "-", r.jobId, r.reason ?? ""].join("  "),
+          [r.timings.finished, r.outcome.padEnd(11), r.stack ?? "-", r.job ? shortSha(r.job.sha) : "-", r.jobId, r.reason ?? ""].join("  "),
         ).trimEnd(),
       );
   }

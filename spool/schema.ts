@@ -10,6 +10,8 @@ export const JOB_VERSION = 1;
  */
 export const DELIVERY_ID = /^[A-Za-z0-9][A-Za-z0-9-]{0,79}$/;
 export const COMMIT_SHA = /^[0-9a-f]{40}$/;
+/** A commit as people read it in logs, reasons and listings: its first 12 hex digits. */
+export const shortSha = (sha: string): string => sha.slice(0, 12);
 export const REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
 /** GitHub's owner/name are case-insensitive: the API's filter and the agent's routing compare alike. */
 export const sameRepository = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCase();
