@@ -20,7 +20,7 @@ import { createAgentMetrics, type AgentMetrics } from "./metrics.ts";
 import { createRecorder } from "./records.ts";
 import { stackFor } from "./route.ts";
 import { runStack, type StackContext } from "./run-stack.ts";
-import { createState, type AgentState, type StackRuntime } from "./state.ts";
+import { claimedCount, createState, type AgentState, type StackRuntime } from "./state.ts";
 
 export interface Agent {
   /** Recover `work/`, then poll `new/` every POLL_INTERVAL_MS until stopped. */
@@ -91,7 +91,7 @@ export function createAgent(deps: AgentDeps): Agent {
       const running = [...state.stacks.values()].map((s) => s.running).filter(Boolean);
       if (running.length > 0) log.info({ deploys: running.length }, "stopping: letting the running deploy finish");
       await Promise.all(running);
-      const left = [...state.stacks.values()].reduce((n, s) => n + s.pending.length, 0);
+      const left = claimedCount(state);
       log.info({ leftInWork: left }, "watcher stopped");
     },
   };
@@ -111,7 +111,7 @@ async function runTick(state: AgentState, ctx: StackContext): Promise<void> {
       await cleanTemp(state, ctx);
       if (!state.recovered) await recover(state, ctx); // the spool was missing at start
       const names = await listPending(ctx.spool);
-      const claimed = [...state.stacks.values()].reduce((n, s) => n + s.pending.length, 0);
+      const claimed = claimedCount(state);
       ctx.metrics.pending.set(names.length + claimed);
       const queued = names.length + claimed > 0;
       // while this node cannot deploy, jobs wait in new/: nothing is claimed, nothing fails

@@ -4,6 +4,9 @@ import { decisiveLine } from "./docker-lines.ts";
 /** The oldest Docker CLI the watcher works with: `stack deploy --detach=false` and `stack config` came in 26. */
 export const MIN_CLI_MAJOR = 26;
 
+/** The major version of a Docker CLI version string ("28.2.2" → 28), 0 when there is none. */
+export const cliMajor = (version: string): number => Number(/^(\d+)\./.exec(version)?.[1] ?? 0);
+
 /** Why this node cannot deploy now, and the command that fixes it. */
 export interface EngineProblem {
   problem: string;
@@ -22,7 +25,7 @@ export async function checkEngine(docker: DockerRunner): Promise<EngineProblem |
   if (v.spawnError)
     return { problem: `the docker CLI cannot be run: ${v.spawnError}`, fix: "install a Docker CLI >= 26 on PATH (README: Software)" };
   const [client = "", server = ""] = v.stdout.trim().split("\n")[0]?.split("|") ?? [];
-  const major = Number(/^(\d+)\./.exec(client)?.[1] ?? 0);
+  const major = cliMajor(client);
   if (major > 0 && major < MIN_CLI_MAJOR) {
     return {
       problem: `the docker CLI is ${client}, older than ${MIN_CLI_MAJOR}`,

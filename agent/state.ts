@@ -37,6 +37,9 @@ export interface AgentState {
   watcher: FSWatcher | undefined;
 }
 
+/** Jobs claimed into work/ and waiting for their stack's next deploy, over all stacks. */
+export const claimedCount = (state: AgentState): number => [...state.stacks.values()].reduce((n, s) => n + s.pending.length, 0);
+
 export function createState(config: Readonly<AgentConfig>): AgentState {
   return {
     stacks: new Map(config.stacks.map((s) => [s.name, { config: s, pending: [], running: null }])),

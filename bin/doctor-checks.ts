@@ -5,7 +5,7 @@ import { parse as parseYaml } from "yaml";
 import type { AgentConfig, StackConfig } from "../agent/config.ts";
 import type { DockerRunner } from "../agent/docker.ts";
 import { decisiveLine } from "../agent/docker-lines.ts";
-import { MIN_CLI_MAJOR, checkEngine } from "../agent/engine.ts";
+import { MIN_CLI_MAJOR, checkEngine, cliMajor } from "../agent/engine.ts";
 import { DIR_MODE, SUBDIRS, listRecords, openSpool, readWatcherStatus, shortSha } from "../spool/index.ts";
 
 /** The group that owns the spool on every node (README: Setting up the cluster). */
@@ -38,8 +38,7 @@ async function query(d: DoctorDeps, args: string[]): Promise<{ ok: boolean; out:
 export async function checkCli(d: DoctorDeps): Promise<Check> {
   const r = await query(d, ["version", "--format", "{{.Client.Version}}"]);
   const version = r.out.split("\n")[0] ?? "";
-  const major = Number(/^(\d+)\./.exec(version)?.[1] ?? 0);
-  if (major >= MIN_CLI_MAJOR) return pass("docker CLI", `${version} (>= ${MIN_CLI_MAJOR})`);
+  if (cliMajor(version) >= MIN_CLI_MAJOR) return pass("docker CLI", `${version} (>= ${MIN_CLI_MAJOR})`);
   return fail(
     "docker CLI",
     version ? `${version} is older than ${MIN_CLI_MAJOR}` : "not found",

@@ -10,6 +10,7 @@ import { mountBindfs } from "./helpers/bindfs.ts";
 import { buildWebImage, WEB_REPO } from "./helpers/images.ts";
 import { makeJob, randomSha } from "./helpers/jobs.ts";
 import { freePort } from "./helpers/postgres.ts";
+import { assertPrometheusText } from "./helpers/prometheus.ts";
 import { spawnTs, waitForLine, type Proc } from "./helpers/proc.ts";
 import { tempSpool } from "./helpers/spool.ts";
 import { docker, waitFor } from "./helpers/swarm.ts";
@@ -112,9 +113,7 @@ describe("the watcher's /metrics (METRICS_ADDR)", () => {
       assert.equal(res.status, 200);
       assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
       const text = await res.text();
-      // the text exposition format: comments, or `name{labels} value`, one sample a line
-      const sample = /^[a-zA-Z_:][\w:]*(\{(\w+="[^"]*",?)*\})? (-?[\d.]+(e[+-]?\d+)?|NaN|\+Inf|-Inf)$/;
-      for (const line of text.split("\n").filter(Boolean)) assert.ok(/^# (HELP|TYPE) \w+ .+$/.test(line) || sample.test(line), line);
+      assertPrometheusText(text);
       const has = (re: string) => assert.match(text, new RegExp(`^${re}$`, "m"), re);
       has(`swarmhook_deployments_total\\{stack="${ok}",outcome="success"\\} 1`);
       has(`swarmhook_deployments_total\\{stack="shbroken",outcome="failed"\\} 1`);

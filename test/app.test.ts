@@ -10,6 +10,7 @@ import { openSpool } from "../spool/index.ts";
 import { SECRET } from "./helpers/api.ts";
 import { randomSha } from "./helpers/jobs.ts";
 import { pushPayload, sign } from "./helpers/payloads.ts";
+import { assertPrometheusText } from "./helpers/prometheus.ts";
 import { readPendingJob, useTempSpool } from "./helpers/spool.ts";
 
 function appOn(root: string, env: Record<string, string> = {}) {
@@ -101,8 +102,7 @@ describe("the app in-process (app.request)", () => {
     assert.equal(res.status, 200);
     assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
     const text = await res.text();
-    const sample = /^[a-zA-Z_:][\w:]*(\{(\w+="[^"]*",?)*\})? (-?[\d.]+(e[+-]?\d+)?|NaN|\+Inf|-Inf)$/;
-    for (const line of text.split("\n").filter(Boolean)) assert.ok(/^# (HELP|TYPE) \w+ .+$/.test(line) || sample.test(line), line);
+    assertPrometheusText(text);
     assert.match(text, /^swarmhook_webhook_requests_total\{status="202"\} 1$/m);
     assert.match(text, /^swarmhook_webhook_requests_total\{status="401"\} 1$/m);
     assert.match(text, /^swarmhook_webhook_duration_seconds_count 2$/m);
