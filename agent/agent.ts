@@ -8,7 +8,10 @@ import {
   ensureSpool,
   listPending,
   pruneMarks,
+  pruneRecords,
+  rebuildIndex,
   recoverInterrupted,
+  triggerOf,
   type ClaimResult,
   type Spool,
   writeWatcherStatus,
@@ -186,9 +189,13 @@ async function cleanTemp(state: AgentState, ctx: StackContext): Promise<void> {
   state.lastPrune = now;
   const pruned = await pruneMarks(ctx.spool, now);
   if (pruned > 0) ctx.log.info({ pruned }, "removed delivery markers older than a week (a redelivery of those deploys again)");
+  const records = await pruneRecords(ctx.spool, ctx.config.historyKeepMs, now);
+  if (records > 0) ctx.log.info({ removed: records, keepDays: ctx.config.historyKeepMs / 86_400_000 }, "removed records older than HISTORY_KEEP_DAYS");
 }
 
 async function recover(state: AgentState, ctx: StackContext): Promise<void> {
+  const indexed = await rebuildIndex(ctx.spool); // lines a crash lost, records from before the index
+  ctx.log.debug({ records: indexed }, "history index rebuilt");
   for (const r of await recoverInterrupted(ctx.spool, ctx.clock.now())) {
     if (r.status === "claimed") ctx.log.warn({ jobId: r.jobId, sha: r.job.sha }, "job left in work/ by a dead run: deploying it again");
     await route(state, ctx, r);
@@ -209,10 +216,11 @@ async function route(state: AgentState, ctx: StackContext, r: ClaimResult): Prom
   const pending = { jobId: r.jobId, job: r.job, claimedAt: r.claimedAt };
   const stack = stackFor(state.stacks.values(), r.job);
   if (!stack) {
-    await ctx.recorder.finish(pending, "invalid", { reason: `no stack is configured for ${r.job.repository} ${r.job.ref}` });
+    const reason = r.job.kind === "rollback" ? `no stack named ${r.job.stack} is configured` : `no stack is configured for ${r.job.repository} ${r.job.ref}`;
+    await ctx.recorder.finish(pending, "invalid", { reason });
     return;
   }
-  ctx.log.info({ jobId: r.jobId, sha: r.job.sha, stack: stack.config.name, event: r.job.event }, "job claimed");
+  ctx.log.info({ jobId: r.jobId, sha: r.job.sha, stack: stack.config.name, trigger: triggerOf(r.job) }, "job claimed");
   stack.pending.push(pending);
 }
 

@@ -1,9 +1,9 @@
-import { MAX_MOVES, shortSha, type Deployed, type DeployJob, type Move } from "../spool/index.ts";
+import { MAX_MOVES, shortSha, type Deployed, type Job, type Move } from "../spool/index.ts";
 
 /** A job claimed into `work/` and waiting for its stack. */
 export interface Pending {
   jobId: string;
-  job: DeployJob;
+  job: Job;
   claimedAt: Date;
 }
 
@@ -25,7 +25,7 @@ export const byReceipt = (a: Pending, b: Pending): number =>
 /** The moves GitHub reported with these jobs' pushes (`before` → `sha`), a new branch's zero SHA left out. */
 function movesOf(pending: readonly Pending[]): Move[] {
   return pending.flatMap(({ job }) =>
-    job.before && !ZERO.test(job.before) && job.before !== job.sha ? [{ before: job.before, after: job.sha }] : [],
+    job.kind === "deploy" && job.before && !ZERO.test(job.before) && job.before !== job.sha ? [{ before: job.before, after: job.sha }] : [],
   );
 }
 
@@ -61,7 +61,7 @@ function movedPast(head: string, moves: readonly Move[]): Set<string> {
  * What to do with the jobs pending for one stack, given what it last deployed. A job is stale when
  * the branch has already moved past its commit (GitHub's push chain: the commit is a `before` on the
  * way to the deployed commit or to another pending job's), unless the two reach each other (a force
- * push back and forth: then receipt order decides). Manual jobs are never stale. Of the rest, the
+ * push back and forth: then receipt order decides). Manual and rollback jobs are never stale. Of the rest, the
  * newest received is deployed and the others are superseded by it. Nothing a committer controls
  * (a commit's date) takes part.
  * @example
@@ -75,8 +75,8 @@ export function coalesce(pending: readonly Pending[], deployed: Deployed | null)
   const live: Pending[] = [];
   for (const p of pending) {
     const sha = p.job.sha;
-    const ahead =
-      p.job.event === "manual" ? undefined : heads.find((h) => h !== sha && pastOf.get(h)?.has(sha) && !pastOf.get(sha)?.has(h));
+    const chosen = p.job.kind === "rollback" || p.job.event === "manual"; // an operator's (or the watcher's own) choice
+    const ahead = chosen ? undefined : heads.find((h) => h !== sha && pastOf.get(h)?.has(sha) && !pastOf.get(sha)?.has(h));
     if (ahead === undefined) live.push(p);
     else {
       const what = ahead === deployed?.sha ? `the deployed ${shortSha(ahead)}` : `the pending ${shortSha(ahead)}`;

@@ -5,10 +5,7 @@ import { z } from "zod";
 import { logFormatVar, type LogFormat } from "../lib/log.ts";
 import { ConfigError, cleanEnv, logLevelVar, parseEnv, secretVar } from "../lib/config.ts";
 import { describeIssues } from "../lib/zod.ts";
-import { REPOSITORY } from "../spool/index.ts";
-
-/** Docker's own rule for stack names, which also keeps them safe as file names. */
-const STACK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$/;
+import { REPOSITORY, STACK_NAME } from "../spool/index.ts";
 
 export interface StackConfig {
   name: string;
@@ -33,6 +30,10 @@ export interface AgentConfig {
   logFormat: LogFormat;
   /** Where /metrics is served (host and port), or undefined: off. */
   metrics: { host: string; port: number } | undefined;
+  /** After a deploy that failed once Swarm had applied it: go back to the last good release, or stay. */
+  onFailure: "rollback" | "stay";
+  /** Records older than this are removed (hourly). */
+  historyKeepMs: number;
 }
 
 const envSchema = z.object({
@@ -58,6 +59,8 @@ const envSchema = z.object({
     .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "METRICS_ADDR must be host:port, e.g. 10.100.0.8:9464 (the WireGuard address)")
     .optional(),
   AGENT_CONFIG: z.string().optional(),
+  ON_FAILURE: z.enum(["rollback", "stay"], { error: "ON_FAILURE must be rollback or stay" }).default("rollback"),
+  HISTORY_KEEP_DAYS: z.coerce.number().int().min(1).max(36500).default(90),
   // not used by the watcher, but handed to the stack it deploys: a placeholder would only fail there, later
   VISIT_SALT: secretVar("VISIT_SALT", 16).optional(),
   POSTGRES_PASSWORD: secretVar("POSTGRES_PASSWORD", 12).optional(),
@@ -144,5 +147,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
     logLevel: v.LOG_LEVEL,
     logFormat: v.LOG_FORMAT,
     metrics: v.METRICS_ADDR ? splitAddr(v.METRICS_ADDR) : undefined,
+    onFailure: v.ON_FAILURE,
+    historyKeepMs: v.HISTORY_KEEP_DAYS * 24 * 3600 * 1000,
   });
 }

@@ -1,10 +1,11 @@
 import type { Logger } from "pino";
 import type { Clock } from "../lib/clock.ts";
-import type { Attempt, DeployJob, ServiceState } from "../spool/index.ts";
+import type { Attempt, Job, Release, ServiceState } from "../spool/index.ts";
 import type { AgentConfig, StackConfig } from "./config.ts";
 import type { DockerResult, DockerRunner } from "./docker.ts";
 import { createLineFilter, decisiveLine } from "./docker-lines.ts";
-import { askedImages, checkHealth, inspectStack, type Verdict } from "./verify.ts";
+import { deployEnv, releaseOf, renderStack, type Rendered } from "./release.ts";
+import { checkHealth, inspectStack, type Verdict } from "./verify.ts";
 
 /** Output that means "try again later": the daemon, the network or a registry, not the stack. */
 const TRANSIENT = [
@@ -38,6 +39,10 @@ export interface DeployResult {
   attempts: Attempt[];
   services: ServiceState[];
   warnings: string[];
+  /** Swarm took the new spec (a failure after this leaves it serving; before it, nothing changed). */
+  applied: boolean;
+  /** On success: what the stack now runs, to be recorded and deployed again by a rollback. */
+  release?: Release;
 }
 
 export interface DeployDeps {
@@ -45,7 +50,7 @@ export interface DeployDeps {
   log: Logger;
   policy: DeployPolicy;
   stack: StackConfig;
-  job: DeployJob;
+  job: Job;
   clock: Clock;
 }
 
@@ -59,14 +64,10 @@ function toAttempt(n: number, r: DockerResult): Attempt {
 }
 
 /** `docker stack deploy`, retried with exponential backoff (at most MAX_BACKOFF_MS) while the failure is transient. */
-async function runDeploy(
-  d: DeployDeps,
-  env: Record<string, string>,
-  deadline: number,
-  attempts: Attempt[],
-): Promise<DockerResult | undefined> {
+async function runDeploy(d: DeployDeps, files: string[], deadline: number, attempts: Attempt[]): Promise<DockerResult | undefined> {
   const { docker, log, policy, stack, clock } = d;
-  const args = ["stack", "deploy", "-c", stack.file, stack.name, "--with-registry-auth", "--detach=false"];
+  const env = deployEnv(d.job.sha);
+  const args = ["stack", "deploy", ...files.flatMap((f) => ["-c", f]), stack.name, "--with-registry-auth", "--detach=false"];
   let last: DockerResult | undefined;
   for (let n = 1; n <= policy.retries + 1; n++) {
     log.info({ attempt: n, command: ["docker", ...args] }, "deploy started");
@@ -82,59 +83,83 @@ async function runDeploy(
 }
 
 /** Inspect the stack until it converged on the asked images, rolled back, or `deadline` passed. */
-async function waitConverged(d: DeployDeps, env: Record<string, string>, since: Date, deadline: number): Promise<Verdict> {
+async function waitConverged(d: DeployDeps, asked: Map<string, string>, since: Date, deadline: number): Promise<Verdict> {
   const { docker, stack, clock, policy } = d;
-  const asked = await askedImages(docker, stack.file, stack.name, env);
   for (;;) {
-    const verdict = await inspectStack(docker, stack.name, asked, since, env);
+    const verdict = await inspectStack(docker, stack.name, asked, since, deployEnv(d.job.sha));
     if (verdict.status !== "pending" || clock.now().getTime() > deadline) return verdict;
     await clock.sleep(policy.verifyEveryMs ?? 1000);
   }
 }
 
 /**
- * Deploy one job's commit to one stack and prove it took: `docker stack deploy` (retried with
- * backoff when the failure is transient), then every service inspected until it converged on the
- * asked images, rolled back, or the deploy timeout ran out; then the health URL, when set.
+ * Deploy one job's commit to one stack and prove it took: the stack rendered (for a rollback, with
+ * the recorded images over it), `docker stack deploy` (retried with backoff when the failure is
+ * transient), then every service inspected until it converged on the asked images, rolled back, or
+ * the deploy timeout ran out; then the health URL, when set. On success the result holds the release.
  * @example
  * const r = await deployJob({ docker, log, policy, stack, job, clock: systemClock });
  * if (r.outcome !== "success") log.error(r.reason);
  */
 export async function deployJob(d: DeployDeps): Promise<DeployResult> {
+  let rendered: Rendered;
+  try {
+    rendered = await renderStack(d.docker, d.stack.file, d.stack.name, d.job);
+  } catch (err) {
+    return {
+      outcome: "failed",
+      reason: `the stack file could not be rendered: ${(err as Error).message}`,
+      attempts: [],
+      services: [],
+      warnings: [],
+      applied: false,
+    };
+  }
+  try {
+    for (const w of rendered.warnings) d.log.warn(w);
+    return await deployRendered(d, rendered);
+  } finally {
+    await rendered.cleanup();
+  }
+}
+
+async function deployRendered(d: DeployDeps, rendered: Rendered): Promise<DeployResult> {
   const { log, policy, stack, job, clock } = d;
-  const env = { IMAGE_TAG: job.sha, DEPLOY_SHA: job.sha };
   const attempts: Attempt[] = [];
-  const warnings: string[] = [];
+  const warnings: string[] = [...rendered.warnings];
   const startedAt = clock.now().getTime();
   const since = new Date(startedAt - 1000); // update states from before this deploy are not ours
   const deadline = startedAt + policy.deployTimeoutMs;
+  let applied = false;
   const fail = (outcome: DeployResult["outcome"], reason: string, services: ServiceState[] = []): DeployResult => ({
     outcome,
     reason,
     attempts,
     services,
     warnings,
+    applied,
   });
 
-  const last = await runDeploy(d, env, deadline, attempts);
+  const last = await runDeploy(d, rendered.files, deadline, attempts);
   if (!last) return fail("failed", "no attempt ran");
   if (last.spawnError) return fail("failed", `docker could not be run: ${last.spawnError}`);
   const unpinned = DIGEST_WARNING.test(last.outputTail); // printed when a service is updated, not created
   if (unpinned) {
     warnings.push("an image could not be accessed on a registry to record its digest: nodes may run different versions");
-    log.warn(warnings[0] as string);
+    log.warn(warnings.at(-1) as string);
   }
   if (!last.timedOut && last.exitCode !== 0) {
     const why = isTransient(last) ? `still failing after ${attempts.length} attempts` : "permanent failure";
     const said = decisiveLine(last.outputTail);
     return fail("failed", `docker stack deploy exited ${last.exitCode}: ${why}${said ? `: ${said}` : ""}`);
   }
+  applied = true;
   if (last.timedOut)
     warnings.push(`docker stack deploy did not return within ${policy.deployTimeoutMs / 1000} s; judged by the services' state`);
 
   let verdict: Verdict;
   try {
-    verdict = await waitConverged(d, env, since, Math.max(deadline, clock.now().getTime() + 10_000));
+    verdict = await waitConverged(d, rendered.asked, since, Math.max(deadline, clock.now().getTime() + 10_000));
   } catch (err) {
     return fail("failed", `verification failed: ${(err as Error).message}`);
   }
@@ -151,5 +176,6 @@ export async function deployJob(d: DeployDeps): Promise<DeployResult> {
       verdict.services,
     );
   }
-  return { outcome: "success", attempts, services: verdict.services, warnings };
+  const release = releaseOf(stack.name, verdict.specImages, rendered.stackFileHash);
+  return { outcome: "success", attempts, services: verdict.services, warnings, applied, release };
 }

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { finishJob, type Outcome, type ResultRecord, type Spool } from "../spool/index.ts";
+import { finishJob, triggerOf, type Outcome, type ResultRecord, type Spool } from "../spool/index.ts";
 import type { Clock } from "../lib/clock.ts";
 import type { Pending } from "./coalesce.ts";
 import type { AgentMetrics } from "./metrics.ts";
@@ -8,8 +8,11 @@ import type { AgentMetrics } from "./metrics.ts";
 export type RecordExtra = Partial<Omit<ResultRecord, "outcome" | "jobId" | "job" | "timings">> & { started?: Date | null };
 
 export interface Recorder {
-  /** Build the record of a finished job, write it (done/ or failed/) and log one line for its outcome. */
-  finish(p: Pending, outcome: Outcome, extra?: RecordExtra): Promise<void>;
+  /**
+   * Build the record of a finished job, write it (done/ or failed/) and log one line for its outcome.
+   * Returns where it was written, or null when the spool refused it (kept for `retry`).
+   */
+  finish(p: Pending, outcome: Outcome, extra?: RecordExtra): Promise<string | null>;
   /** Write again the records the spool refused earlier; called by every tick. */
   retry(): Promise<void>;
 }
@@ -46,7 +49,7 @@ export function createRecorder(deps: {
 }): Recorder {
   const { spool, log, clock, unrecorded, metrics } = deps;
 
-  async function save(rec: ResultRecord): Promise<void> {
+  async function save(rec: ResultRecord): Promise<string | null> {
     const jobLog = log.child({ jobId: rec.jobId, sha: rec.job?.sha, stack: rec.stack });
     try {
       const where = await finishJob(spool, rec);
@@ -61,10 +64,12 @@ export function createRecorder(deps: {
       };
       jobLog[LEVEL[rec.outcome]]({ ...fields, ...(rec.supersededBy ? { supersededBy: rec.supersededBy } : {}) }, `job ${rec.outcome}`);
       count(metrics, rec);
+      return where;
     } catch (err) {
       jobLog.error({ err, outcome: rec.outcome }, "could not record the outcome; will retry");
       metrics.spoolErrors.inc();
       unrecorded.push(rec);
+      return null;
     }
   }
 
@@ -77,7 +82,8 @@ export function createRecorder(deps: {
         started: started?.toISOString() ?? null,
         finished: clock.now().toISOString(),
       };
-      await save({ outcome, jobId: p.jobId, job: p.job, stack: stack ?? null, timings, attempts: [], services: [], warnings: [], ...rest });
+      const base = { outcome, jobId: p.jobId, job: p.job, stack: stack ?? null, timings, trigger: triggerOf(p.job) };
+      return save({ ...base, attempts: [], services: [], warnings: [], ...rest });
     },
     async retry() {
       for (const rec of unrecorded.splice(0)) await save(rec);

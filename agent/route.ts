@@ -1,8 +1,15 @@
 import { branchOf, sameRepository, type Job } from "../spool/index.ts";
 import type { StackConfig } from "./config.ts";
 
-/** The first configured stack that deploys this job's repository and branch, or undefined. */
+/**
+ * The stack a job is for: a rollback names its stack; a deploy goes to the first configured stack
+ * that deploys its repository and branch. Undefined when none is configured for it.
+ */
 export function stackFor<T extends { config: StackConfig }>(stacks: Iterable<T>, job: Job): T | undefined {
+  if (job.kind === "rollback") {
+    for (const s of stacks) if (s.config.name === job.stack) return s;
+    return undefined;
+  }
   const branch = branchOf(job.ref);
   for (const s of stacks) {
     const { repository, branches } = s.config;

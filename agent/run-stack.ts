@@ -1,9 +1,19 @@
 import type { Logger } from "pino";
 import type { Clock } from "../lib/clock.ts";
-import { readDeployed, shortSha, writeDeployed, type Spool } from "../spool/index.ts";
-import { coalesce } from "./coalesce.ts";
+import {
+  JOB_VERSION,
+  publishJob,
+  readDeployed,
+  rollbackJobId,
+  shortSha,
+  writeDeployed,
+  type Deployed,
+  type RollbackJob,
+  type Spool,
+} from "../spool/index.ts";
+import { coalesce, type Pending } from "./coalesce.ts";
 import type { AgentConfig } from "./config.ts";
-import { deployJob } from "./deploy.ts";
+import { deployJob, type DeployResult } from "./deploy.ts";
 import type { DockerRunner } from "./docker.ts";
 import type { AgentMetrics } from "./metrics.ts";
 import type { Recorder } from "./records.ts";
@@ -44,26 +54,75 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
     });
   }
   const winner = decision.deploy;
-  const remember = (sha: string, jobId: string) =>
-    writeDeployed(spool, { stack: name, sha, jobId, finishedAt: clock.now().toISOString(), moves: decision.moves }).catch((err: unknown) =>
+  const remember = (d: Omit<Deployed, "stack" | "finishedAt" | "moves">) =>
+    writeDeployed(spool, { stack: name, finishedAt: clock.now().toISOString(), moves: decision.moves, ...d }).catch((err: unknown) =>
       log.error({ err, stack: name }, "could not write state/; stale detection may miss this deploy"),
     );
-  if (!winner) {
-    if (deployed) await remember(deployed.sha, deployed.jobId);
-    return;
-  }
+  const keep = () =>
+    deployed ? remember({ sha: deployed.sha, jobId: deployed.jobId, release: deployed.release, record: deployed.record }) : undefined;
+  if (!winner) return keep();
   const started = clock.now();
   const jobLog = log.child({ jobId: winner.jobId, deliveryId: winner.job.deliveryId, sha: winner.job.sha, stack: name });
   const result = await deployJob({ docker: ctx.docker, log: jobLog, policy: ctx.config, stack: stack.config, job: winner.job, clock });
-  if (result.outcome === "success") await remember(winner.job.sha, winner.jobId);
-  else if (deployed) await remember(deployed.sha, deployed.jobId);
-  const { attempts, services, warnings } = result;
-  await recorder.finish(winner, result.outcome, {
+  const followedBy = result.outcome === "failed" ? await rollBackAfter(ctx, stack, winner, result, deployed) : undefined;
+  const { attempts, services, warnings, release } = result;
+  const where = await recorder.finish(winner, result.outcome, {
     stack: name,
     started,
     attempts,
     services,
     warnings,
-    ...(result.reason ? { reason: result.reason } : {}),
+    ...(result.reason
+      ? { reason: result.reason + (followedBy ? `; rolling back to ${shortSha(deployed?.sha ?? "")} (${followedBy})` : "") }
+      : {}),
+    ...(release ? { release } : {}),
+    ...(followedBy ? { followedBy } : {}),
   });
+  if (result.outcome === "success") await remember({ sha: winner.job.sha, jobId: winner.jobId, release, record: where ?? undefined });
+  else await keep();
+}
+
+/**
+ * ON_FAILURE=rollback: a deploy that failed after Swarm applied it (wrong commit served, not
+ * converged, digest policy) leaves the new version running; queue a rollback job to the release the
+ * stack last ran well. Not after a rollback (no loop), not when Swarm already rolled back by itself,
+ * not when nothing was applied. Returns the rollback job's id, or undefined.
+ */
+async function rollBackAfter(ctx: StackContext, stack: StackRuntime, failed: Pending, result: DeployResult, deployed: Deployed | null) {
+  const { log, clock } = ctx;
+  if (ctx.config.onFailure !== "rollback" || !result.applied || failed.job.kind !== "deploy") return undefined;
+  if (!deployed?.release || deployed.sha === failed.job.sha) {
+    log.warn(
+      { stack: stack.config.name, jobId: failed.jobId },
+      "deploy failed after it was applied, and no earlier good release is recorded: nothing to roll back to",
+    );
+    return undefined;
+  }
+  const now = clock.now();
+  const job: RollbackJob = {
+    version: JOB_VERSION,
+    kind: "rollback",
+    deliveryId: rollbackJobId(deployed.sha, now),
+    stack: stack.config.name,
+    repository: failed.job.repository,
+    ref: failed.job.ref,
+    sha: deployed.sha,
+    release: deployed.release,
+    ...(deployed.record ? { fromRecord: deployed.record } : {}),
+    cause: "failed-deploy",
+    failedJobId: failed.jobId,
+    sender: "swarmhook watcher (ON_FAILURE=rollback)",
+    receivedAt: now.toISOString(),
+  };
+  try {
+    await publishJob(ctx.spool, job, now.getTime());
+    log.warn(
+      { stack: stack.config.name, jobId: failed.jobId, rollback: job.deliveryId, to: deployed.sha },
+      "deploy failed after it was applied: rolling back to the last good release",
+    );
+    return job.deliveryId;
+  } catch (err) {
+    log.error({ err, stack: stack.config.name }, "could not queue the rollback (ON_FAILURE=rollback): the failed version stays");
+    return undefined;
+  }
 }

@@ -1,17 +1,21 @@
-import { parse as parseYaml } from "yaml";
 import { systemClock, type Clock } from "../lib/clock.ts";
 import { shortSha, type ServiceState } from "../spool/index.ts";
 import type { DockerRunner, RunOptions } from "./docker.ts";
+import { query } from "./release.ts";
 
 /** Strip a pinned digest: the spec says `img:tag@sha256:…` once a registry resolved it. */
 export const imageName = (image: string | null | undefined): string | null => (image ? image.replace(/@sha256:[0-9a-f]{64}$/, "") : null);
 
 const ROLLBACK = new Set(["rollback_started", "rollback_paused", "rollback_completed"]);
 
-export type Verdict =
+export type Verdict = (
   | { status: "converged"; services: ServiceState[] }
   | { status: "pending"; services: ServiceState[]; reason: string }
-  | { status: "rolled_back" | "failed"; services: ServiceState[]; reason: string };
+  | { status: "rolled_back" | "failed"; services: ServiceState[]; reason: string }
+) & {
+  /** Full service name → the image its spec holds, as Swarm keeps it (`name:tag@sha256:…` once pinned). */
+  specImages: Map<string, string>;
+};
 
 interface ServiceInspect {
   ID: string;
@@ -29,30 +33,6 @@ interface TaskRow {
   DesiredState: string;
 }
 
-/** A docker query that must succeed; its failure is an inspection error, never a success. */
-async function query(docker: DockerRunner, args: string[], env: RunOptions["env"]): Promise<string> {
-  const r = await docker.capture(args, { env, timeoutMs: 30_000 });
-  if (r.exitCode !== 0)
-    throw new Error(
-      `${args.slice(0, 2).join(" ")} failed (exit ${r.exitCode ?? "none"}): ${r.spawnError ?? r.outputTail.split("\n").slice(-3).join(" ")}`,
-    );
-  return r.stdout;
-}
-
-/** The image each service of the stack file asks for, after interpolation with the deploy's env. */
-export async function askedImages(
-  docker: DockerRunner,
-  stackFile: string,
-  stackName: string,
-  env: Record<string, string>,
-): Promise<Map<string, string>> {
-  const text = await query(docker, ["stack", "config", "-c", stackFile], env);
-  const doc = parseYaml(text) as { services?: Record<string, { image?: string }> };
-  const out = new Map<string, string>();
-  for (const [svc, def] of Object.entries(doc.services ?? {})) if (def.image) out.set(`${stackName}_${svc}`, def.image);
-  return out;
-}
-
 /**
  * Inspect every service of a stack and judge it against what the stack file asked for. Exit 0 from
  * `docker stack deploy` is not trusted: a rollback, a paused update, a spec on another image or
@@ -66,7 +46,8 @@ export async function inspectStack(
   env?: RunOptions["env"],
 ): Promise<Verdict> {
   const ids = (await query(docker, ["stack", "services", stackName, "--format", "{{.ID}}"], env)).split("\n").filter(Boolean);
-  if (ids.length === 0) return { status: "failed", services: [], reason: `stack ${stackName} has no services` };
+  const specImages = new Map<string, string>();
+  if (ids.length === 0) return { status: "failed", services: [], reason: `stack ${stackName} has no services`, specImages };
   const inspected = JSON.parse(await query(docker, ["service", "inspect", ...ids], env)) as ServiceInspect[];
   const services: ServiceState[] = [];
   const problems: { kind: "rolled_back" | "failed" | "pending"; text: string }[] = [];
@@ -74,6 +55,7 @@ export async function inspectStack(
   for (const s of inspected) {
     const name = s.Spec.Name;
     const specImage = imageName(s.Spec.TaskTemplate.ContainerSpec?.Image);
+    if (s.Spec.TaskTemplate.ContainerSpec?.Image) specImages.set(name, s.Spec.TaskTemplate.ContainerSpec.Image);
     const wanted = imageName(asked.get(name)) ?? specImage;
     const recent = s.UpdateStatus?.StartedAt && new Date(s.UpdateStatus.StartedAt) >= since ? s.UpdateStatus : undefined;
     const updateState = recent?.State ?? null;
@@ -114,10 +96,10 @@ export async function inspectStack(
   const settled = problems.find((p) => p.kind !== "pending");
   if (settled) {
     const kind = problems.some((p) => p.kind === "rolled_back") ? "rolled_back" : "failed";
-    return { status: kind, services, reason: problems.map((p) => p.text).join("; ") };
+    return { status: kind, services, reason: problems.map((p) => p.text).join("; "), specImages };
   }
-  if (problems.length > 0) return { status: "pending", services, reason: problems.map((p) => p.text).join("; ") };
-  return { status: "converged", services };
+  if (problems.length > 0) return { status: "pending", services, reason: problems.map((p) => p.text).join("; "), specImages };
+  return { status: "converged", services, specImages };
 }
 
 /**

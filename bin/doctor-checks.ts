@@ -219,7 +219,7 @@ export async function checkWatcher(d: DoctorDeps, hasSystemd: boolean, isActive:
   const spool = openSpool(d.config.spoolDir);
   const status = await readWatcherStatus(spool);
   if (status) return [unit, fail("watcher last outcome", `not deploying since ${status.waitingSince}: ${status.problem}`, status.fix)];
-  const [last] = await listRecords(spool, 1).catch(() => []);
+  const [last] = await listRecords(spool, { limit: 1 }).catch(() => []);
   if (!last?.record) return [unit, skip("watcher last outcome", last ? `unreadable record ${last.path}` : "no job finished yet")];
   const r = last.record;
   const line = `${r.outcome} at ${r.timings.finished} (${r.stack ?? "-"} ${r.job ? shortSha(r.job.sha) : ""})${r.reason ? `: ${r.reason}` : ""}`;

@@ -21,7 +21,7 @@ export async function listJobs(spoolDir: string, last: number): Promise<string> 
     const names = (await fs.readdir(spool.dir(dir)).catch(() => [])).sort();
     lines.push(`${dir}/: ${names.length === 0 ? "empty" : clean(names.join(" "))}`);
   }
-  const entries = (await listRecords(spool, last)).reverse();
+  const entries = (await listRecords(spool, { limit: last })).reverse();
   lines.push(`last ${entries.length} finished:`);
   for (const { path, record: r, problem } of entries) {
     if (!r) lines.push(`${path}: unreadable record (${clean((problem ?? "").split("\n")[0] ?? "")})`);

@@ -2,10 +2,11 @@ import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import { describeIssues } from "../lib/zod.ts";
 import { MAX_JOB_BYTES, markDelivery } from "./deliveries.ts";
+import { appendIndex } from "./history.ts";
 import { publishNoClobber, stamp, toSpoolError, writeTemp, type Spool, type Subdir } from "./layout.ts";
 import { isUnreadable, readBounded } from "./read.ts";
 import type { ResultRecord } from "./record.ts";
-import { JobSchema, jobIdFromFileName, type Job } from "./schema.ts";
+import { JobSchema, jobIdFromFileName, unknownJobFormat, type Job } from "./schema.ts";
 
 export type ClaimResult =
   | { status: "claimed"; jobId: string; job: Job; claimedAt: Date }
@@ -74,6 +75,8 @@ export async function readClaimed(spool: Spool, name: string, now = new Date()):
   } catch (err) {
     return quarantine(spool, "work", name, `not JSON: ${(err as Error).message}`, now);
   }
+  const unknown = unknownJobFormat(data);
+  if (unknown) return quarantine(spool, "work", name, unknown, now);
   const parsed = JobSchema.safeParse(data);
   if (!parsed.success) return quarantine(spool, "work", name, `schema: ${describeIssues(parsed.error)}`, now);
   if (parsed.data.deliveryId !== jobId) {
@@ -147,6 +150,8 @@ export async function writeRecord(spool: Spool, dir: "done" | "failed", name: st
     const tmp = await writeTemp(spool, name, `${JSON.stringify(record, null, 2)}\n`);
     const written = await publishNoClobber(tmp, spool.file(dir, name));
     await spool.sync(dir);
+    // the index is derived: a failed append is put back by the next rebuild (start, hourly)
+    if (written) await appendIndex(spool, `${dir}/${name}`, record).catch(() => undefined);
     return written;
   } catch (err) {
     throw toSpoolError(err, `recording ${dir}/${name}`);

@@ -91,6 +91,17 @@ async function takeOver(spool: Spool, id: string): Promise<void> {
   await fs.rm(aside, { recursive: true, force: true });
 }
 
+/** Whether this delivery id already ended once (its marker holds an outcome): a label for the next attempt, never a decision. */
+export async function deliveryFinished(spool: Spool, id: string): Promise<boolean> {
+  const text = await readBounded(spool.file("ids", id), MAX_MARK_BYTES).catch(() => null);
+  if (text === null || isUnreadable(text)) return false;
+  try {
+    return DeliveryMarkSchema.safeParse(JSON.parse(text)).success;
+  } catch {
+    return false;
+  }
+}
+
 /** Give back a reservation whose job was not written, so a redelivery is not answered "pending". */
 export async function releaseDelivery(spool: Spool, id: string): Promise<void> {
   await fs.unlink(spool.file("ids", id)).catch(() => undefined);

@@ -5,9 +5,10 @@ import path from "node:path";
 /**
  * The spool's directories: the job protocol (tmp → new → work → done | failed), `state/` (what each
  * stack runs, for `stale`) and `ids/` (one marker per delivery id, so a redelivery is recognised
- * without reading history).
+ * without reading history) and `index/` (the history index, so the newest records are found
+ * without listing all of them).
  */
-export const SUBDIRS = ["tmp", "new", "work", "done", "failed", "state", "ids"] as const;
+export const SUBDIRS = ["tmp", "new", "work", "done", "failed", "state", "ids", "index"] as const;
 export type Subdir = (typeof SUBDIRS)[number];
 
 /** setgid + rwx for owner and group: files made inside keep the spool's group (app, 1011). */

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { isoTime } from "../lib/zod.ts";
-import { JobSchema } from "./schema.ts";
+import { JobSchema, ReleaseSchema } from "./schema.ts";
 
 export const OUTCOMES = ["success", "failed", "rolled_back", "superseded", "stale", "invalid"] as const;
 export type Outcome = (typeof OUTCOMES)[number];
@@ -53,6 +53,12 @@ export const ResultRecordSchema = z.object({
   warnings: z.array(z.string()),
   supersededBy: z.string().optional(),
   quarantinedAs: z.string().optional(),
+  /** What set the job off (absent in records written before it was recorded). */
+  trigger: z.enum(["push", "manual", "rollback", "redelivery"]).optional(),
+  /** After a verified deploy: each service's image as the cluster runs it and the rendered stack's hash. */
+  release: ReleaseSchema.optional(),
+  /** The job the watcher queued next because of this one (ON_FAILURE=rollback: the rollback's id). */
+  followedBy: z.string().optional(),
 });
 
 export type Attempt = z.infer<typeof AttemptSchema>;

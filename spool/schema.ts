@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { isoTime } from "../lib/zod.ts";
 
@@ -36,13 +37,90 @@ export const DeployJobSchema = z.strictObject({
   sender: z.string().min(1).max(100),
   /** When the API received it (the API's clock): what orders pending jobs. */
   receivedAt: isoTime,
+  /** Set by the writer when this delivery id already ended once (GitHub's "Redeliver"): shown, never decisive. */
+  redelivery: z.literal(true).optional(),
 });
 
+/** Docker's own rule for stack names, which also keeps them safe as file names. */
+export const STACK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$/;
+
+/** What a verified deploy ran, as the cluster runs it: enough to deploy exactly that again. */
+export const ReleaseSchema = z.strictObject({
+  /** sha256 of the stack file as `docker stack config` rendered it for this deploy. */
+  stackFileHash: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  images: z.array(
+    z.strictObject({
+      /** The service's name in the stack file (`web`, not `app_web`). */
+      service: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/),
+      /** The image as the service spec holds it: `name:tag@sha256:…` when a registry gave a digest. */
+      image: z.string().min(1).max(512),
+      /** false: no registry digest (a locally built image); the reference is all that was recorded. */
+      pinned: z.boolean(),
+    }),
+  ),
+});
+export type Release = z.infer<typeof ReleaseSchema>;
+
+/**
+ * Deploy a recorded release again: the images by the digests recorded then. Written by `swarmhook
+ * rollback` or by the watcher itself after a failed deploy (ON_FAILURE=rollback); never stale, and
+ * superseded only by a job received after it.
+ */
+export const RollbackJobSchema = z.strictObject({
+  version: z.literal(JOB_VERSION),
+  kind: z.literal("rollback"),
+  deliveryId: z.string().regex(DELIVERY_ID, "deliveryId must be 1-80 of [A-Za-z0-9-], starting alphanumeric"),
+  stack: z.string().regex(STACK_NAME, "stack must be a Docker stack name"),
+  repository: z.string().regex(REPOSITORY, "repository must be owner/name"),
+  ref: z.string().regex(REF, "ref must be refs/heads/<branch> or refs/tags/<tag>"),
+  /** The commit going back into service. */
+  sha: z.string().regex(COMMIT_SHA, "sha must be 40 lowercase hex characters"),
+  release: ReleaseSchema,
+  /** The record this replays (`done/<name>`), when known. */
+  fromRecord: z
+    .string()
+    .regex(/^done\/[A-Za-z0-9._-]{1,200}$/)
+    .optional(),
+  cause: z.enum(["operator", "failed-deploy"]),
+  /** For `failed-deploy`: the job whose deploy failed. */
+  failedJobId: z.string().regex(DELIVERY_ID).optional(),
+  sender: z.string().min(1).max(100),
+  receivedAt: isoTime,
+});
+
+/** A fresh delivery id for a rollback job: `rollback-<short sha>-<time>-<random>`. */
+export function rollbackJobId(sha: string, now: Date): string {
+  return `rollback-${shortSha(sha)}-${now.getTime().toString(36)}-${randomBytes(3).toString("hex")}`;
+}
+
+/** The kinds of job this version reads; a job of another kind is quarantined with that said. */
+export const JOB_KINDS = ["deploy", "rollback"] as const;
+
 /** Every kind of job the spool carries; the agent parses each file against this again on read. */
-export const JobSchema = z.discriminatedUnion("kind", [DeployJobSchema]);
+export const JobSchema = z.discriminatedUnion("kind", [DeployJobSchema, RollbackJobSchema]);
 
 export type DeployJob = z.infer<typeof DeployJobSchema>;
+export type RollbackJob = z.infer<typeof RollbackJobSchema>;
 export type Job = z.infer<typeof JobSchema>;
+
+/** Why a parsed JSON value is a job this version cannot read at all (a newer format or kind), or null. */
+export function unknownJobFormat(data: unknown): string | null {
+  if (typeof data !== "object" || data === null) return null;
+  const { version, kind } = data as { version?: unknown; kind?: unknown };
+  if (typeof version === "number" && version > JOB_VERSION)
+    return `job format version ${version} is newer than this watcher's (${JOB_VERSION}): upgrade the watcher`;
+  if (typeof kind === "string" && !(JOB_KINDS as readonly string[]).includes(kind))
+    return `unknown job kind "${kind.slice(0, 40)}" (this watcher knows ${JOB_KINDS.join(", ")}): upgrade the watcher`;
+  return null;
+}
+
+/** What set a job off, as records and the history show it. */
+export type Trigger = "push" | "manual" | "rollback" | "redelivery";
+export function triggerOf(job: Job): Trigger {
+  if (job.kind === "rollback") return "rollback";
+  if (job.redelivery) return "redelivery";
+  return job.event === "manual" ? "manual" : "push";
+}
 
 /** The file name of a job: derived from its validated delivery id, so a redelivery maps to the same name. */
 export function jobFileName(job: Job): string {

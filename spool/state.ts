@@ -4,7 +4,7 @@ import { isoTime } from "../lib/zod.ts";
 import { quarantine } from "./claim.ts";
 import { replaceWith, writeTemp, type Spool } from "./layout.ts";
 import { isUnreadable, readBounded } from "./read.ts";
-import { COMMIT_SHA } from "./schema.ts";
+import { COMMIT_SHA, ReleaseSchema } from "./schema.ts";
 
 /** How many ref moves a stack's state remembers: enough for any late delivery GitHub still sends. */
 export const MAX_MOVES = 500;
@@ -24,6 +24,9 @@ export const DeployedSchema = z.object({
   jobId: z.string(),
   finishedAt: isoTime,
   moves: z.array(MoveSchema).max(MAX_MOVES).default([]),
+  /** What that deploy runs (the record's release and path): what ON_FAILURE=rollback goes back to. */
+  release: ReleaseSchema.optional(),
+  record: z.string().optional(),
 });
 export type Deployed = z.infer<typeof DeployedSchema>;
 

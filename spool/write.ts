@@ -1,5 +1,5 @@
 import { promises as fs } from "node:fs";
-import { releaseDelivery, reserveDelivery } from "./deliveries.ts";
+import { deliveryFinished, releaseDelivery, reserveDelivery } from "./deliveries.ts";
 import { ensureSpool, toSpoolError, writeTemp, type Spool } from "./layout.ts";
 import type { Outcome } from "./record.ts";
 import { JobSchema, jobFileName, type Job } from "./schema.ts";
@@ -25,6 +25,7 @@ export async function publishJob(spool: Spool, input: Job, now = Date.now()): Pr
   const job = JobSchema.parse(input); // only validated values become a file name
   const jobId = job.deliveryId;
   try {
+    if (job.kind === "deploy" && (await deliveryFinished(spool, jobId))) job.redelivery = true;
     const data = `${JSON.stringify(job, null, 2)}\n`;
     // a root that came back (a remount) may lack its subdirectories: lay them out once and retry
     const tmp = await writeTemp(spool, jobId, data).catch(async (err: NodeJS.ErrnoException) => {

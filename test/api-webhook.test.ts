@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import { existsSync, promises as fs } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { JobSchema, claimJob, finishJob, openSpool } from "../spool/index.ts";
+import { DeployJobSchema, claimJob, finishJob, openSpool } from "../spool/index.ts";
 import { SECRET, deliver, startTestApi, type TestApi } from "./helpers/api.ts";
 import { randomSha } from "./helpers/jobs.ts";
 import { examples, pushPayload, sign } from "./helpers/payloads.ts";
@@ -36,7 +36,7 @@ describe("POST /api/webhook/github", () => {
     const r = await deliver(api.url, { event: "push", body, deliveryId });
     assert.equal(r.status, 202, r.text);
     assert.deepEqual(r.json, { jobId: deliveryId });
-    const job = JobSchema.parse(JSON.parse(await fs.readFile(path.join(t.root, "new", `${deliveryId}.json`), "utf8")));
+    const job = DeployJobSchema.parse(JSON.parse(await fs.readFile(path.join(t.root, "new", `${deliveryId}.json`), "utf8")));
     assert.equal(job.sha, sha);
     assert.equal(job.ref, "refs/heads/main");
     assert.equal(job.repository, "Codertocat/Hello-World");
@@ -249,7 +249,7 @@ describe("POST /api/webhook/github", () => {
         body: JSON.stringify(pushPayload({ ref: `refs/heads/${branch}`, after: randomSha() })),
       });
       assert.equal(exact.status, 202, exact.text);
-      const job = JobSchema.parse(JSON.parse(await fs.readFile(path.join(s.root, "new", `${String(exact.json.jobId)}.json`), "utf8")));
+      const job = DeployJobSchema.parse(JSON.parse(await fs.readFile(path.join(s.root, "new", `${String(exact.json.jobId)}.json`), "utf8")));
       assert.equal(job.ref, `refs/heads/${branch}`, "kept verbatim, as data");
       assert.equal(existsSync(marker), false);
     } finally {
@@ -279,7 +279,7 @@ describe("POST /api/webhook/github", () => {
         headers: { "content-type": "application/x-www-form-urlencoded" },
       });
       assert.equal(r.status, 202, r.text);
-      const job = JobSchema.parse(JSON.parse(await fs.readFile(path.join(t.root, "new", `${deliveryId}.json`), "utf8")));
+      const job = DeployJobSchema.parse(JSON.parse(await fs.readFile(path.join(t.root, "new", `${deliveryId}.json`), "utf8")));
       assert.equal(job.sha, sha);
     }
     const signedJson = JSON.stringify(pushPayload({ ref: "refs/heads/main", after: randomSha() }));
@@ -385,7 +385,7 @@ describe("workflow_run deliveries", () => {
     success.workflow_run.name = "Build";
     const r = await deliver(api.url, { event: "workflow_run", body: JSON.stringify(success) });
     assert.equal(r.status, 202, r.text);
-    const job = JobSchema.parse(JSON.parse(await fs.readFile(path.join(t.root, "new", `${String(r.json.jobId)}.json`), "utf8")));
+    const job = DeployJobSchema.parse(JSON.parse(await fs.readFile(path.join(t.root, "new", `${String(r.json.jobId)}.json`), "utf8")));
     assert.equal(job.sha, success.workflow_run.head_sha);
     assert.equal(job.ref, "refs/heads/master");
     assert.equal(job.event, "workflow_run");

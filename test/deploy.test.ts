@@ -16,6 +16,12 @@ const stack: StackConfig = { name: "app", file: "/nonexistent/stack.yaml", repos
 const policy: DeployPolicy = { deployTimeoutMs: 600_000, retries: 3, retryBackoffMs: 2000, healthTimeoutMs: 120_000, digestPolicy: "warn" };
 const DAEMON_DOWN = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?";
 
+/** `docker stack config` renders locally (no daemon needed, as on the real CLI); every other call answers `other`. */
+const rendersThen =
+  (other: Answer) =>
+  (args: string[]): Answer =>
+    args[1] === "config" ? { exitCode: 0, stdout: "services:\n  web:\n    image: busybox:1\n" } : other;
+
 /** A stack of one service `app_web` asking for `image`; `running(round)` says how many of 2 replicas run it at each inspection. */
 function swarm(image: string, running: (round: number) => number, clock: { now(): Date }): (args: string[]) => Answer {
   let round = 0;
@@ -44,7 +50,7 @@ function swarm(image: string, running: (round: number) => number, clock: { now()
 describe("deployJob in virtual time", () => {
   it("retries a transient failure with exponential backoff, then fails naming the attempts", async () => {
     const clock = virtualClock();
-    const docker = scriptedDocker(() => ({ exitCode: 1, output: DAEMON_DOWN }));
+    const docker = scriptedDocker(rendersThen({ exitCode: 1, output: DAEMON_DOWN }));
     const r = await deployJob({ docker, log, policy, stack, job: makeJob(), clock });
     assert.equal(r.outcome, "failed");
     assert.equal(r.attempts.length, 4);
@@ -54,7 +60,7 @@ describe("deployJob in virtual time", () => {
 
   it("caps the backoff at a minute", async () => {
     const clock = virtualClock();
-    const docker = scriptedDocker(() => ({ exitCode: 1, output: DAEMON_DOWN }));
+    const docker = scriptedDocker(rendersThen({ exitCode: 1, output: DAEMON_DOWN }));
     const r = await deployJob({
       docker,
       log,
@@ -69,7 +75,7 @@ describe("deployJob in virtual time", () => {
 
   it("does not retry a permanent failure", async () => {
     const clock = virtualClock();
-    const docker = scriptedDocker(() => ({ exitCode: 1, output: 'service web: undefined network "nope"' }));
+    const docker = scriptedDocker(rendersThen({ exitCode: 1, output: 'service web: undefined network "nope"' }));
     const r = await deployJob({ docker, log, policy, stack, job: makeJob(), clock });
     assert.equal(r.attempts.length, 1);
     assert.deepEqual(clock.sleeps, []);

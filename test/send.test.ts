@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { JobSchema } from "../spool/index.ts";
+import { DeployJobSchema } from "../spool/index.ts";
 import { SECRET, startTestApi, type TestApi } from "./helpers/api.ts";
 import { randomSha } from "./helpers/jobs.ts";
 import { spawnTs } from "./helpers/proc.ts";
@@ -35,7 +35,7 @@ describe("swarmhook send", () => {
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /^202 \{"jobId":"[0-9a-f-]{36}"\}/);
     const jobId = JSON.parse(r.out.slice(4)).jobId as string;
-    const job = JobSchema.parse(JSON.parse(await fs.readFile(path.join(t.root, "new", `${jobId}.json`), "utf8")));
+    const job = DeployJobSchema.parse(JSON.parse(await fs.readFile(path.join(t.root, "new", `${jobId}.json`), "utf8")));
     assert.equal(job.sha, sha);
     assert.equal(job.committedAt, "2026-11-24T00:00:00Z");
     assert.equal(job.repository, "acme/app");
@@ -106,7 +106,7 @@ describe("the Actions workflow's deploy step", () => {
       );
       assert.match(out, /^202 /);
       const [name] = await fs.readdir(path.join(t.root, "new"));
-      const job = JobSchema.parse(JSON.parse(await fs.readFile(path.join(t.root, "new", name as string), "utf8")));
+      const job = DeployJobSchema.parse(JSON.parse(await fs.readFile(path.join(t.root, "new", name as string), "utf8")));
       assert.deepEqual([job.sha, job.before, job.repository, job.ref, job.sender], [sha, before, "acme/app", "refs/heads/main", "octocat"]);
     } finally {
       await api.close();

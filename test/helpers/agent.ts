@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { pino } from "pino";
@@ -6,7 +7,7 @@ import { createAgent, type Agent } from "../../agent/agent.ts";
 import { loadAgentConfig } from "../../agent/config.ts";
 import { createDockerRunner, type DockerRunner } from "../../agent/docker.ts";
 import { createAgentMetrics, type AgentMetrics } from "../../agent/metrics.ts";
-import { listRecords, openSpool, publishJob, type DeployJob, type ResultRecord } from "../../spool/index.ts";
+import { readRecord, openSpool, publishJob, type DeployJob, type ResultRecord } from "../../spool/index.ts";
 import { makeJob } from "./jobs.ts";
 import { waitFor } from "./swarm.ts";
 
@@ -61,13 +62,21 @@ export async function startTestAgent(
   return { agent, metrics, logs, stop: () => agent.stop() };
 }
 
-/** Every result record in done/ and failed/, oldest first (spool/listRecords, which reads newest first). */
+/** Every result record in done/ and failed/, oldest first: the files themselves, not the index. */
 export async function readRecords(root: string): Promise<ResultRecord[]> {
-  const entries = await listRecords(openSpool(root), Number.MAX_SAFE_INTEGER);
-  return entries.reverse().map((e) => {
-    if (!e.record) throw new Error(`${e.path}: ${e.problem}`);
-    return e.record;
-  });
+  const spool = openSpool(root);
+  const paths: string[] = [];
+  for (const dir of ["done", "failed"]) {
+    for (const name of await readdir(spool.dir(dir as "done"))) if (name.endsWith(".json")) paths.push(`${dir}/${name}`);
+  }
+  paths.sort((a, b) => a.slice(a.indexOf("/")).localeCompare(b.slice(b.indexOf("/"))));
+  const out: ResultRecord[] = [];
+  for (const p of paths) {
+    const { record, problem } = await readRecord(spool, p);
+    if (!record) throw new Error(`${p}: ${problem}`);
+    out.push(record);
+  }
+  return out;
 }
 
 /** Wait until the record for `jobId` exists, and return it. */

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { onEnd, type Ends } from "./cleanup.ts";
-import { JobSchema, ensureSpool, openSpool, type Job, type Spool } from "../../spool/index.ts";
+import { JobSchema, ensureSpool, openSpool, type DeployJob, type Job, type Spool } from "../../spool/index.ts";
 
 export interface TempSpool {
   root: string;
@@ -28,4 +28,11 @@ export async function useTempSpool(t: Ends, prefix?: string): Promise<TempSpool>
 /** The job waiting in new/ under this delivery id, parsed against the schema. */
 export async function readPendingJob(root: string, deliveryId: string): Promise<Job> {
   return JobSchema.parse(JSON.parse(await readFile(path.join(root, "new", `${deliveryId}.json`), "utf8")));
+}
+
+/** A pending deploy job (what the API and `send`/`enqueue` write); fails the test for any other kind. */
+export async function readPendingDeploy(root: string, deliveryId: string): Promise<DeployJob> {
+  const job = await readPendingJob(root, deliveryId);
+  if (job.kind !== "deploy") throw new Error(`${deliveryId} is a ${job.kind} job, not a deploy`);
+  return job;
 }
