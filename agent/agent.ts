@@ -190,7 +190,8 @@ async function cleanTemp(state: AgentState, ctx: StackContext): Promise<void> {
   const pruned = await pruneMarks(ctx.spool, now);
   if (pruned > 0) ctx.log.info({ pruned }, "removed delivery markers older than a week (a redelivery of those deploys again)");
   const records = await pruneRecords(ctx.spool, ctx.config.historyKeepMs, now);
-  if (records > 0) ctx.log.info({ removed: records, keepDays: ctx.config.historyKeepMs / 86_400_000 }, "removed records older than HISTORY_KEEP_DAYS");
+  if (records > 0)
+    ctx.log.info({ removed: records, keepDays: ctx.config.historyKeepMs / 86_400_000 }, "removed records older than HISTORY_KEEP_DAYS");
 }
 
 async function recover(state: AgentState, ctx: StackContext): Promise<void> {
@@ -216,7 +217,10 @@ async function route(state: AgentState, ctx: StackContext, r: ClaimResult): Prom
   const pending = { jobId: r.jobId, job: r.job, claimedAt: r.claimedAt };
   const stack = stackFor(state.stacks.values(), r.job);
   if (!stack) {
-    const reason = r.job.kind === "rollback" ? `no stack named ${r.job.stack} is configured` : `no stack is configured for ${r.job.repository} ${r.job.ref}`;
+    const reason =
+      r.job.kind === "rollback"
+        ? `no stack named ${r.job.stack} is configured`
+        : `no stack is configured for ${r.job.repository} ${r.job.ref}`;
     await ctx.recorder.finish(pending, "invalid", { reason });
     return;
   }

@@ -249,7 +249,9 @@ describe("POST /api/webhook/github", () => {
         body: JSON.stringify(pushPayload({ ref: `refs/heads/${branch}`, after: randomSha() })),
       });
       assert.equal(exact.status, 202, exact.text);
-      const job = DeployJobSchema.parse(JSON.parse(await fs.readFile(path.join(s.root, "new", `${String(exact.json.jobId)}.json`), "utf8")));
+      const job = DeployJobSchema.parse(
+        JSON.parse(await fs.readFile(path.join(s.root, "new", `${String(exact.json.jobId)}.json`), "utf8")),
+      );
       assert.equal(job.ref, `refs/heads/${branch}`, "kept verbatim, as data");
       assert.equal(existsSync(marker), false);
     } finally {
