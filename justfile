@@ -72,6 +72,10 @@ watcher-status:
 deploy-now SHA:
     node dist/bin/swarmhook.js enqueue --spool {{spool}} --sha {{SHA}}
 
+# redeploy STACK's last good release (or SHA's) by the image digests recorded then; the watcher verifies it
+rollback STACK SHA="":
+    node dist/bin/swarmhook.js rollback --spool {{spool}} --stack {{STACK}} {{ if SHA == "" { "" } else { "--to " + SHA } }}
+
 # jobs waiting in the spool and the last outcomes
 jobs:
     node dist/bin/swarmhook.js jobs --spool {{spool}}

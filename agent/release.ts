@@ -67,9 +67,11 @@ export async function renderStack(docker: DockerRunner, stackFile: string, stack
   }
   const unpinned = release.images.filter((i) => !i.pinned).map((i) => i.service);
   if (unpinned.length > 0) warnings.push(`no registry digest was recorded for ${unpinned.join(", ")}: deployed by the reference recorded`);
+  // Docker merges only files of one compose version: the overlay says the stack file's own
+  const { version } = (parseYaml(await fs.readFile(stackFile, "utf8")) ?? {}) as { version?: unknown };
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "swarmhook-rollback-"));
   const overlayFile = path.join(dir, "images.yaml");
-  await fs.writeFile(overlayFile, stringifyYaml({ services: overlay }), { mode: 0o600 });
+  await fs.writeFile(overlayFile, stringifyYaml({ ...(version === undefined ? {} : { version }), services: overlay }), { mode: 0o600 });
   const cleanup = () => fs.rm(dir, { recursive: true, force: true });
   return { files: [stackFile, overlayFile], asked, stackFileHash, warnings, cleanup };
 }

@@ -2,7 +2,7 @@
 // The operator's command line: small tools around the API, the watcher and the spool.
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { COMMIT_SHA, REPOSITORY } from "../spool/index.ts";
+import { COMMIT_SHA, REPOSITORY, STACK_NAME, shortSha } from "../spool/index.ts";
 import { loadAgentConfig } from "../agent/config.ts";
 import { createDockerRunner } from "../agent/docker.ts";
 import { loadConfigOrExit } from "../lib/config.ts";
@@ -10,6 +10,7 @@ import { DOCTOR_HELP, doctorStatus, formatDoctor, runDoctor } from "./doctor.ts"
 import { ENQUEUE_HELP, enqueue } from "./enqueue.ts";
 import { JOBS_HELP, listJobs } from "./jobs.ts";
 import { LOCAL_HELP, runLocal } from "./local.ts";
+import { NothingToRollBack, ROLLBACK_HELP, rollback } from "./rollback.ts";
 import { SEND_HELP, send } from "./send.ts";
 
 const HELP = `Usage: swarmhook <command> [options]    (swarmhook <command> --help for one)
@@ -19,12 +20,14 @@ Commands:
   send      sign and POST a deploy request to the API, exactly as GitHub would
   enqueue   put a manual deploy job straight into the spool (just deploy-now)
   jobs      list pending jobs and the last outcomes (just jobs)
+  rollback  redeploy a recorded release by its image digests (just rollback STACK [SHA])
   doctor    check what a deploy needs on this manager, one line per check (just doctor)
 
 ${LOCAL_HELP}
 ${SEND_HELP}
 ${ENQUEUE_HELP}
 ${JOBS_HELP}
+${ROLLBACK_HELP}
 ${DOCTOR_HELP}`;
 
 function fail(message: string): never {
@@ -50,13 +53,17 @@ async function main(argv: string[]): Promise<void> {
       spool: { type: "string" },
       dir: { type: "string", default: ".swarmhook" },
       last: { type: "string", default: "10" },
+      stack: { type: "string" },
+      to: { type: "string" },
       setup: { type: "boolean" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
   });
-  const help = { local: LOCAL_HELP, send: SEND_HELP, enqueue: ENQUEUE_HELP, jobs: JOBS_HELP, doctor: DOCTOR_HELP }[command ?? ""];
+  const help = { local: LOCAL_HELP, send: SEND_HELP, enqueue: ENQUEUE_HELP, jobs: JOBS_HELP, rollback: ROLLBACK_HELP, doctor: DOCTOR_HELP }[
+    command ?? ""
+  ];
   if (values.help || command === undefined || command === "help" || command === "--help" || command === "-h") {
     process.stdout.write(help ?? HELP);
     return;
@@ -84,15 +91,8 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = r.status >= 200 && r.status < 300 ? 0 : 1;
       return;
     }
-    case "enqueue": {
-      if (!spoolDir) return fail("--spool or SPOOL_DIR is required");
-      if (!values.sha || !COMMIT_SHA.test(values.sha)) return fail("--sha must be a full 40-hex commit SHA");
-      const repository = values.repository ?? process.env.DEPLOY_REPOSITORY ?? "manual/deploy";
-      if (!REPOSITORY.test(repository)) return fail("--repository must be owner/name");
-      const jobId = await enqueue({ sha: values.sha, repository, branch: values.branch, spoolDir });
-      process.stdout.write(`queued ${jobId} in ${spoolDir}/new\n`);
-      return;
-    }
+    case "enqueue":
+      return runEnqueue(spoolDir, values.sha, values.repository, values.branch);
     case "doctor": {
       const config = loadConfigOrExit("swarmhook doctor", () => loadAgentConfig());
       // rendered as the watcher would, which sets these per deploy
@@ -106,8 +106,36 @@ async function main(argv: string[]): Promise<void> {
       if (!spoolDir) return fail("--spool or SPOOL_DIR is required");
       process.stdout.write(await listJobs(spoolDir, Math.max(1, Number(values.last) || 10)));
       return;
+    case "rollback":
+      return runRollback(spoolDir, values.stack, values.to);
     default:
       return fail(`unknown command "${command}" (swarmhook --help)`);
+  }
+}
+
+async function runEnqueue(spoolDir: string | undefined, sha: string | undefined, repo: string | undefined, branch: string): Promise<void> {
+  if (!spoolDir) return fail("--spool or SPOOL_DIR is required");
+  if (!sha || !COMMIT_SHA.test(sha)) return fail("--sha must be a full 40-hex commit SHA");
+  const repository = repo ?? process.env.DEPLOY_REPOSITORY ?? "manual/deploy";
+  if (!REPOSITORY.test(repository)) return fail("--repository must be owner/name");
+  const jobId = await enqueue({ sha, repository, branch, spoolDir });
+  process.stdout.write(`queued ${jobId} in ${spoolDir}/new\n`);
+}
+
+async function runRollback(spoolDir: string | undefined, stack: string | undefined, to: string | undefined): Promise<void> {
+  if (!spoolDir) return fail("--spool or SPOOL_DIR is required");
+  if (!stack || !STACK_NAME.test(stack)) return fail("--stack NAME is required: the Docker stack name, e.g. app");
+  if (to !== undefined && !/^[0-9a-f]{7,40}$/.test(to)) return fail("--to must be a commit SHA: 7 to 40 lowercase hex digits");
+  try {
+    const { job, from } = await rollback({ spoolDir, stack, to });
+    process.stdout.write(
+      `queued ${job.deliveryId}: ${stack} back to ${shortSha(job.sha)} (recorded in ${job.fromRecord})${from ? `, from ${shortSha(from)}` : ""}\n` +
+        `follow it: journalctl -u webhook-watcher -f   |   swarmhook jobs\n`,
+    );
+  } catch (err) {
+    if (!(err instanceof NothingToRollBack)) throw err;
+    process.stderr.write(`swarmhook rollback: ${err.message}; nothing was queued\n`);
+    process.exitCode = 1;
   }
 }
 

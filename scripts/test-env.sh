@@ -19,6 +19,9 @@ service with what it found or did:
   postgres  initdb found; throwaway clusters a dead test run left in /tmp removed
   netns     a three-node test swarm a dead run left behind is taken down
   fuse      /dev/fuse present for bindfs
+  registry  Debian's docker-registry on 127.0.0.1:5000 (pushes give real digests;
+            data in /var/lib/swarmhook-test-registry, log /var/log/swarmhook-registry.log)
+  chromium  Debian's chromium for the page tests
 
 --demo    only what `npm start` (swarmhook local) needs: docker.io, iptables and
           busybox-static, dockerd, the CLI check, the swarm and the image.
@@ -34,7 +37,7 @@ DEMO=false
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 JUST_VERSION=${SWARMHOOK_JUST_VERSION:-1.57.0}
-PACKAGES=(docker.io iptables postgresql bindfs busybox-static shellcheck systemd)
+PACKAGES=(docker.io iptables postgresql bindfs busybox-static shellcheck systemd docker-registry chromium curl)
 DEMO_PACKAGES=(docker.io iptables busybox-static)
 DOCKERD_LOG=/var/log/swarmhook-dockerd.log
 BASE_IMAGE=swarmhook-test/busybox:latest
@@ -187,6 +190,32 @@ ensure_netns_clean() {
   fi
 }
 
+REGISTRY_ADDR=127.0.0.1:5000
+REGISTRY_DIR=/var/lib/swarmhook-test-registry
+ensure_registry() {
+  local _
+  if curl -fsS -o /dev/null "http://$REGISTRY_ADDR/v2/" 2>/dev/null; then
+    say registry "found: http://$REGISTRY_ADDR"
+    return
+  fi
+  command -v docker-registry >/dev/null || die "docker-registry missing: apt-get install docker-registry"
+  mkdir -p "$REGISTRY_DIR"
+  printf '%s\n' 'version: 0.1' 'log: { level: warn }' \
+    "storage: { filesystem: { rootdirectory: $REGISTRY_DIR/data }, delete: { enabled: true } }" \
+    "http: { addr: $REGISTRY_ADDR }" >"$REGISTRY_DIR/config.yml"
+  setsid docker-registry serve "$REGISTRY_DIR/config.yml" >/var/log/swarmhook-registry.log 2>&1 </dev/null &
+  for _ in $(seq 40); do
+    curl -fsS -o /dev/null "http://$REGISTRY_ADDR/v2/" 2>/dev/null && { say registry "started on http://$REGISTRY_ADDR"; return; }
+    sleep 0.25
+  done
+  die "docker-registry did not answer on $REGISTRY_ADDR within 10 s; see /var/log/swarmhook-registry.log"
+}
+
+ensure_chromium() {
+  command -v chromium >/dev/null || die "chromium missing: apt-get install chromium"
+  say chromium "found: $(chromium --version 2>/dev/null | head -n1)"
+}
+
 ensure_fuse() {
   [[ -e /dev/fuse ]] || modprobe fuse 2>/dev/null || true
   [[ -e /dev/fuse ]] || die "/dev/fuse missing: bindfs needs the fuse kernel module (modprobe fuse)"
@@ -211,3 +240,5 @@ ensure_images
 ensure_postgres
 ensure_netns_clean
 ensure_fuse
+ensure_registry
+ensure_chromium

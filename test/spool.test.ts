@@ -142,7 +142,15 @@ describe("claimJob", () => {
         ["pathlike.json"]: [JSON.stringify({ ...makeJob(), deliveryId: "../../etc/passwd" }), /deliveryId/],
         ["a b;rm -rf ~.json"]: [JSON.stringify(good), /file name/],
         [`${randomUUID()}.json`]: ["{ not json", /not JSON/],
-        [`${randomUUID()}-kind.json`]: [JSON.stringify({ ...makeJob(), kind: "exec" }), /kind/],
+        [`${randomUUID()}-kind.json`]: [
+          JSON.stringify({ ...makeJob(), kind: "exec" }),
+          /unknown job kind "exec" \(this watcher knows deploy, rollback\): upgrade/,
+        ],
+        [`${randomUUID()}-v2.json`]: [
+          JSON.stringify({ ...makeJob(), version: 2 }),
+          /job format version 2 is newer than this watcher's \(1\)/,
+        ],
+        [`${randomUUID()}-rollback.json`]: [JSON.stringify({ ...makeJob(), kind: "rollback" }), /schema: .*stack/],
         [`${randomUUID()}-name.json`]: [JSON.stringify(makeJob()), /does not match deliveryId/],
         [`${randomUUID()}-big.json`]: ["x".repeat(70 * 1024), /too large/],
       };

@@ -11,14 +11,20 @@ export const WEB_REPO = "swarmhook-test/web";
  * Build `swarmhook-test/web:<sha>` locally (no registry here): busybox httpd serving /health with
  * the commit, or, with `crash`, a process that exits 1 after a second, as a broken release would.
  */
-export async function buildWebImage(sha: string, opts: { crash?: boolean; host?: string } = {}): Promise<string> {
+export async function buildWebImage(
+  sha: string,
+  opts: { crash?: boolean; host?: string; reports?: string; repo?: string; label?: string } = {},
+): Promise<string> {
   const ctx = await mkdtemp(path.join(os.tmpdir(), "swarmhook-img-"));
   try {
     await mkdir(path.join(ctx, "www"));
-    await writeFile(path.join(ctx, "www", "health"), `${JSON.stringify({ status: "ok", commit: sha })}\n`);
+    await writeFile(
+      path.join(ctx, "www", "health"),
+      `${JSON.stringify({ status: "ok", commit: opts.reports ?? sha, label: opts.label })}\n`,
+    );
     const cmd = opts.crash ? `["sh", "-c", "sleep 1; exit 1"]` : `["httpd", "-f", "-p", "8080", "-h", "/www"]`;
     await writeFile(path.join(ctx, "Dockerfile"), `FROM swarmhook-test/busybox:latest\nCOPY www /www\nCMD ${cmd}\n`);
-    const tag = `${WEB_REPO}:${sha}`;
+    const tag = `${opts.repo ?? WEB_REPO}:${sha}`;
     await run("docker", [...(opts.host ? ["-H", opts.host] : []), "build", "-q", "-t", tag, ctx], {
       env: { ...process.env, DOCKER_BUILDKIT: "0" },
     });
@@ -26,6 +32,20 @@ export async function buildWebImage(sha: string, opts: { crash?: boolean; host?:
   } finally {
     await rm(ctx, { recursive: true, force: true });
   }
+}
+
+/** The local registry scripts/test-env.sh starts (Debian's docker-registry on loopback): pushing there gives real digests. */
+export const REGISTRY = "127.0.0.1:5000";
+export const REGISTRY_WEB_REPO = `${REGISTRY}/swarmhook-test/web`;
+
+/** Push `tag` to the test registry; returns its digest there (`sha256:…`). */
+export async function pushImage(tag: string): Promise<string> {
+  await run("docker", ["push", "-q", tag]);
+  const { stdout } = await run("docker", ["image", "inspect", "-f", "{{range .RepoDigests}}{{println .}}{{end}}", tag]);
+  const repo = tag.slice(0, tag.lastIndexOf(":"));
+  const line = stdout.split("\n").find((l) => l.startsWith(`${repo}@`));
+  if (!line) throw new Error(`no registry digest for ${tag} after push: ${stdout}`);
+  return line.slice(repo.length + 1);
 }
 
 /** The images stack/stack.yaml names, rendered with .env.example. */
