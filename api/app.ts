@@ -7,6 +7,9 @@ import type { ApiConfig } from "./config.ts";
 import { DatabaseUnavailable, HttpError } from "./errors.ts";
 import { createApiMetrics, createMetricsRoute } from "./metrics.ts";
 import { createRejectLog } from "./reject-log.ts";
+import { requireHistoryToken } from "./history.ts";
+import { createDeploymentsPage } from "./routes/deployments-page.ts";
+import { createDeploymentsRoute } from "./routes/deployments.ts";
 import { createHealthRoute } from "./routes/health.ts";
 import { createVisitRoute } from "./routes/visit.ts";
 import { createWebhookRoute } from "./routes/webhook.ts";
@@ -50,10 +53,22 @@ export function createApp(deps: AppDeps): Hono {
     "/api/webhook/github",
     createWebhookRoute({ config: deps.config, spool: deps.spool, log, budget, now: deps.now ?? (() => new Date()) }),
   );
+  const token = deps.config.historyToken;
+  if (token) {
+    // without HISTORY_TOKEN none of this exists: 404, like any unknown path
+    const guard = requireHistoryToken(token, createRejectLog(log, 10_000, Date.now, "history request rejected"));
+    for (const p of ["/api/deployments", "/api/deployments/*", "/deployments", "/deployments/*"]) app.use(p, guard);
+    app.route("/api/deployments", createDeploymentsRoute({ spool: deps.spool }));
+    app.route("/deployments", createDeploymentsPage({ spool: deps.spool }));
+  }
   app.notFound((c) => c.json({ error: "not found" }, 404));
   app.onError((err, c) => {
     if (err instanceof HttpError) return answerHttpError(err, c, rejected, log);
     if (err instanceof SpoolError) {
+      if (!c.req.path.startsWith("/api/webhook/")) {
+        log.error({ err, code: err.code, path: c.req.path }, "history not readable: spool unavailable");
+        return c.json({ error: `spool unavailable (${err.code})` }, 503);
+      }
       log.error({ err, code: err.code, path: c.req.path }, "job not written: spool unavailable");
       metrics.spoolWriteErrors.inc();
       return c.json({ error: `spool unavailable (${err.code}): the job was not queued, redeliver later` }, 503);

@@ -41,6 +41,7 @@ const schema = z
     LOG_LEVEL: logLevelVar,
     LOG_FORMAT: logFormatVar,
     GIT_SHA: z.string().regex(COMMIT_SHA, "GIT_SHA must be a 40-hex commit SHA").optional(),
+    HISTORY_TOKEN: secretVar("HISTORY_TOKEN", MIN_SECRET_LENGTH).optional(),
   })
   .superRefine((v, ctx) => {
     if (v.WEBHOOK_INFLIGHT_LIMIT < v.WEBHOOK_BODY_LIMIT) {
@@ -99,6 +100,8 @@ export interface ApiConfig {
   logLevel: string;
   logFormat: LogFormat;
   gitSha: string | undefined;
+  /** The deployment history (/api/deployments, /deployments) answers only to this token; undefined: 404. */
+  historyToken: string | undefined;
 }
 
 /**
@@ -107,7 +110,7 @@ export interface ApiConfig {
  * const config = loadApiConfig({ SPOOL_DIR: "/mnt/nfs/webhook_jobs", GITHUB_WEBHOOK_SECRET_FILE: "/run/secrets/github_webhook_secret" });
  */
 export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): Readonly<ApiConfig> {
-  const v = parseEnv(schema, cleanEnv(env, ["GITHUB_WEBHOOK_SECRET", "POSTGRES_PASSWORD", "VISIT_SALT"]));
+  const v = parseEnv(schema, cleanEnv(env, ["GITHUB_WEBHOOK_SECRET", "POSTGRES_PASSWORD", "VISIT_SALT", "HISTORY_TOKEN"]));
   for (const proxy of v.TRUSTED_PROXIES) {
     if (!/^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(proxy)) throw new ConfigError(`TRUSTED_PROXIES: "${proxy}" is not an IP address or CIDR`);
   }
@@ -142,5 +145,6 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Ap
     logLevel: v.LOG_LEVEL,
     logFormat: v.LOG_FORMAT,
     gitSha: v.GIT_SHA,
+    historyToken: v.HISTORY_TOKEN,
   });
 }

@@ -14,7 +14,7 @@ export interface Rejection {
  * const rejected = createRejectLog(log);
  * rejected({ status: 401, reason: "signature does not match the payload" });
  */
-export function createRejectLog(log: Logger, everyMs = 10_000, now = () => Date.now()): (r: Rejection) => void {
+export function createRejectLog(log: Logger, everyMs = 10_000, now = () => Date.now(), msg = "webhook rejected"): (r: Rejection) => void {
   const last = new Map<number, { at: number; left: number }>();
   return (r) => {
     const seen = last.get(r.status);
@@ -24,6 +24,6 @@ export function createRejectLog(log: Logger, everyMs = 10_000, now = () => Date.
       return;
     }
     last.set(r.status, { at: t, left: 0 });
-    log.warn({ ...r, ...(seen?.left ? { notLogged: seen.left } : {}) }, "webhook rejected");
+    log.warn({ ...r, ...(seen?.left ? { notLogged: seen.left } : {}) }, msg);
   };
 }

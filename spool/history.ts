@@ -2,14 +2,16 @@ import { constants, promises as fs } from "node:fs";
 import { describeIssues } from "../lib/zod.ts";
 import { replaceWith, stamp, toSpoolError, writeTemp, type Spool } from "./layout.ts";
 import { isUnreadable, readBounded } from "./read.ts";
+import { DeliveryMarkSchema, MAX_JOB_BYTES } from "./deliveries.ts";
 import { ResultRecordSchema, type ResultRecord } from "./record.ts";
+import { DELIVERY_ID, JobSchema, jobIdFromFileName, type Job } from "./schema.ts";
 
 const MAX_RECORD_BYTES = 1024 * 1024;
 /** `index/records.log`: one line per record, oldest first (see appendIndex). */
 const INDEX = "records.log";
 const CHUNK = 64 * 1024;
 /** A record's file name: `<finished-stamp>-<job id>.json`, written by finishJob or quarantine. */
-const RECORD_NAME = /^\d{8}T\d{9}Z-[A-Za-z0-9._-]{1,200}\.json$/;
+export const RECORD_NAME = /^\d{8}T\d{9}Z-[A-Za-z0-9._-]{1,200}\.json$/;
 
 export type HistoryDir = "done" | "failed";
 
@@ -229,4 +231,63 @@ export async function pruneRecords(spool: Spool, keepMs: number, now = Date.now(
   }
   await rebuildIndex(spool); // also puts back a line whose append failed
   return removed;
+}
+
+/** A job still waiting: in `new/` (queued) or `work/` (claimed by the watcher, being or about to be deployed). */
+export interface PendingEntry {
+  id: string;
+  where: "new" | "work";
+  job: Job | null;
+  problem?: string;
+}
+
+/** The jobs in `new/` and `work/` (at most `max` of each), newest received first; a file that is not a job says why. */
+export async function listPendingJobs(spool: Spool, max = 500): Promise<PendingEntry[]> {
+  const out: PendingEntry[] = [];
+  for (const where of ["work", "new"] as const) {
+    let names: string[];
+    try {
+      names = (await fs.readdir(spool.dir(where))).filter((n) => jobIdFromFileName(n) !== null).slice(0, max);
+    } catch (err) {
+      throw toSpoolError(err, `listing ${where}/`);
+    }
+    for (const name of names) out.push({ id: name.slice(0, -".json".length), where, ...(await readJob(spool, where, name)) });
+  }
+  const received = (e: PendingEntry) => e.job?.receivedAt ?? "";
+  return out.sort((a, b) => received(b).localeCompare(received(a)));
+}
+
+async function readJob(spool: Spool, where: "new" | "work", name: string): Promise<{ job: Job | null; problem?: string }> {
+  const text = await readBounded(spool.file(where, name), MAX_JOB_BYTES).catch((err: Error) => ({ reason: err.message }));
+  if (isUnreadable(text)) return { job: null, problem: text.reason };
+  try {
+    const parsed = JobSchema.safeParse(JSON.parse(text));
+    return parsed.success ? { job: parsed.data } : { job: null, problem: describeIssues(parsed.error) };
+  } catch (err) {
+    return { job: null, problem: `not JSON: ${(err as Error).message}` };
+  }
+}
+
+/**
+ * Where one delivery stands: its pending job, or the path of its latest record. The delivery's
+ * marker in `ids/` names the record (O(1)); once the marker is pruned (a week), the index is read
+ * backwards until the record is found.
+ */
+export async function findDelivery(spool: Spool, id: string): Promise<{ pending: PendingEntry } | { record: string } | null> {
+  if (!DELIVERY_ID.test(id)) return null;
+  for (const where of ["work", "new"] as const) {
+    if (!(await fs.lstat(spool.file(where, `${id}.json`)).catch(() => null))) continue;
+    return { pending: { id, where, ...(await readJob(spool, where, `${id}.json`)) } };
+  }
+  const mark = await readBounded(spool.file("ids", id), MAX_JOB_BYTES).catch(() => null);
+  if (typeof mark === "string") {
+    try {
+      const parsed = DeliveryMarkSchema.safeParse(JSON.parse(mark));
+      if (parsed.success) return { record: parsed.data.record };
+    } catch {
+      // not a finished marker: look in the index
+    }
+  }
+  for await (const e of indexBackwards(spool)) if (nameOf(e.path).endsWith(`-${id}.json`)) return { record: e.path };
+  return null;
 }
