@@ -11,8 +11,9 @@ what exists is left as it is and reported.
   networks      create the attachable overlay networks `public` (Traefik <-> api, frontend)
                 and `internal` (api <-> postgres, encrypted)
   label [NODE]  put edge=true on NODE (default kvm8): Traefik and Postgres run there
-  secrets       create the Docker secrets github_webhook_secret and postgres_password from
-                GITHUB_WEBHOOK_SECRET and POSTGRES_PASSWORD in .env (or the environment).
+  secrets       create the Docker secrets github_webhook_secret, postgres_password and
+                history_token from GITHUB_WEBHOOK_SECRET, POSTGRES_PASSWORD and HISTORY_TOKEN
+                in .env (or the environment); only those missing are created.
                 A secret is immutable: to rotate one, remove the stack's use of it first
                 (docker secret rm NAME fails while a service uses it)
   all           networks, label kvm8, secrets
@@ -63,8 +64,12 @@ load_env() {
 secrets() {
   load_env
   local name var value
-  for name in github_webhook_secret postgres_password; do
-    var=$([[ $name == github_webhook_secret ]] && echo GITHUB_WEBHOOK_SECRET || echo POSTGRES_PASSWORD)
+  for name in github_webhook_secret postgres_password history_token; do
+    case $name in
+      github_webhook_secret) var=GITHUB_WEBHOOK_SECRET ;;
+      postgres_password) var=POSTGRES_PASSWORD ;;
+      history_token) var=HISTORY_TOKEN ;;
+    esac
     if docker secret inspect "$name" >/dev/null 2>&1; then
       say "secret $name: exists (left unchanged)"
       continue
@@ -72,7 +77,7 @@ secrets() {
     value=${!var:-}
     [[ -n $value ]] || die "$var is empty: set it in ${ENV_FILE:-.env} (openssl rand -hex 32)"
     [[ ! $value =~ ^(change|replace)-?me ]] || die "$var is still the placeholder from .env.example: set a real secret (openssl rand -hex 32)"
-    [[ $name != github_webhook_secret || ${#value} -ge 32 ]] || die "GITHUB_WEBHOOK_SECRET must be at least 32 characters (openssl rand -hex 32)"
+    [[ $name == postgres_password || ${#value} -ge 32 ]] || die "$var must be at least 32 characters (openssl rand -hex 32)"
     printf '%s' "$value" | docker secret create "$name" - >/dev/null
     say "secret $name: created from $var"
   done

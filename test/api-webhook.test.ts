@@ -429,6 +429,10 @@ describe("the api process", () => {
         },
         /VISIT_SALT is a placeholder/,
       ],
+      [
+        { SPOOL_DIR: "/tmp", GITHUB_WEBHOOK_SECRET: SECRET, HISTORY_TOKEN: "change-me-to-a-third-openssl-rand-hex-32" },
+        /HISTORY_TOKEN is a placeholder/,
+      ],
     ] as const) {
       const p = runApi(env);
       const code = await p.exited;

@@ -78,7 +78,7 @@ describe("three-node swarm in network namespaces", () => {
     const envFile = path.join(spool, ".env");
     const example = await readFile(path.join(root, ".env.example"), "utf8");
     const secret = randomBytes(32).toString("hex");
-    await writeFile(envFile, example.replace(/^(GITHUB_WEBHOOK_SECRET|POSTGRES_PASSWORD|VISIT_SALT)=.*$/gm, `$1=${secret}`));
+    await writeFile(envFile, example.replace(/^(GITHUB_WEBHOOK_SECRET|POSTGRES_PASSWORD|VISIT_SALT|HISTORY_TOKEN)=.*$/gm, `$1=${secret}`));
     const env = { ...process.env, ...readEnvFile(envFile), SPOOL_DIR: spool, DOCKER_HOST: host, ENV_FILE: envFile };
     try {
       // the example as it is: refused, naming the placeholder, before anything is created

@@ -103,10 +103,10 @@ describe("stack files", () => {
       assert.ok(d?.rollback_config, name);
       assert.ok(d?.resources.limits && d.resources.reservations, name);
     }
-    assert.deepEqual(s.api?.secrets?.map((x) => x.source).sort(), ["github_webhook_secret", "postgres_password"]);
+    assert.deepEqual(s.api?.secrets?.map((x) => x.source).sort(), ["github_webhook_secret", "history_token", "postgres_password"]);
     assert.match(
       String(s.api?.deploy.labels["traefik.http.routers.api.rule"]),
-      /Host\(`app\.example\.com`\) && \(PathPrefix\(`\/api`\) \|\| Path\(`\/health`\)\)/,
+      /Host\(`app\.example\.com`\) && \(PathPrefix\(`\/api`\) \|\| Path\(`\/health`\) \|\| PathPrefix\(`\/deployments`\)\)/,
     );
     assert.deepEqual(Object.keys(doc.networks).sort(), ["internal", "public"]);
     assert.ok(Object.values(doc.networks).every((n) => n.external) && Object.values(doc.secrets).every((x) => x.external));
