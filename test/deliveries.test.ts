@@ -63,8 +63,8 @@ describe("one delivery, one job", () => {
     await sleep(100);
     const both = await waitForRecords(s.root, deliveryId, 2);
     assert.deepEqual(
-      both.map((r) => r.outcome),
-      ["failed", "failed"],
+      both.map((r) => `${r.trigger}:${r.outcome}`),
+      ["push:failed", "redelivery:failed"],
     );
   });
 
