@@ -3,7 +3,7 @@ import { promises as fs } from "node:fs";
 import { describeIssues } from "../lib/zod.ts";
 import { MAX_JOB_BYTES, markDelivery } from "./deliveries.ts";
 import { appendIndex } from "./history.ts";
-import { publishNoClobber, stamp, toSpoolError, writeTemp, type Spool, type Subdir } from "./layout.ts";
+import { listDir, publishNoClobber, stamp, toSpoolError, writeTemp, type Spool, type Subdir } from "./layout.ts";
 import { isUnreadable, readBounded } from "./read.ts";
 import type { ResultRecord } from "./record.ts";
 import { JobSchema, jobIdFromFileName, unknownJobFormat, type Job } from "./schema.ts";
@@ -18,11 +18,7 @@ export type ClaimResult =
 
 /** Names waiting in `new/`, in name order. Only `new/` is read: history may hold 100,000 records. */
 export async function listPending(spool: Spool): Promise<string[]> {
-  try {
-    return (await fs.readdir(spool.dir("new"))).sort();
-  } catch (err) {
-    throw toSpoolError(err, "listing new/");
-  }
+  return (await listDir(spool, "new")).sort();
 }
 
 /**
@@ -90,12 +86,7 @@ export async function readClaimed(spool: Spool, name: string, now = new Date()):
  * what does not parse is quarantined). Run once at start, before the first claim.
  */
 export async function recoverInterrupted(spool: Spool, now = new Date()): Promise<ClaimResult[]> {
-  let names: string[];
-  try {
-    names = (await fs.readdir(spool.dir("work"))).sort();
-  } catch (err) {
-    throw toSpoolError(err, "listing work/");
-  }
+  const names = (await listDir(spool, "work")).sort();
   const out: ClaimResult[] = [];
   for (const name of names) out.push(await readClaimed(spool, name, now));
   return out;

@@ -1,5 +1,5 @@
 import { promises as fs } from "node:fs";
-import { toSpoolError, type Spool } from "./layout.ts";
+import { listDir, toSpoolError, type Spool } from "./layout.ts";
 
 /** A temp file older than this belongs to a writer that died; a live write takes milliseconds. */
 export const STALE_TMP_MS = 10 * 60 * 1000;
@@ -10,12 +10,7 @@ export const STALE_TMP_MS = 10 * 60 * 1000;
  */
 export async function cleanStaleTemp(spool: Spool, now = Date.now(), maxAgeMs = STALE_TMP_MS): Promise<string[]> {
   const removed: string[] = [];
-  let names: string[];
-  try {
-    names = await fs.readdir(spool.dir("tmp"));
-  } catch (err) {
-    throw toSpoolError(err, "listing tmp/");
-  }
+  const names = await listDir(spool, "tmp");
   for (const name of names) {
     const file = spool.file("tmp", name);
     try {
@@ -42,12 +37,7 @@ export const MARK_KEEP_MS = 7 * 24 * 3600 * 1000;
  * how many were removed.
  */
 export async function pruneMarks(spool: Spool, now = Date.now(), keepMs = MARK_KEEP_MS): Promise<number> {
-  let names: string[];
-  try {
-    names = await fs.readdir(spool.dir("ids"));
-  } catch (err) {
-    throw toSpoolError(err, "listing ids/");
-  }
+  const names = await listDir(spool, "ids");
   let removed = 0;
   for (const name of names) {
     const file = spool.file("ids", name);

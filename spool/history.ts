@@ -1,6 +1,6 @@
 import { constants, promises as fs } from "node:fs";
 import { describeIssues } from "../lib/zod.ts";
-import { replaceWith, stamp, toSpoolError, writeTemp, type Spool } from "./layout.ts";
+import { listDir, replaceWith, stamp, toSpoolError, writeTemp, type Spool } from "./layout.ts";
 import { isUnreadable, readBounded } from "./read.ts";
 import { DeliveryMarkSchema, MAX_JOB_BYTES } from "./deliveries.ts";
 import { ResultRecordSchema, type ResultRecord } from "./record.ts";
@@ -122,13 +122,7 @@ async function hasIndex(spool: Spool): Promise<boolean> {
 async function scanRecords(spool: Spool): Promise<string[]> {
   const names: string[] = [];
   for (const dir of ["done", "failed"] as const) {
-    let entries: string[];
-    try {
-      entries = await fs.readdir(spool.dir(dir));
-    } catch (err) {
-      throw toSpoolError(err, `listing ${dir}/`);
-    }
-    for (const name of entries) if (RECORD_NAME.test(name)) names.push(`${dir}/${name}`);
+    for (const name of await listDir(spool, dir)) if (RECORD_NAME.test(name)) names.push(`${dir}/${name}`);
   }
   return names.sort((a, b) => nameOf(b).localeCompare(nameOf(a)));
 }
@@ -215,13 +209,7 @@ export async function pruneRecords(spool: Spool, keepMs: number, now = Date.now(
   const cutoff = stamp(new Date(now - keepMs));
   let removed = 0;
   for (const dir of ["done", "failed"] as const) {
-    let names: string[];
-    try {
-      names = await fs.readdir(spool.dir(dir));
-    } catch (err) {
-      throw toSpoolError(err, `listing ${dir}/`);
-    }
-    for (const name of names) {
+    for (const name of await listDir(spool, dir)) {
       if (!/^\d{8}T\d{9}Z-/.test(name) || name.slice(0, 19) >= cutoff) continue;
       await fs.rm(spool.file(dir, name), { recursive: true, force: true }).then(
         () => (removed += name.endsWith(".json") ? 1 : 0),
@@ -245,12 +233,7 @@ export interface PendingEntry {
 export async function listPendingJobs(spool: Spool, max = 500): Promise<PendingEntry[]> {
   const out: PendingEntry[] = [];
   for (const where of ["work", "new"] as const) {
-    let names: string[];
-    try {
-      names = (await fs.readdir(spool.dir(where))).filter((n) => jobIdFromFileName(n) !== null).slice(0, max);
-    } catch (err) {
-      throw toSpoolError(err, `listing ${where}/`);
-    }
+    const names = (await listDir(spool, where)).filter((n) => jobIdFromFileName(n) !== null).slice(0, max);
     for (const name of names) out.push({ id: name.slice(0, -".json".length), where, ...(await readJob(spool, where, name)) });
   }
   const received = (e: PendingEntry) => e.job?.receivedAt ?? "";

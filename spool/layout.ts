@@ -141,6 +141,15 @@ export async function makeSharedDir(dir: string): Promise<void> {
   }
 }
 
+/** The names in one spool directory; a failure is the spool's own (SpoolError). */
+export async function listDir(spool: Spool, sub: Subdir): Promise<string[]> {
+  try {
+    return await fs.readdir(spool.dir(sub));
+  } catch (err) {
+    throw toSpoolError(err, `listing ${sub}/`);
+  }
+}
+
 /** A unique temp name; the writer's pid and random bytes keep concurrent writers on several hosts apart. */
 export function tmpName(base: string): string {
   return `${base}.${process.pid}-${randomBytes(6).toString("hex")}.tmp`;
