@@ -13,6 +13,7 @@ import {
   recoverInterrupted,
   triggerOf,
   type ClaimResult,
+  type ResultRecord,
   type Spool,
   writeWatcherStatus,
 } from "../spool/index.ts";
@@ -21,6 +22,7 @@ import type { DockerRunner } from "./docker.ts";
 import { checkEngine } from "./engine.ts";
 import { createAgentMetrics, type AgentMetrics } from "./metrics.ts";
 import { createRecorder } from "./records.ts";
+import { createReporter, type Reporter } from "./reporter.ts";
 import { stackFor } from "./route.ts";
 import { runStack, type StackContext } from "./run-stack.ts";
 import { claimedCount, createState, type AgentState, type StackRuntime } from "./state.ts";
@@ -40,6 +42,10 @@ export interface AgentDeps {
   clock?: Clock;
   /** Where the watcher counts what it does; a fresh registry when not given. */
   metrics?: AgentMetrics;
+  /** The watcher's version (GitHub sees it in the User-Agent). */
+  version?: string;
+  /** Where reports go; built from config.reports when not given. */
+  reporter?: Reporter;
 }
 
 const CLEAN_EVERY_MS = 60_000;
@@ -61,8 +67,10 @@ export function createAgent(deps: AgentDeps): Agent {
   const clock = deps.clock ?? systemClock;
   const state = createState(config);
   const metrics = deps.metrics ?? createAgentMetrics("unknown");
-  const recorder = createRecorder({ spool, log, clock, unrecorded: state.unrecorded, metrics });
-  const ctx: StackContext = { config, spool, docker: deps.docker, log, clock, recorder, metrics };
+  const reporter = deps.reporter ?? createReporter({ config: config.reports, spool, log, clock, version: deps.version ?? "unknown" });
+  const onRecorded = (rec: ResultRecord) => reporter.finished(rec, rec.stack ? state.stacks.get(rec.stack)?.config : undefined);
+  const recorder = createRecorder({ spool, log, clock, unrecorded: state.unrecorded, metrics, onRecorded });
+  const ctx: StackContext = { config, spool, docker: deps.docker, log, clock, recorder, metrics, reporter };
   const tick = () => runTick(state, ctx);
 
   return {
@@ -74,6 +82,7 @@ export function createAgent(deps: AgentDeps): Agent {
       } catch (err) {
         spoolProblem(state, ctx, err); // tried again by every tick until the spool is there
       }
+      reporter.start();
       const loop = async () => {
         await tick();
         if (!state.stopping) state.timer = setTimeout(loop, config.pollIntervalMs);
@@ -94,6 +103,7 @@ export function createAgent(deps: AgentDeps): Agent {
       const running = [...state.stacks.values()].map((s) => s.running).filter(Boolean);
       if (running.length > 0) log.info({ deploys: running.length }, "stopping: letting the running deploy finish");
       await Promise.all(running);
+      await reporter.stop();
       const left = claimedCount(state);
       log.info({ leftInWork: left }, "watcher stopped");
     },
@@ -168,7 +178,7 @@ async function engineReady(state: AgentState, ctx: StackContext, waiting: number
 /** Claim one entry of new/. Whatever goes wrong with it is logged once, naming it, and never stops the others. */
 async function claimOne(state: AgentState, ctx: StackContext, name: string): Promise<void> {
   try {
-    await route(state, ctx, await claimJob(ctx.spool, name, ctx.clock.now()));
+    await route(state, ctx, await claimJob(ctx.spool, name, ctx.clock.now()), true);
     state.entryProblems.delete(name);
   } catch (err) {
     if (err instanceof SpoolError && err.code === "root_missing") throw err;
@@ -204,8 +214,12 @@ async function recover(state: AgentState, ctx: StackContext): Promise<void> {
   state.recovered = true;
 }
 
-/** Hand a claimed job to its stack (deployed once the whole tick is claimed, so the newest wins). */
-async function route(state: AgentState, ctx: StackContext, r: ClaimResult): Promise<void> {
+/**
+ * Hand a claimed job to its stack (deployed once the whole tick is claimed, so the newest wins). A
+ * fresh claim is reported (GitHub: Deployment queued); a job recovered from work/ was reported by
+ * the run that claimed it.
+ */
+async function route(state: AgentState, ctx: StackContext, r: ClaimResult, fresh = false): Promise<void> {
   if (r.status === "lost" || r.status === "duplicate") {
     if (r.status === "duplicate") ctx.log.warn("a second copy of a delivery already in work/ was dropped: same job");
     return;
@@ -226,6 +240,7 @@ async function route(state: AgentState, ctx: StackContext, r: ClaimResult): Prom
   }
   ctx.log.info({ jobId: r.jobId, sha: r.job.sha, stack: stack.config.name, trigger: triggerOf(r.job) }, "job claimed");
   stack.pending.push(pending);
+  if (fresh) await ctx.reporter.claimed(pending, stack.config);
 }
 
 function kick(state: AgentState, ctx: StackContext, stack: StackRuntime): void {

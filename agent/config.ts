@@ -3,7 +3,7 @@ import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { logFormatVar, type LogFormat } from "../lib/log.ts";
-import { ConfigError, cleanEnv, logLevelVar, parseEnv, secretVar } from "../lib/config.ts";
+import { ConfigError, cleanEnv, listVar, logLevelVar, parseEnv, secretVar } from "../lib/config.ts";
 import { describeIssues } from "../lib/zod.ts";
 import { REPOSITORY, STACK_NAME } from "../spool/index.ts";
 
@@ -15,6 +15,29 @@ export interface StackConfig {
   /** Branches (refs/heads/...) that deploy it; empty = any branch the API accepted. */
   branches: readonly string[];
   healthUrl: string | undefined;
+  /** GitHub Deployments: the environment's name (default the stack's), its URL, and whether it is production. */
+  environment: string;
+  environmentUrl: string | undefined;
+  productionEnvironment: boolean;
+}
+
+export type GithubAuth = { type: "token"; token: string } | { type: "app"; appId: string; privateKey: string; installationId: number };
+
+export type NotifyFormat = "slack" | "discord" | "json";
+
+/** Where deploy outcomes are reported beyond the records: GitHub and chat, through the outbox. */
+export interface ReportsConfig {
+  github: { apiUrl: string; auth: GithubAuth } | undefined;
+  /** A link per deployment: `{id}`, `{stack}`, `{sha}` are filled in (e.g. the history page). */
+  logUrlTemplate: string | undefined;
+  notify: {
+    targets: readonly { format: NotifyFormat; url: string }[];
+    secret: string | undefined;
+    on: "failure" | "all";
+    repeatMs: number;
+  };
+  /** The outbox holds at most this many undelivered reports; beyond, the oldest is dropped (logged). */
+  outboxMax: number;
 }
 
 export interface AgentConfig {
@@ -34,6 +57,7 @@ export interface AgentConfig {
   onFailure: "rollback" | "stay";
   /** Records older than this are removed (hourly). */
   historyKeepMs: number;
+  reports: ReportsConfig;
 }
 
 const envSchema = z.object({
@@ -61,6 +85,34 @@ const envSchema = z.object({
   AGENT_CONFIG: z.string().optional(),
   ON_FAILURE: z.enum(["rollback", "stay"], { error: "ON_FAILURE must be rollback or stay" }).default("rollback"),
   HISTORY_KEEP_DAYS: z.coerce.number().int().min(1).max(36500).default(90),
+  DEPLOY_ENVIRONMENT: z.string().min(1).max(255).optional(),
+  ENVIRONMENT_URL: z.url({ protocol: /^https?$/, error: "ENVIRONMENT_URL must be an http(s) URL" }).optional(),
+  PRODUCTION_ENVIRONMENT: z.enum(["true", "false"], { error: "PRODUCTION_ENVIRONMENT must be true or false" }).default("true"),
+  GITHUB_TOKEN: secretVar("GITHUB_TOKEN", 20, "a fine-grained token: Deployments and Commit statuses, read and write").optional(),
+  GITHUB_APP_ID: z
+    .string()
+    .regex(/^\d{1,12}$|^Iv[0-9A-Za-z.]{4,40}$/, "GITHUB_APP_ID must be the App's ID or client ID")
+    .optional(),
+  GITHUB_APP_PRIVATE_KEY: z
+    .string()
+    .includes("PRIVATE KEY", { error: "GITHUB_APP_PRIVATE_KEY_FILE must be the App's .pem file" })
+    .optional(),
+  GITHUB_APP_INSTALLATION_ID: z.coerce.number().int().positive({ error: "GITHUB_APP_INSTALLATION_ID must be a number" }).optional(),
+  GITHUB_API_URL: z.url({ protocol: /^https?$/, error: "GITHUB_API_URL must be an http(s) URL" }).default("https://api.github.com"),
+  LOG_URL_TEMPLATE: z
+    .string()
+    .regex(/^https?:\/\/\S+$/, "LOG_URL_TEMPLATE must be an http(s) URL, e.g. https://app.example.com/deployments/{id}")
+    .optional(),
+  NOTIFY_URLS: listVar,
+  NOTIFY_SECRET: secretVar("NOTIFY_SECRET", 16).optional(),
+  NOTIFY_ON: z.enum(["failure", "all"], { error: "NOTIFY_ON must be failure or all" }).default("failure"),
+  NOTIFY_REPEAT_S: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(30 * 86400)
+    .default(3600),
+  OUTBOX_MAX: z.coerce.number().int().min(10).max(100_000).default(1000),
   // not used by the watcher, but handed to the stack it deploys: a placeholder would only fail there, later
   VISIT_SALT: secretVar("VISIT_SALT", 16).optional(),
   POSTGRES_PASSWORD: secretVar("POSTGRES_PASSWORD", 12).optional(),
@@ -75,6 +127,9 @@ const fileSchema = z.strictObject({
         repository: z.string().regex(REPOSITORY, "must be owner/name").optional(),
         branches: z.array(z.string().min(1)).default([]),
         healthUrl: z.url({ protocol: /^https?$/ }).optional(),
+        environment: z.string().min(1).max(255).optional(),
+        environmentUrl: z.url({ protocol: /^https?$/ }).optional(),
+        productionEnvironment: z.boolean().default(true),
       }),
     )
     .min(1),
@@ -107,8 +162,52 @@ function readStacksFile(file: string): StackConfig[] {
       repository: s.repository,
       branches: s.branches,
       healthUrl: s.healthUrl,
+      environment: s.environment ?? s.name,
+      environmentUrl: s.environmentUrl,
+      productionEnvironment: s.productionEnvironment,
     };
   });
+}
+
+function githubAuth(v: z.infer<typeof envSchema>): GithubAuth | undefined {
+  const app = [v.GITHUB_APP_ID, v.GITHUB_APP_PRIVATE_KEY, v.GITHUB_APP_INSTALLATION_ID];
+  if (v.GITHUB_TOKEN && app.some((x) => x !== undefined))
+    throw new ConfigError("GITHUB_TOKEN and GITHUB_APP_* are both set: use a token or an App, not both");
+  if (v.GITHUB_TOKEN) return { type: "token", token: v.GITHUB_TOKEN };
+  if (app.every((x) => x === undefined)) return undefined;
+  if (!v.GITHUB_APP_ID) throw new ConfigError("GITHUB_APP_ID is required with GITHUB_APP_PRIVATE_KEY_FILE and GITHUB_APP_INSTALLATION_ID");
+  if (!v.GITHUB_APP_PRIVATE_KEY) throw new ConfigError("GITHUB_APP_PRIVATE_KEY_FILE is required with GITHUB_APP_ID (the App's .pem file)");
+  if (!v.GITHUB_APP_INSTALLATION_ID) throw new ConfigError("GITHUB_APP_INSTALLATION_ID is required with GITHUB_APP_ID");
+  return { type: "app", appId: v.GITHUB_APP_ID, privateKey: v.GITHUB_APP_PRIVATE_KEY, installationId: v.GITHUB_APP_INSTALLATION_ID };
+}
+
+/** The format a notification URL gets: `slack+https://…` or `discord+https://…` force one; Slack's and Discord's own hosts are known. */
+function notifyTarget(raw: string): { format: NotifyFormat; url: string } {
+  const forced = /^(slack|discord|json)\+(https?:\/\/.+)$/.exec(raw);
+  const url = forced?.[2] ?? raw;
+  let host: string;
+  try {
+    const u = new URL(url);
+    if (u.protocol !== "https:" && u.protocol !== "http:") throw new Error("not http(s)");
+    host = u.hostname;
+  } catch {
+    // the URL itself may be a secret (Slack's and Discord's are): never echo it
+    throw new ConfigError("NOTIFY_URLS: an entry is not an http(s) URL (entries are comma-separated; the value is not shown)");
+  }
+  if (forced) return { format: forced[1] as NotifyFormat, url };
+  if (host === "hooks.slack.com") return { format: "slack", url };
+  if (/(^|\.)discord(app)?\.com$/.test(host) && new URL(url).pathname.startsWith("/api/webhooks/")) return { format: "discord", url };
+  return { format: "json", url };
+}
+
+function reportsConfig(v: z.infer<typeof envSchema>): ReportsConfig {
+  const auth = githubAuth(v);
+  return {
+    github: auth ? { apiUrl: v.GITHUB_API_URL.replace(/\/+$/, ""), auth } : undefined,
+    logUrlTemplate: v.LOG_URL_TEMPLATE,
+    notify: { targets: v.NOTIFY_URLS.map(notifyTarget), secret: v.NOTIFY_SECRET, on: v.NOTIFY_ON, repeatMs: v.NOTIFY_REPEAT_S * 1000 },
+    outboxMax: v.OUTBOX_MAX,
+  };
 }
 
 function splitAddr(addr: string): { host: string; port: number } {
@@ -125,7 +224,7 @@ function splitAddr(addr: string): { host: string; port: number } {
  * loadAgentConfig({ SPOOL_DIR: "/srv/nfs/webhook_jobs", STACK_FILE: "/opt/app/stack/stack.yaml", STACK_NAME: "app" });
  */
 export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<AgentConfig> {
-  const v = parseEnv(envSchema, cleanEnv(env));
+  const v = parseEnv(envSchema, cleanEnv(env, ["GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY", "NOTIFY_SECRET", "NOTIFY_URLS"]));
   let stacks: StackConfig[];
   if (v.AGENT_CONFIG) {
     if (v.STACK_FILE || v.STACK_NAME) throw new ConfigError("AGENT_CONFIG and STACK_FILE/STACK_NAME are both set: use one");
@@ -133,7 +232,18 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
   } else {
     if (!v.STACK_FILE) throw new ConfigError("STACK_FILE is required (the stack file to deploy), or AGENT_CONFIG for several stacks");
     if (!v.STACK_NAME) throw new ConfigError("STACK_NAME is required (the Docker stack name, e.g. app)");
-    stacks = [{ name: v.STACK_NAME, file: path.resolve(v.STACK_FILE), repository: undefined, branches: [], healthUrl: v.HEALTH_URL }];
+    stacks = [
+      {
+        name: v.STACK_NAME,
+        file: path.resolve(v.STACK_FILE),
+        repository: undefined,
+        branches: [],
+        healthUrl: v.HEALTH_URL,
+        environment: v.DEPLOY_ENVIRONMENT ?? v.STACK_NAME,
+        environmentUrl: v.ENVIRONMENT_URL,
+        productionEnvironment: v.PRODUCTION_ENVIRONMENT === "true",
+      },
+    ];
   }
   return Object.freeze({
     spoolDir: v.SPOOL_DIR,
@@ -149,5 +259,6 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
     metrics: v.METRICS_ADDR ? splitAddr(v.METRICS_ADDR) : undefined,
     onFailure: v.ON_FAILURE,
     historyKeepMs: v.HISTORY_KEEP_DAYS * 24 * 3600 * 1000,
+    reports: reportsConfig(v),
   });
 }

@@ -10,8 +10,14 @@ import { createAgentMetrics, serveMetrics } from "./metrics.ts";
 const config = loadConfigOrExit("webhook-watcher", () => loadAgentConfig());
 
 const log = createLogger({ service: "webhook-watcher", level: config.logLevel, format: config.logFormat });
-const metrics = createAgentMetrics(packageVersion());
-const agent = createAgent({ config, spool: openSpool(config.spoolDir), docker: createDockerRunner(), log, metrics });
+const version = packageVersion();
+const metrics = createAgentMetrics(version);
+const agent = createAgent({ config, spool: openSpool(config.spoolDir), docker: createDockerRunner(), log, metrics, version });
+const { github, notify } = config.reports;
+log.info(
+  { github: github ? `${github.apiUrl} (${github.auth.type})` : "off", notify: notify.targets.map((t) => t.format), notifyOn: notify.on },
+  "reports",
+);
 // off unless METRICS_ADDR is set; a port that cannot be opened stops the watcher at start, named
 const served = config.metrics
   ? await serveMetrics(metrics.registry, config.metrics.host, config.metrics.port).catch((err: NodeJS.ErrnoException) => {

@@ -46,8 +46,10 @@ export function createRecorder(deps: {
   clock: Clock;
   unrecorded: ResultRecord[];
   metrics: AgentMetrics;
+  /** Called once a record is written (the reports); its failure is logged, never the record's. */
+  onRecorded?: (rec: ResultRecord) => Promise<void>;
 }): Recorder {
-  const { spool, log, clock, unrecorded, metrics } = deps;
+  const { spool, log, clock, unrecorded, metrics, onRecorded } = deps;
 
   async function save(rec: ResultRecord): Promise<string | null> {
     const jobLog = log.child({ jobId: rec.jobId, sha: rec.job?.sha, stack: rec.stack });
@@ -64,6 +66,7 @@ export function createRecorder(deps: {
       };
       jobLog[LEVEL[rec.outcome]]({ ...fields, ...(rec.supersededBy ? { supersededBy: rec.supersededBy } : {}) }, `job ${rec.outcome}`);
       count(metrics, rec);
+      await onRecorded?.(rec).catch((err: unknown) => jobLog.error({ err }, "could not report the outcome"));
       return where;
     } catch (err) {
       jobLog.error({ err, outcome: rec.outcome }, "could not record the outcome; will retry");

@@ -17,6 +17,7 @@ import { deployJob, type DeployResult } from "./deploy.ts";
 import type { DockerRunner } from "./docker.ts";
 import type { AgentMetrics } from "./metrics.ts";
 import type { Recorder } from "./records.ts";
+import type { Reporter } from "./reporter.ts";
 import type { StackRuntime } from "./state.ts";
 
 /** What one stack's deploy loop needs; built once by createAgent. */
@@ -28,6 +29,7 @@ export interface StackContext {
   clock: Clock;
   recorder: Recorder;
   metrics: AgentMetrics;
+  reporter: Reporter;
 }
 
 /**
@@ -63,6 +65,7 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
   if (!winner) return keep();
   const started = clock.now();
   const jobLog = log.child({ jobId: winner.jobId, deliveryId: winner.job.deliveryId, sha: winner.job.sha, stack: name });
+  await ctx.reporter.started(winner, stack.config);
   const result = await deployJob({ docker: ctx.docker, log: jobLog, policy: ctx.config, stack: stack.config, job: winner.job, clock });
   const followedBy = result.outcome === "failed" ? await rollBackAfter(ctx, stack, winner, result, deployed) : undefined;
   const { attempts, services, warnings, release } = result;

@@ -1,11 +1,12 @@
 // `swarmhook jobs`: what is pending and how the last jobs ended, read from the spool.
 import { promises as fs } from "node:fs";
 import { stripControl } from "../lib/text.ts";
-import { listRecords, openSpool, readWatcherStatus, shortSha } from "../spool/index.ts";
+import { listRecords, listReports, openSpool, readReport, readWatcherStatus, shortSha, type Spool } from "../spool/index.ts";
 
 export const JOBS_HELP = `swarmhook jobs [--spool DIR] [--last N]
-  Lists the jobs waiting in new/ and work/, then the last N (default 10) outcomes from done/ and
-  failed/, newest last: time, outcome, stack, commit, delivery, reason.
+  Lists the jobs waiting in new/ and work/, the reports to GitHub and chat not yet delivered, then
+  the last N (default 10) outcomes from done/ and failed/, newest last: time, outcome, stack,
+  commit, delivery, reason.
 `;
 
 /** Only what is printable reaches the terminal: a reason may quote docker's output or a payload. */
@@ -21,6 +22,8 @@ export async function listJobs(spoolDir: string, last: number): Promise<string> 
     const names = (await fs.readdir(spool.dir(dir)).catch(() => [])).sort();
     lines.push(`${dir}/: ${names.length === 0 ? "empty" : clean(names.join(" "))}`);
   }
+  const undelivered = await outboxLine(spool);
+  if (undelivered) lines.push(undelivered);
   const entries = (await listRecords(spool, { limit: last })).reverse();
   lines.push(`last ${entries.length} finished:`);
   for (const { path, record: r, problem } of entries) {
@@ -33,4 +36,15 @@ export async function listJobs(spoolDir: string, last: number): Promise<string> 
       );
   }
   return `${lines.join("\n")}\n`;
+}
+
+/** Reports still in the outbox (GitHub or chat down, or slow): how many, since when, and the last error. */
+async function outboxLine(spool: Spool): Promise<string | null> {
+  const names = await listReports(spool).catch(() => []);
+  if (names.length === 0) return null;
+  const oldest = await readReport(spool, names[0] as string).catch(() => null);
+  const entry = oldest && "entry" in oldest ? oldest.entry : null;
+  const since = entry ? `, oldest from ${entry.createdAt}` : "";
+  const error = entry?.lastError ? `, last error: ${entry.lastError}` : "";
+  return clean(`outbox: ${names.length} report${names.length === 1 ? "" : "s"} undelivered${since}${error}`);
 }

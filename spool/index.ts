@@ -10,3 +10,4 @@ export * from "./finish.ts";
 export * from "./state.ts";
 export * from "./history.ts";
 export * from "./clean.ts";
+export * from "./outbox.ts";

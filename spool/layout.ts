@@ -8,7 +8,7 @@ import path from "node:path";
  * without reading history) and `index/` (the history index, so the newest records are found
  * without listing all of them).
  */
-export const SUBDIRS = ["tmp", "new", "work", "done", "failed", "state", "ids", "index"] as const;
+export const SUBDIRS = ["tmp", "new", "work", "done", "failed", "state", "ids", "index", "outbox"] as const;
 export type Subdir = (typeof SUBDIRS)[number];
 
 /** setgid + rwx for owner and group: files made inside keep the spool's group (app, 1011). */

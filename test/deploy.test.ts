@@ -12,7 +12,16 @@ import { makeJob } from "./helpers/jobs.ts";
 import { scriptedDocker, type Answer } from "./helpers/scripted-docker.ts";
 
 const log = pino({ level: "silent" });
-const stack: StackConfig = { name: "app", file: "/nonexistent/stack.yaml", repository: undefined, branches: [], healthUrl: undefined };
+const stack: StackConfig = {
+  name: "app",
+  file: "/nonexistent/stack.yaml",
+  repository: undefined,
+  branches: [],
+  healthUrl: undefined,
+  environment: "app",
+  environmentUrl: undefined,
+  productionEnvironment: true,
+};
 const policy: DeployPolicy = { deployTimeoutMs: 600_000, retries: 3, retryBackoffMs: 2000, healthTimeoutMs: 120_000, digestPolicy: "warn" };
 const DAEMON_DOWN = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?";
 

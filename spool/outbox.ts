@@ -1,0 +1,151 @@
+import { promises as fs } from "node:fs";
+import { z } from "zod";
+import { isoTime } from "../lib/zod.ts";
+import { listDir, publishNoClobber, replaceWith, stamp, toSpoolError, writeTemp, type Spool } from "./layout.ts";
+import { isUnreadable, readBounded } from "./read.ts";
+import { COMMIT_SHA, REPOSITORY } from "./schema.ts";
+
+/**
+ * The outbox: reports of deploy outcomes waiting to reach GitHub or a chat, one file each, so they
+ * survive a restart of the watcher and never hold up a deploy. Written and read by the watcher only;
+ * `swarmhook jobs` counts what is undelivered.
+ */
+const MAX_ENTRY_BYTES = 64 * 1024;
+const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+const ENTRY_NAME = /^\d{8}T\d{9}Z-\d{6}-[A-Za-z0-9._-]{1,100}\.(github|notify)\.json$/;
+/** GitHub cuts a status description at 140 characters; so does every report. */
+export const MAX_DESCRIPTION = 140;
+const description = z.string().max(MAX_DESCRIPTION);
+
+export const DEPLOYMENT_STATES = ["queued", "in_progress", "success", "failure", "error", "inactive"] as const;
+export const COMMIT_STATES = ["pending", "success", "failure", "error"] as const;
+
+export const GithubStepSchema = z.discriminatedUnion("type", [
+  z.strictObject({ type: z.literal("deployment"), description }),
+  z.strictObject({ type: z.literal("deployment_status"), state: z.enum(DEPLOYMENT_STATES), description }),
+  z.strictObject({ type: z.literal("commit_status"), state: z.enum(COMMIT_STATES), description }),
+]);
+export type GithubStep = z.infer<typeof GithubStepSchema>;
+
+/** The documented body of a generic notification (and what Slack's and Discord's messages are made from). */
+export const NotifyMessageSchema = z.strictObject({
+  event: z.enum(["deploy", "rollback", "recovered"]),
+  stack: z.string().nullable(),
+  repository: z.string().nullable(),
+  sha: z.string().nullable(),
+  outcome: z.string(),
+  reason: z.string().max(2000).nullable(),
+  deliveryId: z.string(),
+  durationMs: z.number().nonnegative().nullable(),
+  url: z.string().nullable(),
+  /** For `recovered`: how many failures in a row there were, and since when. */
+  failures: z.number().int().positive().optional(),
+  since: isoTime.optional(),
+});
+export type NotifyMessage = z.infer<typeof NotifyMessageSchema>;
+
+export const ReportSchema = z.discriminatedUnion("target", [
+  z.strictObject({
+    target: z.literal("github"),
+    repository: z.string().regex(REPOSITORY),
+    sha: z.string().regex(COMMIT_SHA),
+    stack: z.string(),
+    environment: z.string().min(1).max(255),
+    environmentUrl: z.string().optional(),
+    logUrl: z.string().optional(),
+    production: z.boolean(),
+    step: GithubStepSchema,
+  }),
+  z.strictObject({
+    target: z.literal("notify"),
+    /** Which NOTIFY_URLS entry, and a hash of it: the URL itself (a secret, for Slack and Discord) is never written here. */
+    index: z.number().int().min(0),
+    urlHash: z.string().regex(/^[0-9a-f]{16}$/),
+    message: NotifyMessageSchema,
+  }),
+]);
+export type Report = z.infer<typeof ReportSchema>;
+
+export const OutboxEntrySchema = z.strictObject({
+  version: z.literal(1),
+  jobId: z.string().regex(JOB_ID),
+  createdAt: isoTime,
+  attempts: z.number().int().min(0),
+  nextAt: isoTime,
+  firstFailureAt: isoTime.optional(),
+  lastError: z.string().max(500).optional(),
+  report: ReportSchema,
+});
+export type OutboxEntry = z.infer<typeof OutboxEntrySchema>;
+
+let sequence = 0;
+
+/**
+ * Put one report into the outbox, durably (fsynced file, fsynced directory), named so that names
+ * sort in the order reports were made: `<stamp>-<sequence>-<job id>.<target>.json`.
+ */
+export async function putReport(spool: Spool, entry: OutboxEntry, now: Date): Promise<string> {
+  const parsed = OutboxEntrySchema.parse(entry);
+  sequence = (sequence + 1) % 1_000_000;
+  const name = `${stamp(now)}-${String(sequence).padStart(6, "0")}-${parsed.jobId}.${parsed.report.target}.json`;
+  try {
+    const tmp = await writeTemp(spool, `outbox-${parsed.jobId}`, `${JSON.stringify(parsed)}\n`);
+    if (!(await publishNoClobber(tmp, spool.file("outbox", name)))) throw new Error(`outbox/${name} exists`);
+    await spool.sync("outbox");
+  } catch (err) {
+    throw toSpoolError(err, `writing outbox/${name}`);
+  }
+  return name;
+}
+
+/** The reports waiting, oldest first (names only: the outbox is small and bounded). */
+export async function listReports(spool: Spool): Promise<string[]> {
+  return (await listDir(spool, "outbox")).filter((n) => ENTRY_NAME.test(n)).sort();
+}
+
+/** One report, checked; what is not one comes back as `{ problem }` (the caller removes it, logging why). */
+export async function readReport(spool: Spool, name: string): Promise<{ entry: OutboxEntry } | { problem: string } | null> {
+  const text = await readBounded(spool.file("outbox", name), MAX_ENTRY_BYTES).catch((err: unknown) => {
+    if ((err as { cause?: NodeJS.ErrnoException }).cause?.code === "ENOENT") return null;
+    throw err;
+  });
+  if (text === null) return null;
+  if (isUnreadable(text)) return { problem: text.reason };
+  try {
+    const parsed = OutboxEntrySchema.safeParse(JSON.parse(text));
+    return parsed.success ? { entry: parsed.data } : { problem: "not an outbox entry of this version" };
+  } catch {
+    return { problem: "not JSON" };
+  }
+}
+
+/** Rewrite a report in place (its attempts and next try), atomically. */
+export async function updateReport(spool: Spool, name: string, entry: OutboxEntry): Promise<void> {
+  const data = `${JSON.stringify(OutboxEntrySchema.parse(entry))}\n`;
+  await replaceWith(await writeTemp(spool, `outbox-${entry.jobId}`, data), spool.file("outbox", name));
+}
+
+export async function removeReport(spool: Spool, name: string): Promise<void> {
+  await fs.rm(spool.file("outbox", name), { force: true, recursive: true });
+}
+
+/** The id GitHub gave the Deployment of a job: `outbox/<job id>.deployment`, kept until the job's last status is delivered. */
+export async function readDeploymentId(spool: Spool, jobId: string): Promise<number | null> {
+  const text = await readBounded(spool.file("outbox", `${jobId}.deployment`), 64).catch(() => null);
+  if (text === null || isUnreadable(text) || !/^\d{1,18}\s*$/.test(text)) return null;
+  return Number(text);
+}
+
+export async function writeDeploymentId(spool: Spool, jobId: string, id: number): Promise<void> {
+  await replaceWith(await writeTemp(spool, `deployment-${jobId}`, `${id}\n`), spool.file("outbox", `${jobId}.deployment`));
+  await spool.sync("outbox");
+}
+
+export async function removeDeploymentId(spool: Spool, jobId: string): Promise<void> {
+  await fs.rm(spool.file("outbox", `${jobId}.deployment`), { force: true });
+}
+
+/** The job id an entry name belongs to (so a job's GitHub reports go out in order). */
+export function reportJobId(name: string): string {
+  return name.replace(/^\d{8}T\d{9}Z-\d{6}-/, "").replace(/\.(github|notify)\.json$/, "");
+}
