@@ -7,6 +7,7 @@ import {
   cleanStaleTemp,
   ensureSpool,
   listPending,
+  pruneDeploymentIds,
   pruneMarks,
   pruneRecords,
   rebuildIndex,
@@ -199,6 +200,7 @@ async function cleanTemp(state: AgentState, ctx: StackContext): Promise<void> {
   state.lastPrune = now;
   const pruned = await pruneMarks(ctx.spool, now);
   if (pruned > 0) ctx.log.info({ pruned }, "removed delivery markers older than a week (a redelivery of those deploys again)");
+  await pruneDeploymentIds(ctx.spool, now);
   const records = await pruneRecords(ctx.spool, ctx.config.historyKeepMs, now);
   if (records > 0)
     ctx.log.info({ removed: records, keepDays: ctx.config.historyKeepMs / 86_400_000 }, "removed records older than HISTORY_KEEP_DAYS");

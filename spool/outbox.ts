@@ -141,8 +141,17 @@ export async function writeDeploymentId(spool: Spool, jobId: string, id: number)
   await spool.sync("outbox");
 }
 
-export async function removeDeploymentId(spool: Spool, jobId: string): Promise<void> {
-  await fs.rm(spool.file("outbox", `${jobId}.deployment`), { force: true });
+/** Remove Deployment ids older than `keepMs` (a job's statuses are long delivered by then); returns how many. */
+export async function pruneDeploymentIds(spool: Spool, now: number, keepMs = 7 * 24 * 3600_000): Promise<number> {
+  let removed = 0;
+  for (const name of await listDir(spool, "outbox")) {
+    if (!name.endsWith(".deployment")) continue;
+    const st = await fs.lstat(spool.file("outbox", name)).catch(() => null);
+    if (!st || now - st.mtimeMs < keepMs) continue;
+    await fs.rm(spool.file("outbox", name), { force: true, recursive: true });
+    removed += 1;
+  }
+  return removed;
 }
 
 /** The job id an entry name belongs to (so a job's GitHub reports go out in order). */

@@ -65,7 +65,7 @@ describe("GitHub reports from real deploys", () => {
     const stack = uniqueStack(t);
     const [good, broken] = [randomSha(), randomSha()];
     await Promise.all([buildWebImage(good), buildWebImage(broken, { crash: true })]);
-    await githubAgent(t, s.root, gh, stack);
+    const agent = await githubAgent(t, s.root, gh, stack);
 
     const jobId = await publish(s.root, good, { repository: REPO });
     assert.equal((await waitForRecord(s.root, jobId)).outcome, "success");
@@ -94,6 +94,10 @@ describe("GitHub reports from real deploys", () => {
     assert.match(String(why?.body.description), /^rolled back: .*rollback/);
     assert.ok(String(why?.body.description).length <= 140);
     assert.deepEqual(gh.violations, []);
+    const logged = JSON.stringify(agent.logs);
+    assert.ok(logged.includes("job rolled_back") && !logged.includes(TOKEN), "the token never reaches the log");
+    const records = JSON.stringify(await readRecords(s.root));
+    assert.ok(!records.includes(TOKEN), "nor a record");
   });
 
   it("GitHub answering 502 for 30 s, then a rate limit with x-ratelimit-reset: the deploy is recorded on time, every status arrives after, in order", async (t) => {
