@@ -14,7 +14,12 @@ export interface Coalesced {
   stale: { pending: Pending; reason: string }[];
   /** The branch moves to remember in the stack's state (known ones plus this batch's), bounded. */
   moves: Move[];
+  /** With git: the job to deploy is neither ahead of nor behind the deployed commit (a force-push). */
+  forced?: boolean;
 }
+
+/** What git knows about two commits: whether `a` is in `b`'s history (a git stack's mirror, asked beforehand). */
+export type Ancestry = (a: string, b: string) => boolean;
 
 const ZERO = /^0{40}$/;
 
@@ -63,28 +68,38 @@ function movedPast(head: string, moves: readonly Move[]): Set<string> {
  * way to the deployed commit or to another pending job's), unless the two reach each other (a force
  * push back and forth: then receipt order decides). Manual and rollback jobs are never stale. Of the rest, the
  * newest received is deployed and the others are superseded by it. Nothing a committer controls
- * (a commit's date) takes part.
+ * (a commit's date) takes part. With `ancestry` (a git stack), git's history replaces the push
+ * chain: a commit in the history of the deployed or of a pending commit is stale, and `forced` says
+ * that the one deployed is neither ahead of nor behind what runs (a force-push).
  * @example
  * const { deploy, superseded, stale } = coalesce(pending, deployed);
  */
-export function coalesce(pending: readonly Pending[], deployed: Deployed | null): Coalesced {
+export function coalesce(pending: readonly Pending[], deployed: Deployed | null, ancestry?: Ancestry): Coalesced {
   const moves = remember(deployed?.moves ?? [], movesOf([...pending].sort(byReceipt)));
   const heads = [...new Set([...(deployed ? [deployed.sha] : []), ...pending.map((p) => p.job.sha)])];
-  const pastOf = new Map(heads.map((h) => [h, movedPast(h, moves)]));
+  // the head a commit is behind: by git's history when known, else by GitHub's push chain
+  const pastOf = new Map(ancestry ? [] : heads.map((h) => [h, movedPast(h, moves)]));
+  const behind = ancestry
+    ? (sha: string) => heads.find((h) => h !== sha && ancestry(sha, h))
+    : (sha: string) => heads.find((h) => h !== sha && pastOf.get(h)?.has(sha) && !pastOf.get(sha)?.has(h));
   const stale: Coalesced["stale"] = [];
   const live: Pending[] = [];
   for (const p of pending) {
     const sha = p.job.sha;
     const chosen = p.job.kind === "rollback" || p.job.event === "manual"; // an operator's (or the watcher's own) choice
-    const ahead = chosen ? undefined : heads.find((h) => h !== sha && pastOf.get(h)?.has(sha) && !pastOf.get(sha)?.has(h));
+    const ahead = chosen ? undefined : behind(sha);
     if (ahead === undefined) live.push(p);
     else {
       const what = ahead === deployed?.sha ? `the deployed ${shortSha(ahead)}` : `the pending ${shortSha(ahead)}`;
-      stale.push({ pending: p, reason: `commit ${shortSha(sha)} is behind ${what}: the branch has moved past it (push chain)` });
+      const how = ancestry ? "is an ancestor of" : "is behind";
+      const why = ancestry ? "(git)" : ": the branch has moved past it (push chain)";
+      stale.push({ pending: p, reason: `commit ${shortSha(sha)} ${how} ${what}${ancestry ? " " : ""}${why}` });
     }
   }
   live.sort(byReceipt);
   const deploy = live.pop() ?? null;
   const superseded = deploy ? live.map((p) => ({ pending: p, by: deploy })) : [];
-  return { deploy, superseded, stale, moves };
+  const d = deployed?.sha;
+  const forced = Boolean(ancestry && deploy && d && d !== deploy.job.sha && !ancestry(d, deploy.job.sha) && !ancestry(deploy.job.sha, d));
+  return { deploy, superseded, stale, moves, ...(forced ? { forced } : {}) };
 }

@@ -9,7 +9,10 @@ import { REPOSITORY, STACK_NAME } from "../spool/index.ts";
 
 export interface StackConfig {
   name: string;
+  /** The stack file on this node; for a git stack, its path inside the repository. */
   file: string;
+  /** Deploy the stack file as it is in the pushed commit (and the files it references). */
+  git: { url: string; path: string } | undefined;
   /** owner/name this stack deploys from; undefined = any (the API already filtered). */
   repository: string | undefined;
   /** Branches (refs/heads/...) that deploy it; empty = any branch the API accepted. */
@@ -42,6 +45,8 @@ export interface ReportsConfig {
 
 export interface AgentConfig {
   spoolDir: string;
+  /** Local state: git mirrors and per-job checkouts (never on the NFS spool). */
+  stateDir: string;
   stacks: readonly StackConfig[];
   pollIntervalMs: number;
   deployTimeoutMs: number;
@@ -83,6 +88,7 @@ const envSchema = z.object({
     .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "METRICS_ADDR must be host:port, e.g. 10.100.0.8:9464 (the WireGuard address)")
     .optional(),
   AGENT_CONFIG: z.string().optional(),
+  STATE_DIR: z.string().default("/var/lib/swarmhook"),
   ON_FAILURE: z.enum(["rollback", "stay"], { error: "ON_FAILURE must be rollback or stay" }).default("rollback"),
   HISTORY_KEEP_DAYS: z.coerce.number().int().min(1).max(36500).default(90),
   DEPLOY_ENVIRONMENT: z.string().min(1).max(255).optional(),
@@ -123,7 +129,18 @@ const fileSchema = z.strictObject({
     .array(
       z.strictObject({
         name: z.string().regex(STACK_NAME, "must be a Docker stack name"),
-        file: z.string().min(1),
+        file: z.string().min(1).optional(),
+        git: z
+          .strictObject({
+            url: z
+              .string()
+              .regex(/^(https:\/\/|ssh:\/\/|git:\/\/|file:\/\/|[\w.-]+@[\w.-]+:)\S+$/, "git.url must be an https, ssh, git or file URL"),
+            path: z
+              .string()
+              .regex(/^(?!\/)(?!.*(^|\/)\.\.(\/|$))[\w./-]+$/, "git.path must be a path inside the repository")
+              .default("stack/stack.yaml"),
+          })
+          .optional(),
         repository: z.string().regex(REPOSITORY, "must be owner/name").optional(),
         branches: z.array(z.string().min(1)).default([]),
         healthUrl: z.url({ protocol: /^https?$/ }).optional(),
@@ -156,9 +173,12 @@ function readStacksFile(file: string): StackConfig[] {
   return parsed.data.stacks.map((s) => {
     if (names.has(s.name)) throw new ConfigError(`AGENT_CONFIG=${file}: stack ${s.name} is listed twice`);
     names.add(s.name);
+    if (!s.file === !s.git) throw new ConfigError(`AGENT_CONFIG=${file}: stack ${s.name} needs one of file or git`);
+    if (s.git && !s.repository) throw new ConfigError(`AGENT_CONFIG=${file}: stack ${s.name} has a git source: set its repository`);
     return {
       name: s.name,
-      file: path.resolve(path.dirname(file), s.file),
+      file: s.git ? s.git.path : path.resolve(path.dirname(file), s.file ?? ""),
+      git: s.git,
       repository: s.repository,
       branches: s.branches,
       healthUrl: s.healthUrl,
@@ -236,6 +256,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
       {
         name: v.STACK_NAME,
         file: path.resolve(v.STACK_FILE),
+        git: undefined,
         repository: undefined,
         branches: [],
         healthUrl: v.HEALTH_URL,
@@ -247,6 +268,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
   }
   return Object.freeze({
     spoolDir: v.SPOOL_DIR,
+    stateDir: path.resolve(v.STATE_DIR),
     stacks: Object.freeze(stacks.map((s) => Object.freeze(s))),
     pollIntervalMs: v.POLL_INTERVAL_MS,
     deployTimeoutMs: v.DEPLOY_TIMEOUT_S * 1000,

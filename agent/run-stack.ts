@@ -12,8 +12,10 @@ import {
   type Spool,
 } from "../spool/index.ts";
 import { coalesce, type Pending } from "./coalesce.ts";
-import type { AgentConfig } from "./config.ts";
+import type { AgentConfig, StackConfig } from "./config.ts";
 import { deployJob, type DeployResult } from "./deploy.ts";
+import { checkout, prepareGitBatch, type GitBatch } from "./git-stack.ts";
+import type { Mirror } from "./git.ts";
 import type { DockerRunner } from "./docker.ts";
 import type { AgentMetrics } from "./metrics.ts";
 import type { Recorder } from "./records.ts";
@@ -46,7 +48,11 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
     throw err;
   });
   if (problem) log.warn({ stack: name }, problem);
-  const decision = coalesce(batch, deployed);
+  const judged: { jobs: Pending[]; git?: GitBatch } | null = stack.config.git
+    ? await judgeByGit(ctx, stack.config, batch, deployed)
+    : { jobs: batch };
+  if (!judged) return;
+  const decision = coalesce(judged.jobs, deployed, judged.git?.ancestry);
   for (const { pending, reason } of decision.stale) await recorder.finish(pending, "stale", { stack: name, reason });
   for (const { pending, by } of decision.superseded) {
     await recorder.finish(pending, "superseded", {
@@ -66,7 +72,7 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
   const started = clock.now();
   const jobLog = log.child({ jobId: winner.jobId, deliveryId: winner.job.deliveryId, sha: winner.job.sha, stack: name });
   await ctx.reporter.started(winner, stack.config);
-  const result = await deployJob({ docker: ctx.docker, log: jobLog, policy: ctx.config, stack: stack.config, job: winner.job, clock });
+  const result = await deployFrom(ctx, stack.config, winner, judged.git?.mirror, jobLog);
   const followedBy = result.outcome === "failed" ? await rollBackAfter(ctx, stack, winner, result, deployed) : undefined;
   const { attempts, services, warnings, release } = result;
   const where = await recorder.finish(winner, result.outcome, {
@@ -80,9 +86,49 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
       : {}),
     ...(release ? { release } : {}),
     ...(followedBy ? { followedBy } : {}),
+    ...(decision.forced ? { forced: true } : {}),
   });
   if (result.outcome === "success") await remember({ sha: winner.job.sha, jobId: winner.jobId, release, record: where ?? undefined });
   else await keep();
+}
+
+/**
+ * A git stack's batch, judged by its repository (prepareGitBatch): jobs git cannot vouch for are
+ * recorded `invalid`; when the fetch fails, every job is recorded `failed` (a redelivery retries).
+ * Returns the jobs left and what git knows, or null when none is left.
+ */
+async function judgeByGit(ctx: StackContext, stack: StackConfig, batch: Pending[], deployed: Deployed | null) {
+  try {
+    const git = await prepareGitBatch(ctx.config.stateDir, stack, batch, deployed);
+    for (const { pending, reason } of git.invalid) await ctx.recorder.finish(pending, "invalid", { stack: stack.name, reason });
+    return git.jobs.length > 0 ? { jobs: git.jobs, git } : null;
+  } catch (err) {
+    for (const p of batch) await ctx.recorder.finish(p, "failed", { stack: stack.name, reason: (err as Error).message });
+    return null;
+  }
+}
+
+/** Deploy one job: a git stack's file from a clean checkout of the job's commit, else the file on this node. */
+async function deployFrom(
+  ctx: StackContext,
+  stack: StackConfig,
+  job: Pending,
+  mirror: Mirror | undefined,
+  log: Logger,
+): Promise<DeployResult> {
+  const deps = { docker: ctx.docker, log, policy: ctx.config, stack, job: job.job, clock: ctx.clock };
+  if (!mirror) return deployJob(deps);
+  let co: Awaited<ReturnType<typeof checkout>>;
+  try {
+    co = await checkout(ctx.config.stateDir, mirror, stack, job.jobId, job.job.sha);
+  } catch (err) {
+    return { outcome: "failed", reason: (err as Error).message, attempts: [], services: [], warnings: [], applied: false };
+  }
+  try {
+    return await deployJob({ ...deps, stack: { ...stack, file: co.file } });
+  } finally {
+    await co.cleanup();
+  }
 }
 
 /**

@@ -24,8 +24,11 @@ export async function runDoctor(deps: c.DoctorDeps, o: { hasSystemd?: boolean } 
   if (out[1]?.ok) {
     out.push(await c.checkNodes(deps));
     for (const stack of deps.config.stacks) {
-      const doc = await c.renderStack(deps, stack);
-      if (typeof doc === "string")
+      // a git stack's file exists per commit: its networks, secrets and labels are checked by the deploy itself
+      const doc = stack.git ? null : await c.renderStack(deps, stack);
+      if (doc === null)
+        out.push({ check: `stack file of ${stack.name}`, ok: true, detail: `from git, ${stack.git?.path} at each pushed commit`, fix: "" });
+      else if (typeof doc === "string")
         out.push({ check: `stack file of ${stack.name}`, ok: false, detail: doc, fix: `docker stack config -c ${stack.file}` });
       else out.push(await c.checkNetworks(deps, stack, doc), await c.checkSecrets(deps, stack, doc), await c.checkLabels(deps, stack, doc));
       out.push(await c.checkServices(deps, stack), await c.checkHealthUrl(stack));

@@ -57,6 +57,8 @@ export const ResultRecordSchema = z.object({
   trigger: z.enum(["push", "manual", "rollback", "redelivery"]).optional(),
   /** After a verified deploy: each service's image as the cluster runs it and the rendered stack's hash. */
   release: ReleaseSchema.optional(),
+  /** A git stack deployed a commit neither ahead of nor behind the one running (a force-push). */
+  forced: z.boolean().optional(),
   /** The job the watcher queued next because of this one (ON_FAILURE=rollback: the rollback's id). */
   followedBy: z.string().optional(),
 });

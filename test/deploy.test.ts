@@ -15,6 +15,7 @@ const log = pino({ level: "silent" });
 const stack: StackConfig = {
   name: "app",
   file: "/nonexistent/stack.yaml",
+  git: undefined,
   repository: undefined,
   branches: [],
   healthUrl: undefined,

@@ -44,6 +44,16 @@ async function githubAgent(
   return agent;
 }
 
+/** A temp spool, a loopback GitHub taking TOKEN, a stack name and a commit whose image is built. */
+async function githubCase(t: Parameters<typeof onEnd>[0]) {
+  const s = await useTempSpool(t);
+  const gh = await startFakeGithub({ token: TOKEN });
+  onEnd(t, () => gh.close());
+  const sha = randomSha();
+  await buildWebImage(sha);
+  return { s, gh, stack: uniqueStack(t), sha };
+}
+
 /** Wait until GitHub holds the final commit status for `sha` and the outbox is empty. */
 async function delivered(root: string, gh: FakeGithub, sha: string, timeoutMs = 120_000): Promise<ReturnType<typeof commitStory>> {
   return waitFor(
@@ -101,12 +111,7 @@ describe("GitHub reports from real deploys", () => {
   });
 
   it("GitHub answering 502 for 30 s, then a rate limit with x-ratelimit-reset: the deploy is recorded on time, every status arrives after, in order", async (t) => {
-    const s = await useTempSpool(t);
-    const gh = await startFakeGithub({ token: TOKEN });
-    onEnd(t, () => gh.close());
-    const stack = uniqueStack(t);
-    const sha = randomSha();
-    await buildWebImage(sha);
+    const { s, gh, stack, sha } = await githubCase(t);
     gh.failFor(30_000, 502);
     gh.rateLimitNext(3);
     const started = Date.now();
@@ -127,12 +132,7 @@ describe("GitHub reports from real deploys", () => {
   });
 
   it("a watcher restarted with reports pending delivers them once", async (t) => {
-    const s = await useTempSpool(t);
-    const gh = await startFakeGithub({ token: TOKEN });
-    onEnd(t, () => gh.close());
-    const stack = uniqueStack(t);
-    const sha = randomSha();
-    await buildWebImage(sha);
+    const { s, gh, stack, sha } = await githubCase(t);
     gh.failFor(3600_000, 503);
     const first = await githubAgent(t, s.root, gh, stack);
     assert.equal((await waitForRecord(s.root, await publish(s.root, sha, { repository: REPO }))).outcome, "success");

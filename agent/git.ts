@@ -1,0 +1,114 @@
+import { createHash } from "node:crypto";
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { execa } from "execa";
+
+/** A stack whose file comes from git: the repository and the stack file's path in it. */
+export interface GitSource {
+  url: string;
+  path: string;
+}
+
+const FETCH_TIMEOUT_MS = 120_000;
+const LOCAL_TIMEOUT_MS = 30_000;
+
+/** git with an argv array, never a shell; no terminal prompt (a missing credential fails at once). */
+async function git(args: string[], o: { timeoutMs?: number; reject?: boolean } = {}) {
+  return execa("git", args, {
+    timeout: o.timeoutMs ?? LOCAL_TIMEOUT_MS,
+    reject: o.reject ?? true,
+    env: { GIT_TERMINAL_PROMPT: "0", GIT_ASKPASS: "/bin/false", LC_ALL: "C" },
+    stdin: "ignore",
+  });
+}
+
+/** Why a git command failed, in one line without its arguments (a URL may carry a token). */
+function said(err: unknown): string {
+  const e = err as { stderr?: string; timedOut?: boolean; shortMessage?: string };
+  if (e.timedOut) return "timed out";
+  const line = (e.stderr ?? "").split("\n").find((l) => /fatal|error/i.test(l)) ?? (e.stderr ?? "").split("\n")[0];
+  return (line || e.shortMessage || String(err)).replace(/https?:\/\/[^@\s]+@/g, "https://***@").slice(0, 300);
+}
+
+export class GitError extends Error {}
+
+/**
+ * The watcher's bare mirror of one repository, on local disk under STATE_DIR (never the NFS spool):
+ * fetched on demand, read with plumbing commands only.
+ * @example
+ * const m = await openMirror("/var/lib/swarmhook", { url: "file:///srv/git/shop.git", path: "stack/stack.yaml" });
+ * await m.fetch(); if (await m.onBranch(sha, ["main"])) await m.extract(sha, dir);
+ */
+export async function openMirror(stateDir: string, src: GitSource) {
+  const dir = path.join(stateDir, "git", `${createHash("sha256").update(src.url).digest("hex").slice(0, 16)}.git`);
+  const gd = ["--git-dir", dir];
+  if (!(await fs.stat(path.join(dir, "HEAD")).catch(() => null))) {
+    await fs.mkdir(path.dirname(dir), { recursive: true, mode: 0o750 });
+    await git(["init", "--quiet", "--bare", dir]);
+    await git([...gd, "config", "remote.origin.url", src.url]);
+    await git([...gd, "config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"]);
+  }
+  return {
+    dir,
+    /** Fetch every branch. Lock files a killed fetch left behind are removed first (the watcher is the mirror's one user). */
+    async fetch(): Promise<void> {
+      await removeStaleLocks(dir);
+      try {
+        await git([...gd, "fetch", "--quiet", "--prune", "--no-tags", "origin"], { timeoutMs: FETCH_TIMEOUT_MS });
+      } catch (err) {
+        throw new GitError(`git fetch from the stack's repository failed: ${said(err)}`);
+      }
+    },
+    async hasCommit(sha: string): Promise<boolean> {
+      return (await git([...gd, "cat-file", "-e", `${sha}^{commit}`], { reject: false })).exitCode === 0;
+    },
+    /** Whether `a` is an ancestor of `b` (or the same commit). */
+    async isAncestor(a: string, b: string): Promise<boolean> {
+      const r = await git([...gd, "merge-base", "--is-ancestor", a, b], { reject: false });
+      if (r.exitCode === 0 || r.exitCode === 1) return r.exitCode === 0;
+      throw new GitError(`git merge-base failed: ${said(r)}`);
+    },
+    /** The first of `branches` whose tip has `sha` in its history, or null. */
+    async onBranch(sha: string, branches: readonly string[]): Promise<string | null> {
+      for (const b of branches) {
+        const tip = `refs/remotes/origin/${b}`;
+        if ((await git([...gd, "rev-parse", "--verify", "--quiet", tip], { reject: false })).exitCode !== 0) continue;
+        if (await this.isAncestor(sha, tip)) return b;
+      }
+      return null;
+    },
+    /** Write the commit's whole tree into `into` (a fresh directory), exactly as committed. */
+    async extract(sha: string, into: string): Promise<void> {
+      await fs.mkdir(into, { recursive: true, mode: 0o700 });
+      try {
+        await execa("git", [...gd, "archive", "--format=tar", sha], { timeout: LOCAL_TIMEOUT_MS, env: { LC_ALL: "C" } }).pipe("tar", [
+          "-x",
+          "-C",
+          into,
+        ]);
+      } catch (err) {
+        throw new GitError(`could not check out ${sha}: ${said(err)}`);
+      }
+    },
+  };
+}
+export type Mirror = Awaited<ReturnType<typeof openMirror>>;
+
+async function removeStaleLocks(dir: string): Promise<void> {
+  const stack = [dir];
+  while (stack.length > 0) {
+    const d = stack.pop() as string;
+    for (const e of await fs.readdir(d, { withFileTypes: true }).catch(() => [])) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory() && e.name !== "objects") stack.push(p);
+      else if (e.isFile() && e.name.endsWith(".lock")) await fs.rm(p, { force: true });
+    }
+  }
+}
+
+/** The stack file's path inside a checkout: relative, no `..`, so a commit cannot point the watcher elsewhere. */
+export function fileInCheckout(root: string, rel: string): string {
+  const norm = path.posix.normalize(rel);
+  if (path.posix.isAbsolute(norm) || norm.startsWith("..")) throw new GitError(`git.path ${rel} must be a path inside the repository`);
+  return path.join(root, norm);
+}

@@ -1,0 +1,145 @@
+// Stacks from git: the stack file (and what it references) as it is in the pushed commit, judged by
+// git's history. Real repositories made here, served as file:// and by `git daemon` on loopback,
+// deployed on the real one-node swarm.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { execa } from "execa";
+import { publish, startTestAgent, waitForRecord } from "./helpers/agent.ts";
+import { onEnd, type Ends } from "./helpers/cleanup.ts";
+import { buildWebImage } from "./helpers/images.ts";
+import { freePort } from "./helpers/postgres.ts";
+import { useTempSpool } from "./helpers/spool.ts";
+import { docker, uniqueStack, waitFor } from "./helpers/swarm.ts";
+
+const REPO = "acme/shop";
+
+/** A repository with one branch `main`, committed to by the test as a developer would. */
+async function makeRepo(t: Ends) {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "swarmhook-git-"));
+  onEnd(t, () => rm(dir, { recursive: true, force: true }));
+  const git = (...args: string[]) => execa("git", args, { cwd: dir }).then((r) => r.stdout.trim());
+  await git("init", "--quiet", "-b", "main");
+  await git("config", "user.email", "dev@example.com");
+  await git("config", "user.name", "dev");
+  /** Commit a stack file asking for `replicas`, and the env file it references; returns the SHA. */
+  const commit = async (replicas: number, greeting: string) => {
+    const stack = [
+      'version: "3.8"',
+      "services:",
+      "  web:",
+      "    image: swarmhook-test/web:${IMAGE_TAG:?IMAGE_TAG is set by the agent}",
+      "    env_file: web.env",
+      "    deploy:",
+      `      replicas: ${replicas}`,
+      "      endpoint_mode: dnsrr",
+      "      update_config: { parallelism: 2, delay: 0s, failure_action: rollback, monitor: 1s, order: start-first }",
+      "      restart_policy: { condition: any, delay: 1s }",
+      "",
+    ].join("\n");
+    await writeFile(path.join(dir, "stack.yaml"), stack);
+    await writeFile(path.join(dir, "web.env"), `GREETING=${greeting}\n`);
+    await git("add", "-A");
+    await git("commit", "--quiet", "-m", `replicas ${replicas}, ${greeting}`);
+    const sha = await git("rev-parse", "HEAD");
+    await buildWebImage(sha);
+    return sha;
+  };
+  return { dir, git, commit };
+}
+
+async function gitAgent(t: Ends, root: string, url: string, stack: string) {
+  const stateDir = await mkdtemp(path.join(os.tmpdir(), "swarmhook-state-"));
+  onEnd(t, () => rm(stateDir, { recursive: true, force: true }));
+  const config = path.join(stateDir, "stacks.yaml");
+  await writeFile(
+    config,
+    `stacks:\n  - name: ${stack}\n    repository: ${REPO}\n    branches: [main]\n    git: { url: "${url}", path: stack.yaml }\n`,
+  );
+  const agent = await startTestAgent(root, { AGENT_CONFIG: config, STATE_DIR: stateDir });
+  onEnd(t, () => agent.stop());
+  return { agent, stateDir };
+}
+
+const spec = async (stack: string) =>
+  JSON.parse(await docker(["service", "inspect", `${stack}_web`, "-f", "{{json .Spec}}"])) as {
+    Mode: { Replicated: { Replicas: number } };
+    TaskTemplate: { ContainerSpec: { Env?: string[]; Image: string } };
+  };
+
+describe("stacks from git", () => {
+  it("deploys each commit's own stack file and env file; stale by ancestry; a force-push deploys, marked forced; a commit off the branch is invalid", async (t) => {
+    const s = await useTempSpool(t);
+    const repo = await makeRepo(t);
+    const stack = uniqueStack(t);
+    const c1 = await repo.commit(1, "one");
+    const { stateDir } = await gitAgent(t, s.root, `file://${repo.dir}`, stack);
+    const push = (sha: string, before?: string) => publish(s.root, sha, { repository: REPO, ...(before ? { before } : {}) });
+
+    const r1 = await waitForRecord(s.root, await push(c1));
+    assert.equal(r1.outcome, "success", r1.reason);
+    assert.equal((await spec(stack)).Mode.Replicated.Replicas, 1);
+    assert.ok((await spec(stack)).TaskTemplate.ContainerSpec.Env?.includes("GREETING=one"));
+
+    const c2 = await repo.commit(2, "two");
+    const r2 = await waitForRecord(s.root, await push(c2, c1));
+    assert.equal(r2.outcome, "success", r2.reason);
+    const s2 = await spec(stack);
+    assert.equal(s2.Mode.Replicated.Replicas, 2, "the commit's replicas were deployed");
+    assert.ok(s2.TaskTemplate.ContainerSpec.Env?.includes("GREETING=two"), "with the env file as committed");
+    assert.equal(r2.forced, undefined);
+
+    // a late delivery of c1, with no push chain to tell: git's history says it is behind
+    const late = await waitForRecord(s.root, await push(c1));
+    assert.equal(late.outcome, "stale");
+    assert.match(late.reason ?? "", new RegExp(`${c1.slice(0, 12)} is an ancestor of the deployed ${c2.slice(0, 12)} \\(git\\)`));
+
+    // a commit that only exists on another branch
+    await repo.git("checkout", "--quiet", "-b", "feature");
+    const side = await repo.commit(1, "side");
+    await repo.git("checkout", "--quiet", "main");
+    const off = await waitForRecord(s.root, await push(side));
+    assert.equal(off.outcome, "invalid");
+    assert.match(off.reason ?? "", /is not on main: only what landed there deploys/);
+
+    // a force-push: main rewritten from c1, so the new commit is neither ahead of nor behind c2
+    await repo.git("reset", "--quiet", "--hard", c1);
+    const c4 = await repo.commit(3, "forced");
+    const r4 = await waitForRecord(s.root, await push(c4, c2));
+    assert.equal(r4.outcome, "success", r4.reason);
+    assert.equal(r4.forced, true);
+    assert.equal((await spec(stack)).Mode.Replicated.Replicas, 3);
+    // checkouts are per job and removed after it
+    assert.deepEqual(await import("node:fs/promises").then((fs) => fs.readdir(path.join(stateDir, "jobs"))), []);
+  });
+
+  it("fetches over git:// from a git daemon on loopback", async (t) => {
+    const s = await useTempSpool(t);
+    const repo = await makeRepo(t);
+    const stack = uniqueStack(t);
+    const sha = await repo.commit(1, "daemon");
+    const port = await freePort();
+    const daemon = spawn(
+      "git",
+      ["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", `--port=${port}`, `--base-path=${path.dirname(repo.dir)}`, repo.dir],
+      { stdio: "ignore" },
+    );
+    onEnd(t, () => void daemon.kill());
+    await waitFor(
+      "git daemon",
+      async () =>
+        (await execa("git", ["ls-remote", `git://127.0.0.1:${port}/${path.basename(repo.dir)}`], { reject: false })).exitCode === 0
+          ? true
+          : undefined,
+      10_000,
+      200,
+    );
+    await gitAgent(t, s.root, `git://127.0.0.1:${port}/${path.basename(repo.dir)}`, stack);
+    const r = await waitForRecord(s.root, await publish(s.root, sha, { repository: REPO }));
+    assert.equal(r.outcome, "success", r.reason);
+    assert.ok((await spec(stack)).TaskTemplate.ContainerSpec.Env?.includes("GREETING=daemon"));
+  });
+});
