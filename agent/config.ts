@@ -47,6 +47,8 @@ export interface AgentConfig {
   spoolDir: string;
   /** Local state: git mirrors and per-job checkouts (never on the NFS spool). */
   stateDir: string;
+  /** Versions of each content-named config and secret kept after a deploy (stacks from git). */
+  keepObjectVersions: number;
   stacks: readonly StackConfig[];
   pollIntervalMs: number;
   deployTimeoutMs: number;
@@ -89,6 +91,7 @@ const envSchema = z.object({
     .optional(),
   AGENT_CONFIG: z.string().optional(),
   STATE_DIR: z.string().default("/var/lib/swarmhook"),
+  KEEP_OBJECT_VERSIONS: z.coerce.number().int().min(1).max(100).default(3),
   ON_FAILURE: z.enum(["rollback", "stay"], { error: "ON_FAILURE must be rollback or stay" }).default("rollback"),
   HISTORY_KEEP_DAYS: z.coerce.number().int().min(1).max(36500).default(90),
   DEPLOY_ENVIRONMENT: z.string().min(1).max(255).optional(),
@@ -269,6 +272,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
   return Object.freeze({
     spoolDir: v.SPOOL_DIR,
     stateDir: path.resolve(v.STATE_DIR),
+    keepObjectVersions: v.KEEP_OBJECT_VERSIONS,
     stacks: Object.freeze(stacks.map((s) => Object.freeze(s))),
     pollIntervalMs: v.POLL_INTERVAL_MS,
     deployTimeoutMs: v.DEPLOY_TIMEOUT_S * 1000,

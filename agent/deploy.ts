@@ -4,7 +4,7 @@ import type { Attempt, Job, Release, ServiceState } from "../spool/index.ts";
 import type { AgentConfig, StackConfig } from "./config.ts";
 import type { DockerResult, DockerRunner } from "./docker.ts";
 import { createLineFilter, decisiveLine } from "./docker-lines.ts";
-import { deployEnv, releaseOf, renderStack, type Rendered } from "./release.ts";
+import { deployEnv, releaseOf, renderStack, type Rendered, type VersionedObject } from "./release.ts";
 import { checkHealth, inspectStack, type Verdict } from "./verify.ts";
 
 /** Output that means "try again later": the daemon, the network or a registry, not the stack. */
@@ -43,6 +43,8 @@ export interface DeployResult {
   applied: boolean;
   /** On success: what the stack now runs, to be recorded and deployed again by a rollback. */
   release?: Release;
+  /** Configs and secrets this deploy named by their content (stacks from git), for pruning old versions. */
+  objects?: VersionedObject[];
 }
 
 export interface DeployDeps {
@@ -104,7 +106,7 @@ async function waitConverged(d: DeployDeps, asked: Map<string, string>, since: D
 export async function deployJob(d: DeployDeps): Promise<DeployResult> {
   let rendered: Rendered;
   try {
-    rendered = await renderStack(d.docker, d.stack.file, d.stack.name, d.job);
+    rendered = await renderStack(d.docker, d.stack.file, d.stack.name, d.job, { versionObjects: Boolean(d.stack.git) });
   } catch (err) {
     return {
       outcome: "failed",
@@ -177,5 +179,5 @@ async function deployRendered(d: DeployDeps, rendered: Rendered): Promise<Deploy
     );
   }
   const release = releaseOf(stack.name, verdict.specImages, rendered.stackFileHash);
-  return { outcome: "success", attempts, services: verdict.services, warnings, applied, release };
+  return { outcome: "success", attempts, services: verdict.services, warnings, applied, release, objects: rendered.objects };
 }

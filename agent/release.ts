@@ -8,13 +8,15 @@ import type { DockerRunner, RunOptions } from "./docker.ts";
 
 /** A stack file as one deploy uses it: the files handed to Docker, what each service asks for, and what to record. */
 export interface Rendered {
-  /** `-c` files in order: the stack file, then (for a rollback) the recorded images over it. */
+  /** `-c` files in order: the stack file, then what this deploy lays over it (a rollback's images, versioned configs). */
   files: string[];
   /** Full service name (`app_web`) → the image the deploy asks for. */
   asked: Map<string, string>;
   /** sha256 of the stack file as `docker stack config` renders it for this commit (without a rollback's images). */
   stackFileHash: string;
   warnings: string[];
+  /** Configs and secrets named by their content for this deploy (stacks from git). */
+  objects: VersionedObject[];
   /** Remove the per-job files; safe to call twice. */
   cleanup(): Promise<void>;
 }
@@ -32,24 +34,55 @@ export async function query(docker: DockerRunner, args: string[], env: RunOption
 /** The environment a stack file is rendered with for one commit. */
 export const deployEnv = (sha: string): Record<string, string> => ({ IMAGE_TAG: sha, DEPLOY_SHA: sha });
 
-/**
- * Render the stack for `job` with `docker stack config` (Docker's own interpolation and merge). For
- * a rollback, the recorded image of each service is laid over the stack file by a second compose
- * file in a private temp directory (`-c stack.yaml -c images.yaml`), so the deploy asks for exactly
- * those digests; services the stack no longer has, or had no recorded image, are said in `warnings`.
- * @example
- * const r = await renderStack(docker, "/opt/app/stack/stack.yaml", "app", job);
- * try { await docker.run(["stack", "deploy", ...r.files.flatMap((f) => ["-c", f]), "app"]); } finally { await r.cleanup(); }
- */
-export async function renderStack(docker: DockerRunner, stackFile: string, stackName: string, job: Job): Promise<Rendered> {
-  const env = deployEnv(job.sha);
-  const text = await query(docker, ["stack", "config", "-c", stackFile], env);
-  const stackFileHash = `sha256:${createHash("sha256").update(text).digest("hex")}`;
-  const services = (parseYaml(text) as { services?: Record<string, { image?: string }> }).services ?? {};
-  const asked = new Map<string, string>();
-  for (const [svc, def] of Object.entries(services)) if (def.image) asked.set(`${stackName}_${svc}`, def.image);
-  if (job.kind !== "rollback") return { files: [stackFile], asked, stackFileHash, warnings: [], cleanup: async () => undefined };
+type RenderedDoc = {
+  services?: Record<string, { image?: string }>;
+  configs?: Record<string, { file?: string; name?: string; external?: unknown }>;
+  secrets?: Record<string, { file?: string; name?: string; external?: unknown }>;
+};
 
+/** A Swarm config or secret named by its content, so a changed file is a new object (they are immutable). */
+export interface VersionedObject {
+  kind: "config" | "secret";
+  key: string;
+  name: string;
+}
+
+/** The prefix every version of one stack's config or secret shares: `<stack>_<key>_`. */
+export const versionPrefix = (stack: string, key: string): string => `${stack}_${key}_`;
+
+/**
+ * Name every config and secret defined from a file (and not external, not named by hand) after its
+ * content: `<stack>_<key>_<first 12 hex of sha256>`. Returns the overlay entries and the names.
+ */
+async function versionObjects(doc: RenderedDoc, stackName: string) {
+  const overlay: { configs?: Record<string, object>; secrets?: Record<string, object> } = {};
+  const objects: VersionedObject[] = [];
+  for (const [kind, group] of [
+    ["config", "configs"],
+    ["secret", "secrets"],
+  ] as const) {
+    for (const [key, def] of Object.entries(doc[group] ?? {})) {
+      if (!def.file || def.name || def.external) continue;
+      const hash = createHash("sha256")
+        .update(await fs.readFile(def.file))
+        .digest("hex")
+        .slice(0, 12);
+      const name = `${versionPrefix(stackName, key)}${hash}`;
+      (overlay[group] ??= {})[key] = { name, file: def.file };
+      objects.push({ kind, key, name });
+    }
+  }
+  return { overlay, objects };
+}
+
+/** For a rollback: the recorded image of each service, over the stack file; what cannot be laid over is said. */
+function rollbackImages(
+  job: Extract<Job, { kind: "rollback" }>,
+  services: Record<string, unknown>,
+  stackName: string,
+  asked: Map<string, string>,
+  stackFileHash: string,
+) {
   const warnings: string[] = [];
   const { release } = job;
   if (release.stackFileHash !== stackFileHash)
@@ -67,13 +100,43 @@ export async function renderStack(docker: DockerRunner, stackFile: string, stack
   }
   const unpinned = release.images.filter((i) => !i.pinned).map((i) => i.service);
   if (unpinned.length > 0) warnings.push(`no registry digest was recorded for ${unpinned.join(", ")}: deployed by the reference recorded`);
+  return { overlay, warnings };
+}
+
+/**
+ * Render the stack for `job` with `docker stack config` (Docker's own interpolation and merge). What
+ * the deploy changes is laid over the stack file by a second compose file in a private temp
+ * directory (`-c stack.yaml -c overlay.yaml`): for a rollback, the recorded image of each service, so
+ * the deploy asks for exactly those digests (what cannot be laid over is said in `warnings`); with
+ * `versionObjects` (stacks from git), configs and secrets named by their content.
+ * @example
+ * const r = await renderStack(docker, "/opt/app/stack/stack.yaml", "app", job);
+ * try { await docker.run(["stack", "deploy", ...r.files.flatMap((f) => ["-c", f]), "app"]); } finally { await r.cleanup(); }
+ */
+export async function renderStack(
+  docker: DockerRunner,
+  stackFile: string,
+  stackName: string,
+  job: Job,
+  o: { versionObjects?: boolean } = {},
+): Promise<Rendered> {
+  const text = await query(docker, ["stack", "config", "-c", stackFile], deployEnv(job.sha));
+  const stackFileHash = `sha256:${createHash("sha256").update(text).digest("hex")}`;
+  const doc = (parseYaml(text) ?? {}) as RenderedDoc;
+  const services = doc.services ?? {};
+  const asked = new Map<string, string>();
+  for (const [svc, def] of Object.entries(services)) if (def.image) asked.set(`${stackName}_${svc}`, def.image);
+  const images = job.kind === "rollback" ? rollbackImages(job, services, stackName, asked, stackFileHash) : { overlay: {}, warnings: [] };
+  const versioned = o.versionObjects ? await versionObjects(doc, stackName) : { overlay: {}, objects: [] };
+  const overlay = { ...(Object.keys(images.overlay).length > 0 ? { services: images.overlay } : {}), ...versioned.overlay };
+  const base = { asked, stackFileHash, warnings: images.warnings, objects: versioned.objects };
+  if (Object.keys(overlay).length === 0) return { ...base, files: [stackFile], cleanup: async () => undefined };
   // Docker merges only files of one compose version: the overlay says the stack file's own
   const { version } = (parseYaml(await fs.readFile(stackFile, "utf8")) ?? {}) as { version?: unknown };
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "swarmhook-rollback-"));
-  const overlayFile = path.join(dir, "images.yaml");
-  await fs.writeFile(overlayFile, stringifyYaml({ ...(version === undefined ? {} : { version }), services: overlay }), { mode: 0o600 });
-  const cleanup = () => fs.rm(dir, { recursive: true, force: true });
-  return { files: [stackFile, overlayFile], asked, stackFileHash, warnings, cleanup };
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "swarmhook-overlay-"));
+  const overlayFile = path.join(dir, "overlay.yaml");
+  await fs.writeFile(overlayFile, stringifyYaml({ ...(version === undefined ? {} : { version }), ...overlay }), { mode: 0o600 });
+  return { ...base, files: [stackFile, overlayFile], cleanup: () => fs.rm(dir, { recursive: true, force: true }) };
 }
 
 /** The release a converged stack runs: each service's image as its spec holds it (with the digest Swarm pinned, when it could). */
@@ -86,4 +149,46 @@ export function releaseOf(stackName: string, specImages: ReadonlyMap<string, str
     }))
     .sort((a, b) => a.service.localeCompare(b.service));
   return { stackFileHash, images };
+}
+
+/**
+ * After a deploy succeeded: remove versions of its content-named configs and secrets beyond the
+ * newest `keep` (the one in use counts), oldest first. One still used by a service is refused by
+ * Docker and left. Returns the names removed.
+ */
+export async function pruneObjectVersions(
+  docker: DockerRunner,
+  stackName: string,
+  objects: readonly VersionedObject[],
+  keep: number,
+): Promise<string[]> {
+  const removed: string[] = [];
+  for (const kind of ["config", "secret"] as const) {
+    const mine = objects.filter((o) => o.kind === kind);
+    if (mine.length === 0) continue;
+    const listed = await query(
+      docker,
+      [kind, "ls", "--filter", `label=com.docker.stack.namespace=${stackName}`, "--format", "{{.Name}}"],
+      {},
+    );
+    const names = listed.split("\n").filter(Boolean);
+    if (names.length === 0) continue;
+    const created = new Map(
+      (await query(docker, [kind, "inspect", "--format", "{{.Spec.Name}} {{.CreatedAt}}", ...names], {}))
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => [l.slice(0, l.indexOf(" ")), Date.parse(l.slice(l.indexOf(" ") + 1))] as const),
+    );
+    for (const o of mine) {
+      const prefix = versionPrefix(stackName, o.key);
+      const older = names
+        .filter((n) => n !== o.name && n.startsWith(prefix) && /^[0-9a-f]{12}$/.test(n.slice(prefix.length)))
+        .sort((a, b) => (created.get(b) ?? 0) - (created.get(a) ?? 0));
+      for (const name of older.slice(Math.max(0, keep - 1))) {
+        const r = await docker.capture([kind, "rm", name], { timeoutMs: 30_000 });
+        if (r.exitCode === 0) removed.push(name);
+      }
+    }
+  }
+  return removed;
 }

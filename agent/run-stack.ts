@@ -15,6 +15,7 @@ import { coalesce, type Pending } from "./coalesce.ts";
 import type { AgentConfig, StackConfig } from "./config.ts";
 import { deployJob, type DeployResult } from "./deploy.ts";
 import { checkout, prepareGitBatch, type GitBatch } from "./git-stack.ts";
+import { pruneObjectVersions } from "./release.ts";
 import type { Mirror } from "./git.ts";
 import type { DockerRunner } from "./docker.ts";
 import type { AgentMetrics } from "./metrics.ts";
@@ -125,7 +126,17 @@ async function deployFrom(
     return { outcome: "failed", reason: (err as Error).message, attempts: [], services: [], warnings: [], applied: false };
   }
   try {
-    return await deployJob({ ...deps, stack: { ...stack, file: co.file } });
+    const result = await deployJob({ ...deps, stack: { ...stack, file: co.file } });
+    if (result.outcome === "success" && result.objects?.length) {
+      const removed = await pruneObjectVersions(ctx.docker, stack.name, result.objects, ctx.config.keepObjectVersions).catch(
+        (err: unknown) => {
+          log.warn({ err }, "could not remove old config and secret versions");
+          return [];
+        },
+      );
+      if (removed.length > 0) log.info({ removed }, "removed old config and secret versions");
+    }
+    return result;
   } finally {
     await co.cleanup();
   }

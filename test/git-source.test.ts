@@ -51,7 +51,7 @@ async function makeRepo(t: Ends) {
   return { dir, git, commit };
 }
 
-async function gitAgent(t: Ends, root: string, url: string, stack: string) {
+async function gitAgent(t: Ends, root: string, url: string, stack: string, env: Record<string, string> = {}) {
   const stateDir = await mkdtemp(path.join(os.tmpdir(), "swarmhook-state-"));
   onEnd(t, () => rm(stateDir, { recursive: true, force: true }));
   const config = path.join(stateDir, "stacks.yaml");
@@ -59,7 +59,7 @@ async function gitAgent(t: Ends, root: string, url: string, stack: string) {
     config,
     `stacks:\n  - name: ${stack}\n    repository: ${REPO}\n    branches: [main]\n    git: { url: "${url}", path: stack.yaml }\n`,
   );
-  const agent = await startTestAgent(root, { AGENT_CONFIG: config, STATE_DIR: stateDir });
+  const agent = await startTestAgent(root, { AGENT_CONFIG: config, STATE_DIR: stateDir, ...env });
   onEnd(t, () => agent.stop());
   return { agent, stateDir };
 }
@@ -141,5 +141,56 @@ describe("stacks from git", () => {
     const r = await waitForRecord(s.root, await publish(s.root, sha, { repository: REPO }));
     assert.equal(r.outcome, "success", r.reason);
     assert.ok((await spec(stack)).TaskTemplate.ContainerSpec.Env?.includes("GREETING=daemon"));
+  });
+
+  it("a config file that changes with the commit rotates by content; the old version is removed after the deploy", async (t) => {
+    const s = await useTempSpool(t);
+    const repo = await makeRepo(t);
+    const stack = uniqueStack(t);
+    const stackYaml = [
+      'version: "3.8"',
+      "services:",
+      "  web:",
+      "    image: swarmhook-test/web:${IMAGE_TAG:?IMAGE_TAG is set by the agent}",
+      "    configs: [{ source: app_conf, target: /etc/app.conf }]",
+      "    deploy: { replicas: 1, endpoint_mode: dnsrr, update_config: { order: start-first, monitor: 1s } }",
+      "configs:",
+      "  app_conf:",
+      "    file: ./app.conf",
+      "",
+    ].join("\n");
+    const commitConfig = async (content: string) => {
+      await writeFile(path.join(repo.dir, "stack.yaml"), stackYaml);
+      await writeFile(path.join(repo.dir, "app.conf"), content);
+      await repo.git("add", "-A");
+      await repo.git("commit", "--quiet", "-m", content);
+      const sha = await repo.git("rev-parse", "HEAD");
+      await buildWebImage(sha);
+      return sha;
+    };
+    const { createHash } = await import("node:crypto");
+    const nameOf = (content: string) => `${stack}_app_conf_${createHash("sha256").update(content).digest("hex").slice(0, 12)}`;
+    const configOf = async () =>
+      docker(["service", "inspect", `${stack}_web`, "-f", "{{range .Spec.TaskTemplate.ContainerSpec.Configs}}{{.ConfigName}}{{end}}"]);
+    const configs = async () =>
+      (await docker(["config", "ls", "--filter", `label=com.docker.stack.namespace=${stack}`, "--format", "{{.Name}}"]))
+        .split("\n")
+        .filter(Boolean)
+        .sort();
+    onEnd(t, async () => {
+      for (const c of await configs().catch(() => [])) await docker(["config", "rm", c]).catch(() => undefined);
+    });
+
+    const v1 = await commitConfig("level=1\n");
+    await gitAgent(t, s.root, `file://${repo.dir}`, stack, { KEEP_OBJECT_VERSIONS: "1" });
+    const r1 = await waitForRecord(s.root, await publish(s.root, v1, { repository: REPO }));
+    assert.equal(r1.outcome, "success", r1.reason);
+    assert.equal(await configOf(), nameOf("level=1\n"));
+
+    const v2 = await commitConfig("level=2\n");
+    const r2 = await waitForRecord(s.root, await publish(s.root, v2, { repository: REPO }));
+    assert.equal(r2.outcome, "success", r2.reason);
+    assert.equal(await configOf(), nameOf("level=2\n"), "the new content is a new config, and the service uses it");
+    assert.deepEqual(await configs(), [nameOf("level=2\n")], "the old version is gone (KEEP_OBJECT_VERSIONS=1)");
   });
 });
