@@ -1,4 +1,5 @@
 import { promises as fs } from "node:fs";
+import type { Logger } from "pino";
 import path from "node:path";
 import { branchOf, shortSha, type Deployed } from "../spool/index.ts";
 import type { Ancestry, Pending } from "./coalesce.ts";
@@ -25,11 +26,15 @@ export async function prepareGitBatch(
   stack: StackConfig,
   batch: Pending[],
   deployed: Deployed | null,
+  log: Logger,
 ): Promise<GitBatch> {
   const git = stack.git;
   if (!git) throw new Error(`stack ${stack.name} has no git source`);
   const mirror = await openMirror(stateDir, git);
+  const started = Date.now();
+  log.info({ stack: stack.name, mirror: mirror.dir }, "fetching the stack's repository");
   await mirror.fetch();
+  log.info({ stack: stack.name, tookMs: Date.now() - started }, "fetched");
   const invalid: GitBatch["invalid"] = [];
   const jobs: Pending[] = [];
   for (const p of batch) {

@@ -50,13 +50,20 @@ export async function openMirror(stateDir: string, src: GitSource) {
   }
   return {
     dir,
-    /** Fetch every branch. Lock files a killed fetch left behind are removed first (the watcher is the mirror's one user). */
+    /**
+     * Fetch every branch, trying three times (1 s, then 3 s apart). Lock files a killed fetch left
+     * behind are removed first: the watcher is the mirror's one user (systemd ends a dead run's git).
+     */
     async fetch(): Promise<void> {
       await removeStaleLocks(dir);
-      try {
-        await git([...gd, "fetch", "--quiet", "--prune", "--no-tags", "origin"], { timeoutMs: FETCH_TIMEOUT_MS });
-      } catch (err) {
-        throw new GitError(`git fetch from the stack's repository failed: ${said(err)}`);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await git([...gd, "fetch", "--quiet", "--prune", "--no-tags", "origin"], { timeoutMs: FETCH_TIMEOUT_MS });
+          return;
+        } catch (err) {
+          if (attempt >= 3) throw new GitError(`git fetch from the stack's repository failed: ${said(err)}`);
+          await new Promise((r) => setTimeout(r, attempt === 1 ? 1000 : 3000));
+        }
       }
     },
     async hasCommit(sha: string): Promise<boolean> {

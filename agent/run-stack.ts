@@ -100,7 +100,7 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
  */
 async function judgeByGit(ctx: StackContext, stack: StackConfig, batch: Pending[], deployed: Deployed | null) {
   try {
-    const git = await prepareGitBatch(ctx.config.stateDir, stack, batch, deployed);
+    const git = await prepareGitBatch(ctx.config.stateDir, stack, batch, deployed, ctx.log);
     for (const { pending, reason } of git.invalid) await ctx.recorder.finish(pending, "invalid", { stack: stack.name, reason });
     return git.jobs.length > 0 ? { jobs: git.jobs, git } : null;
   } catch (err) {

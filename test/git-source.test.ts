@@ -3,12 +3,14 @@
 // deployed on the real one-node swarm.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import net from "node:net";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { execa } from "execa";
-import { publish, startTestAgent, waitForRecord } from "./helpers/agent.ts";
+import { publish, readRecords, startTestAgent, waitForRecord } from "./helpers/agent.ts";
+import { spawnTs, stopProc, waitForLine } from "./helpers/proc.ts";
 import { onEnd, type Ends } from "./helpers/cleanup.ts";
 import { buildWebImage } from "./helpers/images.ts";
 import { freePort } from "./helpers/postgres.ts";
@@ -192,5 +194,73 @@ describe("stacks from git", () => {
     assert.equal(r2.outcome, "success", r2.reason);
     assert.equal(await configOf(), nameOf("level=2\n"), "the new content is a new config, and the service uses it");
     assert.deepEqual(await configs(), [nameOf("level=2\n")], "the old version is gone (KEEP_OBJECT_VERSIONS=1)");
+  });
+
+  it("a watcher killed mid-fetch (and its git with it, as systemd does) finishes the job once after the restart", async (t) => {
+    const s = await useTempSpool(t);
+    const repo = await makeRepo(t);
+    const stack = uniqueStack(t);
+    const sha = await repo.commit(1, "restarted");
+    const daemonPort = await freePort();
+    const daemon = spawn(
+      "git",
+      [
+        "daemon",
+        "--reuseaddr",
+        "--export-all",
+        "--listen=127.0.0.1",
+        `--port=${daemonPort}`,
+        `--base-path=${path.dirname(repo.dir)}`,
+        repo.dir,
+      ],
+      { stdio: "ignore" },
+    );
+    onEnd(t, () => void daemon.kill());
+    // a proxy that holds every connection while `hold` is set: the fetch hangs, as over a slow link
+    let hold = true;
+    const held: net.Socket[] = [];
+    const proxy = net.createServer((c) => {
+      if (hold) return void held.push(c);
+      const up = net.connect(daemonPort, "127.0.0.1");
+      c.pipe(up).pipe(c);
+      up.on("error", () => c.destroy());
+      c.on("error", () => up.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+    onEnd(t, () => new Promise<void>((r) => proxy.close(() => r())));
+    const url = `git://127.0.0.1:${(proxy.address() as net.AddressInfo).port}/${path.basename(repo.dir)}`;
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), "swarmhook-state-"));
+    onEnd(t, () => rm(stateDir, { recursive: true, force: true }));
+    const config = path.join(stateDir, "stacks.yaml");
+    await writeFile(
+      config,
+      `stacks:\n  - name: ${stack}\n    repository: ${REPO}\n    branches: [main]\n    git: { url: "${url}", path: stack.yaml }\n`,
+    );
+    const env = {
+      SPOOL_DIR: s.root,
+      AGENT_CONFIG: config,
+      STATE_DIR: stateDir,
+      POLL_INTERVAL_MS: "200",
+      LOG_FORMAT: "json",
+      HOME: os.tmpdir(),
+    };
+
+    const first = spawnTs("agent/main.ts", [], env);
+    onEnd(t, () => stopProc(first, "SIGKILL").then(() => undefined));
+    const jobId = await publish(s.root, sha, { repository: REPO });
+    await waitForLine(first, "fetching the stack's repository");
+    await new Promise((r) => setTimeout(r, 500));
+    await stopProc(first, "SIGKILL");
+    await execa("pkill", ["-KILL", "-f", stateDir], { reject: false }); // systemd ends the unit's whole cgroup
+    for (const c of held) c.destroy();
+    hold = false;
+
+    const second = spawnTs("agent/main.ts", [], env);
+    onEnd(t, () => stopProc(second).then(() => undefined));
+    const r = await waitForRecord(s.root, jobId);
+    assert.equal(r.outcome, "success", r.reason);
+    await new Promise((res) => setTimeout(res, 1000));
+    assert.equal((await readRecords(s.root)).filter((x) => x.jobId === jobId).length, 1, "one record");
+    assert.ok((await spec(stack)).TaskTemplate.ContainerSpec.Env?.includes("GREETING=restarted"));
   });
 });
