@@ -76,6 +76,10 @@ deploy-now SHA:
 rollback STACK SHA="":
     node dist/bin/swarmhook.js rollback --spool {{spool}} --stack {{STACK}} {{ if SHA == "" { "" } else { "--to " + SHA } }}
 
+# what deploying SHA (default: the branch tip, or what runs) would change in STACK; exit 2 when something would
+plan STACK SHA="":
+    set -a && . {{watcher_env}} && set +a && node dist/bin/swarmhook.js plan --stack {{STACK}} {{ if SHA == "" { "" } else { "--sha " + SHA } }}
+
 # jobs waiting in the spool and the last outcomes
 jobs:
     node dist/bin/swarmhook.js jobs --spool {{spool}}

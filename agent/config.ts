@@ -49,6 +49,8 @@ export interface AgentConfig {
   stateDir: string;
   /** Versions of each content-named config and secret kept after a deploy (stacks from git). */
   keepObjectVersions: number;
+  /** DRY_RUN=1: every job is planned and recorded `planned`; nothing is deployed. */
+  dryRun: boolean;
   stacks: readonly StackConfig[];
   pollIntervalMs: number;
   deployTimeoutMs: number;
@@ -92,6 +94,7 @@ const envSchema = z.object({
   AGENT_CONFIG: z.string().optional(),
   STATE_DIR: z.string().default("/var/lib/swarmhook"),
   KEEP_OBJECT_VERSIONS: z.coerce.number().int().min(1).max(100).default(3),
+  DRY_RUN: z.enum(["0", "1", "true", "false"], { error: "DRY_RUN must be 1 or 0" }).default("0"),
   ON_FAILURE: z.enum(["rollback", "stay"], { error: "ON_FAILURE must be rollback or stay" }).default("rollback"),
   HISTORY_KEEP_DAYS: z.coerce.number().int().min(1).max(36500).default(90),
   DEPLOY_ENVIRONMENT: z.string().min(1).max(255).optional(),
@@ -273,6 +276,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
     spoolDir: v.SPOOL_DIR,
     stateDir: path.resolve(v.STATE_DIR),
     keepObjectVersions: v.KEEP_OBJECT_VERSIONS,
+    dryRun: v.DRY_RUN === "1" || v.DRY_RUN === "true",
     stacks: Object.freeze(stacks.map((s) => Object.freeze(s))),
     pollIntervalMs: v.POLL_INTERVAL_MS,
     deployTimeoutMs: v.DEPLOY_TIMEOUT_S * 1000,

@@ -4,6 +4,7 @@ import type { Attempt, Job, Release, ServiceState } from "../spool/index.ts";
 import type { AgentConfig, StackConfig } from "./config.ts";
 import type { DockerResult, DockerRunner } from "./docker.ts";
 import { createLineFilter, decisiveLine } from "./docker-lines.ts";
+import { planStack, type Plan } from "./plan.ts";
 import { deployEnv, releaseOf, renderStack, type Rendered, type VersionedObject } from "./release.ts";
 import { checkHealth, inspectStack, type Verdict } from "./verify.ts";
 
@@ -27,6 +28,8 @@ export const MAX_BACKOFF_MS = 60_000;
 
 /** The part of the watcher's configuration a deploy follows. */
 export type DeployPolicy = Pick<AgentConfig, "deployTimeoutMs" | "retries" | "retryBackoffMs" | "healthTimeoutMs" | "digestPolicy"> & {
+  /** DRY_RUN=1: plan and record, deploy nothing. */
+  dryRun?: boolean;
   /** How often to inspect the services while they converge (default 1 s). */
   verifyEveryMs?: number;
   /** How often to poll the health URL (default 1 s). */
@@ -34,7 +37,7 @@ export type DeployPolicy = Pick<AgentConfig, "deployTimeoutMs" | "retries" | "re
 };
 
 export interface DeployResult {
-  outcome: "success" | "failed" | "rolled_back";
+  outcome: "success" | "failed" | "rolled_back" | "planned";
   reason?: string;
   attempts: Attempt[];
   services: ServiceState[];
@@ -43,6 +46,8 @@ export interface DeployResult {
   applied: boolean;
   /** On success: what the stack now runs, to be recorded and deployed again by a rollback. */
   release?: Release;
+  /** What the deploy changes against the running services (absent when it could not be planned). */
+  plan?: Plan;
   /** Configs and secrets this deploy named by their content (stacks from git), for pruning old versions. */
   objects?: VersionedObject[];
 }
@@ -133,6 +138,11 @@ async function deployRendered(d: DeployDeps, rendered: Rendered): Promise<Deploy
   const since = new Date(startedAt - 1000); // update states from before this deploy are not ours
   const deadline = startedAt + policy.deployTimeoutMs;
   let applied = false;
+  const plan = await planStack(d.docker, stack.name, rendered.files, deployEnv(job.sha)).catch((err: unknown) => {
+    log.warn({ err }, "could not plan the deploy: deploying without a plan");
+    return undefined;
+  });
+  if (plan) log.info({ plan: plan.summary }, "plan");
   const fail = (outcome: DeployResult["outcome"], reason: string, services: ServiceState[] = []): DeployResult => ({
     outcome,
     reason,
@@ -140,7 +150,9 @@ async function deployRendered(d: DeployDeps, rendered: Rendered): Promise<Deploy
     services,
     warnings,
     applied,
+    ...(plan ? { plan } : {}),
   });
+  if (policy.dryRun) return fail("planned", `DRY_RUN: ${plan?.summary ?? "the plan failed"}; nothing deployed`);
 
   const last = await runDeploy(d, rendered.files, deadline, attempts);
   if (!last) return fail("failed", "no attempt ran");
@@ -179,5 +191,14 @@ async function deployRendered(d: DeployDeps, rendered: Rendered): Promise<Deploy
     );
   }
   const release = releaseOf(stack.name, verdict.specImages, rendered.stackFileHash);
-  return { outcome: "success", attempts, services: verdict.services, warnings, applied, release, objects: rendered.objects };
+  return {
+    outcome: "success",
+    attempts,
+    services: verdict.services,
+    warnings,
+    applied,
+    release,
+    objects: rendered.objects,
+    ...(plan ? { plan } : {}),
+  };
 }

@@ -66,6 +66,11 @@ export async function openMirror(stateDir: string, src: GitSource) {
         }
       }
     },
+    /** The full SHA a commit, a SHA prefix or a ref names, or null. */
+    async resolve(rev: string): Promise<string | null> {
+      const r = await git([...gd, "rev-parse", "--verify", "--quiet", `${rev}^{commit}`], { reject: false });
+      return r.exitCode === 0 && /^[0-9a-f]{40}$/.test(r.stdout.trim()) ? r.stdout.trim() : null;
+    },
     async hasCommit(sha: string): Promise<boolean> {
       return (await git([...gd, "cat-file", "-e", `${sha}^{commit}`], { reject: false })).exitCode === 0;
     },

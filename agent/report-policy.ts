@@ -8,6 +8,7 @@ export const DEPLOYMENT_STATE: Record<Outcome, "success" | "failure" | "error" |
   invalid: "error",
   superseded: "inactive",
   stale: "inactive",
+  planned: "inactive",
 };
 
 /** The commit status (what branch protection reads) for each outcome: anything not deployed is not `success`. */
@@ -18,6 +19,7 @@ export const COMMIT_STATE: Record<Outcome, "success" | "failure" | "error"> = {
   invalid: "error",
   superseded: "error",
   stale: "error",
+  planned: "error",
 };
 
 /** A description GitHub takes: one line, at most 140 characters, an ellipsis where cut. */

@@ -75,7 +75,7 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
   await ctx.reporter.started(winner, stack.config);
   const result = await deployFrom(ctx, stack.config, winner, judged.git?.mirror, jobLog);
   const followedBy = result.outcome === "failed" ? await rollBackAfter(ctx, stack, winner, result, deployed) : undefined;
-  const { attempts, services, warnings, release } = result;
+  const { attempts, services, warnings, release, plan } = result;
   const where = await recorder.finish(winner, result.outcome, {
     stack: name,
     started,
@@ -86,6 +86,7 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
       ? { reason: result.reason + (followedBy ? `; rolling back to ${shortSha(deployed?.sha ?? "")} (${followedBy})` : "") }
       : {}),
     ...(release ? { release } : {}),
+    ...(plan ? { plan } : {}),
     ...(followedBy ? { followedBy } : {}),
     ...(decision.forced ? { forced: true } : {}),
   });

@@ -10,6 +10,7 @@ import { DOCTOR_HELP, doctorStatus, formatDoctor, runDoctor } from "./doctor.ts"
 import { ENQUEUE_HELP, enqueue } from "./enqueue.ts";
 import { JOBS_HELP, listJobs } from "./jobs.ts";
 import { LOCAL_HELP, runLocal } from "./local.ts";
+import { PLAN_HELP, PlanError, formatPlan, planFor } from "./plan.ts";
 import { NothingToRollBack, ROLLBACK_HELP, rollback } from "./rollback.ts";
 import { SEND_HELP, send } from "./send.ts";
 
@@ -21,6 +22,7 @@ Commands:
   enqueue   put a manual deploy job straight into the spool (just deploy-now)
   jobs      list pending jobs and the last outcomes (just jobs)
   rollback  redeploy a recorded release by its image digests (just rollback STACK [SHA])
+  plan      what a deploy would change in a stack, before it happens (just plan STACK [SHA])
   doctor    check what a deploy needs on this manager, one line per check (just doctor)
 
 ${LOCAL_HELP}
@@ -28,11 +30,13 @@ ${SEND_HELP}
 ${ENQUEUE_HELP}
 ${JOBS_HELP}
 ${ROLLBACK_HELP}
+${PLAN_HELP}
 ${DOCTOR_HELP}`;
 
+/** Bad usage exits 2, except for `plan`, whose 2 means "something would change": there every error is 1. */
 function fail(message: string): never {
   process.stderr.write(`swarmhook: ${message}\n`);
-  process.exit(2);
+  process.exit(process.argv[2] === "plan" ? 1 : 2);
 }
 
 const ROOT = path.resolve(import.meta.dirname, path.basename(path.dirname(import.meta.dirname)) === "dist" ? "../.." : "..");
@@ -61,9 +65,15 @@ async function main(argv: string[]): Promise<void> {
     },
     strict: true,
   });
-  const help = { local: LOCAL_HELP, send: SEND_HELP, enqueue: ENQUEUE_HELP, jobs: JOBS_HELP, rollback: ROLLBACK_HELP, doctor: DOCTOR_HELP }[
-    command ?? ""
-  ];
+  const help = {
+    local: LOCAL_HELP,
+    send: SEND_HELP,
+    enqueue: ENQUEUE_HELP,
+    jobs: JOBS_HELP,
+    rollback: ROLLBACK_HELP,
+    plan: PLAN_HELP,
+    doctor: DOCTOR_HELP,
+  }[command ?? ""];
   if (values.help || command === undefined || command === "help" || command === "--help" || command === "-h") {
     process.stdout.write(help ?? HELP);
     return;
@@ -93,23 +103,41 @@ async function main(argv: string[]): Promise<void> {
     }
     case "enqueue":
       return runEnqueue(spoolDir, values.sha, values.repository, values.branch);
-    case "doctor": {
-      const config = loadConfigOrExit("swarmhook doctor", () => loadAgentConfig());
-      // rendered as the watcher would, which sets these per deploy
-      const env = { IMAGE_TAG: process.env.IMAGE_TAG ?? "latest", DEPLOY_SHA: process.env.DEPLOY_SHA ?? "0".repeat(40) };
-      const checks = await runDoctor({ config, docker: createDockerRunner(), env });
-      process.stdout.write(formatDoctor(checks, values.json === true));
-      process.exitCode = doctorStatus(checks);
-      return;
-    }
+    case "doctor":
+      return runDoctorCommand(values.json === true);
     case "jobs":
       if (!spoolDir) return fail("--spool or SPOOL_DIR is required");
       process.stdout.write(await listJobs(spoolDir, Math.max(1, Number(values.last) || 10)));
       return;
     case "rollback":
       return runRollback(spoolDir, values.stack, values.to);
+    case "plan":
+      return runPlan(values.stack, values.sha, values.json === true);
     default:
       return fail(`unknown command "${command}" (swarmhook --help)`);
+  }
+}
+
+async function runDoctorCommand(json: boolean): Promise<void> {
+  const config = loadConfigOrExit("swarmhook doctor", () => loadAgentConfig());
+  // rendered as the watcher would, which sets these per deploy
+  const env = { IMAGE_TAG: process.env.IMAGE_TAG ?? "latest", DEPLOY_SHA: process.env.DEPLOY_SHA ?? "0".repeat(40) };
+  const checks = await runDoctor({ config, docker: createDockerRunner(), env });
+  process.stdout.write(formatDoctor(checks, json));
+  process.exitCode = doctorStatus(checks);
+}
+
+async function runPlan(stack: string | undefined, sha: string | undefined, json: boolean): Promise<void> {
+  if (!stack || !STACK_NAME.test(stack)) return fail("--stack NAME is required: the Docker stack name, e.g. app");
+  if (sha !== undefined && !/^[0-9a-f]{7,40}$/.test(sha)) return fail("--sha must be a commit SHA: 7 to 40 lowercase hex digits");
+  const config = loadConfigOrExit("swarmhook plan", () => loadAgentConfig());
+  try {
+    const r = await planFor(config, stack, createDockerRunner(), sha);
+    process.stdout.write(formatPlan(stack, r.sha, r.plan, json));
+    process.exitCode = r.plan.changes.length === 0 ? 0 : 2;
+  } catch (err) {
+    if (!(err instanceof PlanError)) throw err;
+    fail(err.message);
   }
 }
 

@@ -2,11 +2,12 @@ import { z } from "zod";
 import { isoTime } from "../lib/zod.ts";
 import { JobSchema, ReleaseSchema } from "./schema.ts";
 
-export const OUTCOMES = ["success", "failed", "rolled_back", "superseded", "stale", "invalid"] as const;
+/** `planned`: DRY_RUN=1, the plan was recorded and nothing deployed. */
+export const OUTCOMES = ["success", "failed", "rolled_back", "superseded", "stale", "invalid", "planned"] as const;
 export type Outcome = (typeof OUTCOMES)[number];
 
 /** Outcomes that land in `done/`; the rest land in `failed/`. */
-const DONE_OUTCOMES: ReadonlySet<Outcome> = new Set(["success", "superseded", "stale"]);
+const DONE_OUTCOMES: ReadonlySet<Outcome> = new Set(["success", "superseded", "stale", "planned"]);
 
 export function directoryFor(outcome: Outcome): "done" | "failed" {
   return DONE_OUTCOMES.has(outcome) ? "done" : "failed";
@@ -20,6 +21,18 @@ export const AttemptSchema = z.object({
   durationMs: z.number().nonnegative(),
   outputTail: z.string(),
   error: z.string().optional(),
+});
+
+/** What a deploy changed (or, for DRY_RUN, would change), per service, as `swarmhook plan` prints it. */
+export const PlanSchema = z.object({
+  summary: z.string(),
+  changes: z.array(
+    z.object({
+      service: z.string(),
+      change: z.enum(["add", "remove", "update"]),
+      fields: z.array(z.object({ field: z.string(), from: z.string(), to: z.string() })),
+    }),
+  ),
 });
 
 export const ServiceStateSchema = z.object({
@@ -57,6 +70,8 @@ export const ResultRecordSchema = z.object({
   trigger: z.enum(["push", "manual", "rollback", "redelivery"]).optional(),
   /** After a verified deploy: each service's image as the cluster runs it and the rendered stack's hash. */
   release: ReleaseSchema.optional(),
+  /** What the deploy changed against the running services (every deploy that got as far as rendering). */
+  plan: PlanSchema.optional(),
   /** A git stack deployed a commit neither ahead of nor behind the one running (a force-push). */
   forced: z.boolean().optional(),
   /** The job the watcher queued next because of this one (ON_FAILURE=rollback: the rollback's id). */

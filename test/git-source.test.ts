@@ -10,7 +10,7 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { execa } from "execa";
 import { publish, readRecords, startTestAgent, waitForRecord } from "./helpers/agent.ts";
-import { spawnTs, stopProc, waitForLine } from "./helpers/proc.ts";
+import { spawnDist, spawnTs, stopProc, waitForLine } from "./helpers/proc.ts";
 import { onEnd, type Ends } from "./helpers/cleanup.ts";
 import { buildWebImage } from "./helpers/images.ts";
 import { freePort } from "./helpers/postgres.ts";
@@ -262,5 +262,46 @@ describe("stacks from git", () => {
     await new Promise((res) => setTimeout(res, 1000));
     assert.equal((await readRecords(s.root)).filter((x) => x.jobId === jobId).length, 1, "one record");
     assert.ok((await spec(stack)).TaskTemplate.ContainerSpec.Env?.includes("GREETING=restarted"));
+  });
+
+  it("swarmhook plan prints the replica, image and environment changes a commit would make (exit 2), and no changes once deployed (exit 0); every record carries its plan", async (t) => {
+    const s = await useTempSpool(t);
+    const repo = await makeRepo(t);
+    const stack = uniqueStack(t);
+    const c1 = await repo.commit(1, "one");
+    const { stateDir } = await gitAgent(t, s.root, `file://${repo.dir}`, stack);
+    const r1 = await waitForRecord(s.root, await publish(s.root, c1, { repository: REPO }));
+    assert.equal(r1.outcome, "success", r1.reason);
+    assert.match(r1.plan?.summary ?? "", /^web added$/);
+    const c2 = await repo.commit(2, "two");
+    const config = path.join(stateDir, "stacks.yaml");
+    const plan = async (...args: string[]) => {
+      const p = spawnDist("bin/swarmhook.js", ["plan", "--stack", stack, ...args], {
+        SPOOL_DIR: s.root,
+        AGENT_CONFIG: config,
+        STATE_DIR: stateDir,
+        HOME: os.tmpdir(),
+      });
+      return { code: await p.exited, out: p.out(), err: p.err() };
+    };
+
+    const before = await plan("--sha", c2.slice(0, 10));
+    assert.equal(before.code, 2, before.err);
+    assert.match(before.out, new RegExp(`^plan for ${stack} at ${c2.slice(0, 12)}:`));
+    assert.match(before.out, /web: image swarmhook-test\/web:[0-9a-f]{40} → swarmhook-test\/web:[0-9a-f]{40}/);
+    assert.match(before.out, /web: replicas 1 → 2/);
+    assert.match(before.out, /web: environment ~GREETING/);
+    assert.doesNotMatch(before.out, /GREETING=two/, "values are never printed");
+    const json = JSON.parse((await plan("--sha", c2, "--json")).out) as { changes: { service: string; fields: { field: string }[] }[] };
+    assert.deepEqual(json.changes[0]?.fields.map((f) => f.field).sort(), ["environment", "image", "replicas"]);
+
+    const r2 = await waitForRecord(s.root, await publish(s.root, c2, { repository: REPO, before: c1 }));
+    assert.equal(r2.outcome, "success", r2.reason);
+    assert.match(r2.plan?.summary ?? "", /web: image .* replicas 1 → 2, environment ~GREETING/);
+    const after = await plan();
+    assert.equal(after.code, 0, after.out + after.err);
+    assert.match(after.out, /no changes/);
+    const bad = await plan("--sha", "not-a-sha");
+    assert.equal(bad.code, 1, "bad usage is 1 for plan: 2 means changes");
   });
 });

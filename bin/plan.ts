@@ -1,0 +1,98 @@
+// `swarmhook plan`: what a deploy of a commit would change in a stack, before it happens.
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import type { AgentConfig, StackConfig } from "../agent/config.ts";
+import type { DockerRunner } from "../agent/docker.ts";
+import { fileInCheckout, openMirror } from "../agent/git.ts";
+import { planStack, type Plan } from "../agent/plan.ts";
+import { deployEnv, renderStack } from "../agent/release.ts";
+import { JOB_VERSION, openSpool, readDeployed, shortSha, type DeployJob } from "../spool/index.ts";
+
+export const PLAN_HELP = `swarmhook plan --stack NAME [--sha SHA] [--json]
+  Renders the stack as the watcher would deploy it (its own configuration: AGENT_CONFIG, or
+  STACK_FILE and STACK_NAME) and prints what would change in the running services: services added
+  or removed, image, replicas, environment keys (never values), ports, placement constraints,
+  networks, configs and secrets, resources, update and rollback config. A stack from git is planned
+  at SHA (default: the tip of its first branch); a stack file on this node with IMAGE_TAG=SHA
+  (default: the commit the stack runs). Exit 0 nothing would change, 2 something would, 1 any error
+  (bad usage included). e.g. on kvm8:  just plan app   |   swarmhook plan --stack app --sha 3f2a9c1 --json
+`;
+
+/** A usage or lookup problem: printed, exit 1. */
+export class PlanError extends Error {}
+
+/** A deploy job for `sha` that exists only to render the stack the way a deploy would. */
+const renderJob = (sha: string): DeployJob => {
+  const now = new Date().toISOString();
+  return {
+    version: JOB_VERSION,
+    kind: "deploy",
+    deliveryId: "plan",
+    event: "manual",
+    repository: "manual/deploy",
+    ref: "refs/heads/main",
+    sha,
+    committedAt: now,
+    sender: "plan",
+    receivedAt: now,
+  };
+};
+
+async function planGit(config: AgentConfig, stack: StackConfig, docker: DockerRunner, sha: string | undefined) {
+  const mirror = await openMirror(config.stateDir, stack.git as NonNullable<StackConfig["git"]>);
+  await mirror.fetch();
+  const branch = stack.branches[0] ?? "main";
+  const full = sha ? await mirror.resolve(sha) : await mirror.resolve(`refs/remotes/origin/${branch}`);
+  if (!full)
+    throw new PlanError(
+      sha ? `commit ${sha} is not in ${stack.name}'s repository` : `branch ${branch} not found in ${stack.name}'s repository`,
+    );
+  const dir = await mkdtemp(path.join(os.tmpdir(), "swarmhook-plan-"));
+  try {
+    await mirror.extract(full, dir);
+    const rendered = await renderStack(docker, fileInCheckout(dir, stack.git?.path ?? stack.file), stack.name, renderJob(full), {
+      versionObjects: true,
+    });
+    try {
+      return { sha: full, plan: await planStack(docker, stack.name, rendered.files, deployEnv(full)) };
+    } finally {
+      await rendered.cleanup();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The plan for one stack of the watcher's configuration.
+ * @example
+ * const { sha, plan } = await planFor(config, "app", docker, undefined);
+ */
+export async function planFor(
+  config: AgentConfig,
+  name: string,
+  docker: DockerRunner,
+  sha: string | undefined,
+): Promise<{ sha: string; plan: Plan }> {
+  const stack = config.stacks.find((s) => s.name === name);
+  if (!stack) throw new PlanError(`no stack ${name} in the watcher's configuration (${config.stacks.map((s) => s.name).join(", ")})`);
+  if (stack.git) return planGit(config, stack, docker, sha);
+  const at = sha ?? (await readDeployed(openSpool(config.spoolDir), name).catch(() => ({ deployed: null }))).deployed?.sha;
+  if (!at) throw new PlanError(`no commit to plan: give --sha (state/${name}.json names none)`);
+  if (!/^[0-9a-f]{40}$/.test(at)) throw new PlanError("--sha must be the full 40-hex commit for a stack file on this node");
+  return { sha: at, plan: await planStack(docker, name, [stack.file], deployEnv(at)) };
+}
+
+export function formatPlan(stack: string, sha: string, plan: Plan, json: boolean): string {
+  if (json) return `${JSON.stringify({ stack, sha, summary: plan.summary, changes: plan.changes }, null, 2)}\n`;
+  const lines = [`plan for ${stack} at ${shortSha(sha)}:`];
+  if (plan.changes.length === 0) lines.push("  no changes");
+  for (const c of plan.changes) {
+    if (c.change !== "update") lines.push(`  ${c.service}: ${c.change === "add" ? "added" : "removed"}`);
+    for (const f of c.fields)
+      lines.push(f.field === "environment" ? `  ${c.service}: environment ${f.to}` : `  ${c.service}: ${f.field} ${f.from} → ${f.to}`);
+  }
+  if (plan.changes.length > 0) lines.push(`${plan.changes.length} service${plan.changes.length === 1 ? "" : "s"} would change`);
+  return `${lines.join("\n")}\n`;
+}
