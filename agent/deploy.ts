@@ -100,6 +100,32 @@ async function waitConverged(d: DeployDeps, asked: Map<string, string>, since: D
 }
 
 /**
+ * The plan is empty (and no image tag could have moved): nothing is deployed, and the stack is
+ * still proven to run the commit (converged on the asked images, the health URL) before `success`.
+ */
+async function verifyUnchanged(d: DeployDeps, rendered: Rendered, plan: Plan, since: Date, deadline: number): Promise<DeployResult> {
+  const base = { attempts: [], warnings: [...rendered.warnings], applied: false, plan };
+  d.log.info("no changes: docker stack deploy is not run; verifying what runs");
+  let verdict: Verdict;
+  try {
+    verdict = await waitConverged(d, rendered.asked, since, deadline);
+  } catch (err) {
+    return { ...base, outcome: "failed", reason: `verification failed: ${(err as Error).message}`, services: [] };
+  }
+  if (verdict.status !== "converged")
+    return { ...base, outcome: "failed", reason: `no changes, but ${verdict.reason}`, services: verdict.services };
+  if (d.stack.healthUrl) {
+    const problem = await checkHealth(d.stack.healthUrl, d.job.sha, d.policy.healthTimeoutMs, {
+      clock: d.clock,
+      everyMs: d.policy.healthEveryMs,
+    });
+    if (problem) return { ...base, outcome: "failed", reason: `no changes, but ${problem}`, services: verdict.services };
+  }
+  const release = releaseOf(d.stack.name, verdict.specImages, rendered.stackFileHash);
+  return { ...base, outcome: "success", reason: "no changes", services: verdict.services, release, objects: rendered.objects };
+}
+
+/**
  * Deploy one job's commit to one stack and prove it took: the stack rendered (for a rollback, with
  * the recorded images over it), `docker stack deploy` (retried with backoff when the failure is
  * transient), then every service inspected until it converged on the asked images, rolled back, or
@@ -153,6 +179,7 @@ async function deployRendered(d: DeployDeps, rendered: Rendered): Promise<Deploy
     ...(plan ? { plan } : {}),
   });
   if (policy.dryRun) return fail("planned", `DRY_RUN: ${plan?.summary ?? "the plan failed"}; nothing deployed`);
+  if (plan && plan.changes.length === 0 && plan.unresolved.length === 0) return verifyUnchanged(d, rendered, plan, since, deadline);
 
   const last = await runDeploy(d, rendered.files, deadline, attempts);
   if (!last) return fail("failed", "no attempt ran");

@@ -15,6 +15,11 @@ export interface ServiceChange {
 }
 export interface Plan {
   changes: ServiceChange[];
+  /**
+   * Services whose image is a tag the running spec pinned to a digest: whether the tag has moved is
+   * known only to the registry, which `docker stack deploy` asks. Compared by name in `changes`.
+   */
+  unresolved: string[];
   /** One line: "no changes", or what changes ("web: replicas 1 → 2; api added"). */
   summary: string;
 }
@@ -189,6 +194,7 @@ export async function planStack(docker: DockerRunner, stack: string, files: stri
       .map((l) => [l.slice(0, l.indexOf(" ")), l.slice(l.indexOf(" ") + 1)] as const),
   );
   const changes: ServiceChange[] = [];
+  const unresolved: string[] = [];
   const services = doc.services ?? {};
   for (const [name, def] of Object.entries(services)) {
     const spec = specs.find((s) => s.Spec.Name === `${stack}_${name}`);
@@ -198,6 +204,8 @@ export async function planStack(docker: DockerRunner, stack: string, files: stri
       continue;
     }
     const have = running(spec, want, def, networkName);
+    const pinned = /@sha256:[0-9a-f]{64}$/;
+    if (def.image && !pinned.test(def.image) && pinned.test(spec.Spec.TaskTemplate.ContainerSpec.Image)) unresolved.push(name);
     const fields = Object.keys(want)
       .filter((k) => want[k] !== undefined && want[k] !== have[k])
       .map((k) => fieldChange(k, have[k] ?? "none", want[k] as string));
@@ -207,7 +215,7 @@ export async function planStack(docker: DockerRunner, stack: string, files: stri
     const name = s.Spec.Name.slice(stack.length + 1);
     if (!(name in services)) changes.push({ service: name, change: "remove", fields: [] });
   }
-  return { changes, summary: summarize(changes) };
+  return { changes, unresolved, summary: summarize(changes) };
 }
 
 export function summarize(changes: ServiceChange[]): string {

@@ -85,7 +85,8 @@ export async function planFor(
 }
 
 export function formatPlan(stack: string, sha: string, plan: Plan, json: boolean): string {
-  if (json) return `${JSON.stringify({ stack, sha, summary: plan.summary, changes: plan.changes }, null, 2)}\n`;
+  if (json)
+    return `${JSON.stringify({ stack, sha, summary: plan.summary, changes: plan.changes, unresolved: plan.unresolved }, null, 2)}\n`;
   const lines = [`plan for ${stack} at ${shortSha(sha)}:`];
   if (plan.changes.length === 0) lines.push("  no changes");
   for (const c of plan.changes) {
@@ -93,6 +94,10 @@ export function formatPlan(stack: string, sha: string, plan: Plan, json: boolean
     for (const f of c.fields)
       lines.push(f.field === "environment" ? `  ${c.service}: environment ${f.to}` : `  ${c.service}: ${f.field} ${f.from} → ${f.to}`);
   }
+  if (plan.unresolved.length > 0)
+    lines.push(
+      `  (image tags compared by name; the registry may have moved them: ${plan.unresolved.join(", ")} — a deploy re-resolves them)`,
+    );
   if (plan.changes.length > 0) lines.push(`${plan.changes.length} service${plan.changes.length === 1 ? "" : "s"} would change`);
   return `${lines.join("\n")}\n`;
 }

@@ -26,6 +26,7 @@ export const AttemptSchema = z.object({
 /** What a deploy changed (or, for DRY_RUN, would change), per service, as `swarmhook plan` prints it. */
 export const PlanSchema = z.object({
   summary: z.string(),
+  unresolved: z.array(z.string()).default([]),
   changes: z.array(
     z.object({
       service: z.string(),

@@ -303,5 +303,12 @@ describe("stacks from git", () => {
     assert.match(after.out, /no changes/);
     const bad = await plan("--sha", "not-a-sha");
     assert.equal(bad.code, 1, "bad usage is 1 for plan: 2 means changes");
+
+    // the same commit again (by hand): an empty plan deploys nothing, and what runs is still verified
+    const again = await waitForRecord(s.root, await publish(s.root, c2, { repository: REPO, event: "manual" }));
+    assert.equal(again.outcome, "success", again.reason);
+    assert.equal(again.reason, "no changes");
+    assert.equal(again.attempts.length, 0, "docker stack deploy was not run");
+    assert.equal(again.services[0]?.running, 2);
   });
 });
