@@ -22,6 +22,7 @@ import type { AgentConfig } from "./config.ts";
 import type { DockerRunner } from "./docker.ts";
 import { checkEngine } from "./engine.ts";
 import { createAgentMetrics, type AgentMetrics } from "./metrics.ts";
+import { createGitToken, createGithubClient } from "./github.ts";
 import { createRecorder } from "./records.ts";
 import { createReporter, type Reporter } from "./reporter.ts";
 import { stackFor } from "./route.ts";
@@ -68,10 +69,15 @@ export function createAgent(deps: AgentDeps): Agent {
   const clock = deps.clock ?? systemClock;
   const state = createState(config);
   const metrics = deps.metrics ?? createAgentMetrics("unknown");
-  const reporter = deps.reporter ?? createReporter({ config: config.reports, spool, log, clock, version: deps.version ?? "unknown" });
+  const github = config.reports.github;
+  const gh = github ? createGithubClient(github, log, deps.version ?? "unknown") : undefined;
+  const reporter =
+    deps.reporter ??
+    createReporter({ config: config.reports, spool, log, clock, version: deps.version ?? "unknown", ...(gh ? { github: gh } : {}) });
+  const gitToken = github && gh ? createGitToken(github, gh) : undefined;
   const onRecorded = (rec: ResultRecord) => reporter.finished(rec, rec.stack ? state.stacks.get(rec.stack)?.config : undefined);
   const recorder = createRecorder({ spool, log, clock, unrecorded: state.unrecorded, metrics, onRecorded });
-  const ctx: StackContext = { config, spool, docker: deps.docker, log, clock, recorder, metrics, reporter };
+  const ctx: StackContext = { config, spool, docker: deps.docker, log, clock, recorder, metrics, reporter, gitToken };
   const tick = () => runTick(state, ctx);
 
   return {

@@ -140,7 +140,7 @@ const fileSchema = z.strictObject({
           .strictObject({
             url: z
               .string()
-              .regex(/^(https:\/\/|ssh:\/\/|git:\/\/|file:\/\/|[\w.-]+@[\w.-]+:)\S+$/, "git.url must be an https, ssh, git or file URL"),
+              .regex(/^(https?:\/\/|ssh:\/\/|git:\/\/|file:\/\/|[\w.-]+@[\w.-]+:)\S+$/, "git.url must be an https, ssh, git or file URL"),
             path: z
               .string()
               .regex(/^(?!\/)(?!.*(^|\/)\.\.(\/|$))[\w./-]+$/, "git.path must be a path inside the repository")

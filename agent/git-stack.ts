@@ -4,7 +4,7 @@ import path from "node:path";
 import { branchOf, shortSha, type Deployed } from "../spool/index.ts";
 import type { Ancestry, Pending } from "./coalesce.ts";
 import type { StackConfig } from "./config.ts";
-import { fileInCheckout, openMirror, type Mirror } from "./git.ts";
+import { fileInCheckout, openMirror, type GitToken, type Mirror } from "./git.ts";
 
 export interface GitBatch {
   mirror: Mirror;
@@ -27,10 +27,11 @@ export async function prepareGitBatch(
   batch: Pending[],
   deployed: Deployed | null,
   log: Logger,
+  token?: GitToken,
 ): Promise<GitBatch> {
   const git = stack.git;
   if (!git) throw new Error(`stack ${stack.name} has no git source`);
-  const mirror = await openMirror(stateDir, git);
+  const mirror = await openMirror(stateDir, git, token);
   const started = Date.now();
   log.info({ stack: stack.name, mirror: mirror.dir }, "fetching the stack's repository");
   await mirror.fetch();

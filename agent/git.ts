@@ -13,13 +13,26 @@ const FETCH_TIMEOUT_MS = 120_000;
 const LOCAL_TIMEOUT_MS = 30_000;
 
 /** git with an argv array, never a shell; no terminal prompt (a missing credential fails at once). */
-async function git(args: string[], o: { timeoutMs?: number; reject?: boolean } = {}) {
+async function git(args: string[], o: { timeoutMs?: number; reject?: boolean; env?: Record<string, string> } = {}) {
   return execa("git", args, {
     timeout: o.timeoutMs ?? LOCAL_TIMEOUT_MS,
     reject: o.reject ?? true,
-    env: { GIT_TERMINAL_PROMPT: "0", GIT_ASKPASS: "/bin/false", LC_ALL: "C" },
+    env: { GIT_TERMINAL_PROMPT: "0", GIT_ASKPASS: "/bin/false", LC_ALL: "C", ...o.env },
     stdin: "ignore",
   });
+}
+
+/** A token for an http(s) repository, when the watcher has one for its host (GitHub's). */
+export type GitToken = (url: string) => Promise<string | undefined>;
+
+/**
+ * git's configuration for one fetch that authenticates to `url` with `token`: an Authorization
+ * header scoped to that URL, passed in the environment (GIT_CONFIG_*), so it is never written to the
+ * mirror's config, never in argv (ps), never in a log line.
+ */
+export function tokenEnv(url: string, token: string): Record<string, string> {
+  const basic = Buffer.from(`x-access-token:${token}`).toString("base64");
+  return { GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: `http.${url}.extraHeader`, GIT_CONFIG_VALUE_0: `Authorization: Basic ${basic}` };
 }
 
 /** Why a git command failed, in one line without its arguments (a URL may carry a token). */
@@ -39,7 +52,7 @@ export class GitError extends Error {}
  * const m = await openMirror("/var/lib/swarmhook", { url: "file:///srv/git/shop.git", path: "stack/stack.yaml" });
  * await m.fetch(); if (await m.onBranch(sha, ["main"])) await m.extract(sha, dir);
  */
-export async function openMirror(stateDir: string, src: GitSource) {
+export async function openMirror(stateDir: string, src: GitSource, token?: GitToken) {
   const dir = path.join(stateDir, "git", `${createHash("sha256").update(src.url).digest("hex").slice(0, 16)}.git`);
   const gd = ["--git-dir", dir];
   if (!(await fs.stat(path.join(dir, "HEAD")).catch(() => null))) {
@@ -58,7 +71,9 @@ export async function openMirror(stateDir: string, src: GitSource) {
       await removeStaleLocks(dir);
       for (let attempt = 1; ; attempt++) {
         try {
-          await git([...gd, "fetch", "--quiet", "--prune", "--no-tags", "origin"], { timeoutMs: FETCH_TIMEOUT_MS });
+          const t = /^https?:\/\//.test(src.url) ? await token?.(src.url) : undefined;
+          const env = t ? tokenEnv(src.url, t) : {};
+          await git([...gd, "fetch", "--quiet", "--prune", "--no-tags", "origin"], { timeoutMs: FETCH_TIMEOUT_MS, env });
           return;
         } catch (err) {
           if (attempt >= 3) throw new GitError(`git fetch from the stack's repository failed: ${said(err)}`);

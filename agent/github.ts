@@ -115,3 +115,19 @@ export async function sendGithubStep(gh: GithubClient, entry: OutboxEntry, deplo
   });
   return deploymentId;
 }
+
+/**
+ * A token for git over https to GitHub's own host (github.com for api.github.com; the Enterprise host
+ * otherwise), from the watcher's GitHub credentials: the token itself, or a fresh installation token
+ * of the App (cached and renewed by @octokit/auth-app). Any other host gets none: the token never
+ * leaves GitHub.
+ */
+export function createGitToken(o: { apiUrl: string; auth: GithubAuth }, gh: GithubClient): (url: string) => Promise<string | undefined> {
+  const api = new URL(o.apiUrl).hostname;
+  const web = api === "api.github.com" ? "github.com" : api;
+  return async (url) => {
+    if (new URL(url).hostname !== web) return undefined;
+    if (o.auth.type === "token") return o.auth.token;
+    return ((await gh.auth({ type: "installation" })) as { token: string }).token;
+  };
+}

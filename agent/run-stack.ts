@@ -16,7 +16,7 @@ import type { AgentConfig, StackConfig } from "./config.ts";
 import { deployJob, type DeployResult } from "./deploy.ts";
 import { checkout, prepareGitBatch, type GitBatch } from "./git-stack.ts";
 import { pruneObjectVersions } from "./release.ts";
-import type { Mirror } from "./git.ts";
+import type { GitToken, Mirror } from "./git.ts";
 import type { DockerRunner } from "./docker.ts";
 import type { AgentMetrics } from "./metrics.ts";
 import type { Recorder } from "./records.ts";
@@ -33,6 +33,8 @@ export interface StackContext {
   recorder: Recorder;
   metrics: AgentMetrics;
   reporter: Reporter;
+  /** A token for git over https to GitHub, when the watcher has GitHub credentials. */
+  gitToken?: GitToken | undefined;
 }
 
 /**
@@ -101,7 +103,7 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
  */
 async function judgeByGit(ctx: StackContext, stack: StackConfig, batch: Pending[], deployed: Deployed | null) {
   try {
-    const git = await prepareGitBatch(ctx.config.stateDir, stack, batch, deployed, ctx.log);
+    const git = await prepareGitBatch(ctx.config.stateDir, stack, batch, deployed, ctx.log, ctx.gitToken);
     for (const { pending, reason } of git.invalid) await ctx.recorder.finish(pending, "invalid", { stack: stack.name, reason });
     return git.jobs.length > 0 ? { jobs: git.jobs, git } : null;
   } catch (err) {

@@ -35,13 +35,18 @@ const rendersThen =
 /** A stack of one service `app_web` asking for `image`; `running(round)` says how many of 2 replicas run it at each inspection. */
 function swarm(image: string, running: (round: number) => number, clock: { now(): Date }): (args: string[]) => Answer {
   let round = 0;
+  let deployed = false; // the plan inspects the services before the deploy: rounds count from the deploy on
   return (args) => {
     const verb = args.slice(0, 2).join(" ");
-    if (verb === "stack deploy") return { exitCode: 0, output: "Updating service app_web (id: abc)" };
+    if (verb === "network ls") return { exitCode: 0, stdout: "" };
+    if (verb === "stack deploy") {
+      deployed = true;
+      return { exitCode: 0, output: "Updating service app_web (id: abc)" };
+    }
     if (verb === "stack config") return { exitCode: 0, stdout: `services:\n  web:\n    image: ${image}\n` };
     if (verb === "stack services") return { exitCode: 0, stdout: "abc\n" };
     if (verb === "service inspect") {
-      round += 1;
+      if (deployed) round += 1;
       const state = running(round) < 2 ? "updating" : "completed";
       const spec = { Name: "app_web", TaskTemplate: { ContainerSpec: { Image: image } }, Mode: { Replicated: { Replicas: 2 } } };
       return {

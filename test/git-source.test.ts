@@ -3,12 +3,14 @@
 // deployed on the real one-node swarm.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import http from "node:http";
 import net from "node:net";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { execa } from "execa";
+import { pino } from "pino";
 import { publish, readRecords, startTestAgent, waitForRecord } from "./helpers/agent.ts";
 import { spawnDist, spawnTs, stopProc, waitForLine } from "./helpers/proc.ts";
 import { onEnd, type Ends } from "./helpers/cleanup.ts";
@@ -310,5 +312,81 @@ describe("stacks from git", () => {
     assert.equal(again.reason, "no changes");
     assert.equal(again.attempts.length, 0, "docker stack deploy was not run");
     assert.equal(again.services[0]?.running, 2);
+  });
+
+  it("fetches over smart HTTP (git http-backend) with the watcher's GitHub token, sent to GitHub's host only and never written down", async (t) => {
+    const repo = await makeRepo(t);
+    const sha = await repo.commit(1, "http");
+    const root = await mkdtemp(path.join(os.tmpdir(), "swarmhook-http-git-"));
+    onEnd(t, () => rm(root, { recursive: true, force: true }));
+    await execa("git", ["clone", "--quiet", "--bare", repo.dir, path.join(root, "shop.git")]);
+    const token = "ghs_http_backend_token_0123456789";
+    const expected = `Basic ${Buffer.from(`x-access-token:${token}`).toString("base64")}`;
+    const server = http.createServer((req, res) => {
+      if (req.headers.authorization !== expected) return void res.writeHead(401, { "WWW-Authenticate": 'Basic realm="git"' }).end();
+      const u = new URL(req.url ?? "/", "http://x");
+      const cgi = spawn("git", ["http-backend"], {
+        env: {
+          PATH: process.env.PATH ?? "",
+          GIT_PROJECT_ROOT: root,
+          GIT_HTTP_EXPORT_ALL: "1",
+          PATH_INFO: u.pathname,
+          QUERY_STRING: u.search.slice(1),
+          REQUEST_METHOD: req.method ?? "GET",
+          CONTENT_TYPE: req.headers["content-type"] ?? "",
+          REMOTE_USER: "x-access-token",
+        },
+      });
+      req.pipe(cgi.stdin);
+      let head = Buffer.alloc(0);
+      let started = false;
+      cgi.stdout.on("data", (d: Buffer) => {
+        if (started) return void res.write(d);
+        head = Buffer.concat([head, d]);
+        const end = head.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const headers: Record<string, string> = {};
+        for (const line of head.subarray(0, end).toString().split("\r\n"))
+          headers[line.slice(0, line.indexOf(":")).toLowerCase()] = line.slice(line.indexOf(":") + 1).trim();
+        const status = Number((headers.status ?? "200").split(" ")[0]);
+        delete headers.status;
+        res.writeHead(status, headers);
+        started = true;
+        res.write(head.subarray(end + 4));
+      });
+      cgi.stdout.on("end", () => res.end());
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    onEnd(t, () => new Promise<void>((r) => server.close(() => r())));
+    const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/shop.git`;
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), "swarmhook-state-"));
+    onEnd(t, () => rm(stateDir, { recursive: true, force: true }));
+    const { createGitToken, createGithubClient } = await import("../agent/github.ts");
+    const { openMirror } = await import("../agent/git.ts");
+    const github = (apiUrl: string) => ({ apiUrl, auth: { type: "token" as const, token } });
+    const gh = createGithubClient(github("http://127.0.0.1:1"), pino({ level: "silent" }), "test");
+
+    const refused = await openMirror(
+      path.join(stateDir, "a"),
+      { url, path: "stack.yaml" },
+      createGitToken(github("https://api.github.com"), gh),
+    );
+    const error = await refused.fetch().then(
+      () => null,
+      (e: Error) => e.message,
+    );
+    assert.match(error ?? "", /git fetch from the stack's repository failed/, "another host's token is not sent: 401");
+    assert.ok(!error?.includes(token));
+
+    const mirror = await openMirror(
+      path.join(stateDir, "b"),
+      { url, path: "stack.yaml" },
+      createGitToken(github("http://127.0.0.1:9"), gh),
+    );
+    await mirror.fetch();
+    assert.ok(await mirror.hasCommit(sha));
+    assert.equal(await mirror.onBranch(sha, ["main"]), "main");
+    const config = await execa("git", ["--git-dir", mirror.dir, "config", "--list"]);
+    assert.ok(!config.stdout.includes(token) && !config.stdout.includes(expected.slice(6)), "the token is not in the mirror's config");
   });
 });
