@@ -57,7 +57,9 @@ async function main(): Promise<void> {
   try {
     let t = performance.now();
     await makeRepo(repo, COMMITS);
-    console.log(`repository: ${COMMITS} commits in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    const count = (await execa("git", ["-C", repo, "rev-list", "--count", "main"])).stdout.trim();
+    if (Number(count) !== COMMITS) throw new Error(`the repository has ${count} commits, not ${COMMITS}`);
+    console.log(`repository: ${count} commits on main, made in ${((performance.now() - t) / 1000).toFixed(1)} s`);
     const stateDir = path.join(work, "state");
     const mirror = await openMirror(stateDir, { url: `file://${repo}`, path: "stack.yaml" });
     t = performance.now();
