@@ -55,7 +55,30 @@ async function makeRepo(t: Ends) {
   return { dir, git, commit };
 }
 
-async function gitAgent(t: Ends, root: string, url: string, stack: string, env: Record<string, string> = {}) {
+/** `git daemon` serving `repoDir` on a free loopback port, answering before this returns. */
+async function startGitDaemon(t: Ends, repoDir: string): Promise<number> {
+  const port = await freePort();
+  const base = path.dirname(repoDir);
+  const daemon = spawn(
+    "git",
+    ["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", `--port=${port}`, `--base-path=${base}`, repoDir],
+    {
+      stdio: "ignore",
+    },
+  );
+  onEnd(t, () => void daemon.kill());
+  const url = `git://127.0.0.1:${port}/${path.basename(repoDir)}`;
+  await waitFor(
+    "git daemon",
+    async () => ((await execa("git", ["ls-remote", url], { reject: false })).exitCode === 0 ? true : undefined),
+    10_000,
+    200,
+  );
+  return port;
+}
+
+/** A STATE_DIR and an AGENT_CONFIG with one stack from `url` (branch main), removed when the test ends. */
+async function gitConfig(t: Ends, url: string, stack: string): Promise<{ stateDir: string; config: string }> {
   const stateDir = await mkdtemp(path.join(os.tmpdir(), "swarmhook-state-"));
   onEnd(t, () => rm(stateDir, { recursive: true, force: true }));
   const config = path.join(stateDir, "stacks.yaml");
@@ -63,6 +86,11 @@ async function gitAgent(t: Ends, root: string, url: string, stack: string, env: 
     config,
     `stacks:\n  - name: ${stack}\n    repository: ${REPO}\n    branches: [main]\n    git: { url: "${url}", path: stack.yaml }\n`,
   );
+  return { stateDir, config };
+}
+
+async function gitAgent(t: Ends, root: string, url: string, stack: string, env: Record<string, string> = {}) {
+  const { stateDir, config } = await gitConfig(t, url, stack);
   const agent = await startTestAgent(root, { AGENT_CONFIG: config, STATE_DIR: stateDir, ...env });
   onEnd(t, () => agent.stop());
   return { agent, stateDir };
@@ -125,22 +153,7 @@ describe("stacks from git", () => {
     const repo = await makeRepo(t);
     const stack = uniqueStack(t);
     const sha = await repo.commit(1, "daemon");
-    const port = await freePort();
-    const daemon = spawn(
-      "git",
-      ["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", `--port=${port}`, `--base-path=${path.dirname(repo.dir)}`, repo.dir],
-      { stdio: "ignore" },
-    );
-    onEnd(t, () => void daemon.kill());
-    await waitFor(
-      "git daemon",
-      async () =>
-        (await execa("git", ["ls-remote", `git://127.0.0.1:${port}/${path.basename(repo.dir)}`], { reject: false })).exitCode === 0
-          ? true
-          : undefined,
-      10_000,
-      200,
-    );
+    const port = await startGitDaemon(t, repo.dir);
     await gitAgent(t, s.root, `git://127.0.0.1:${port}/${path.basename(repo.dir)}`, stack);
     const r = await waitForRecord(s.root, await publish(s.root, sha, { repository: REPO }));
     assert.equal(r.outcome, "success", r.reason);
@@ -203,21 +216,7 @@ describe("stacks from git", () => {
     const repo = await makeRepo(t);
     const stack = uniqueStack(t);
     const sha = await repo.commit(1, "restarted");
-    const daemonPort = await freePort();
-    const daemon = spawn(
-      "git",
-      [
-        "daemon",
-        "--reuseaddr",
-        "--export-all",
-        "--listen=127.0.0.1",
-        `--port=${daemonPort}`,
-        `--base-path=${path.dirname(repo.dir)}`,
-        repo.dir,
-      ],
-      { stdio: "ignore" },
-    );
-    onEnd(t, () => void daemon.kill());
+    const daemonPort = await startGitDaemon(t, repo.dir);
     // a proxy that holds every connection while `hold` is set: the fetch hangs, as over a slow link
     let hold = true;
     const held: net.Socket[] = [];
@@ -231,13 +230,7 @@ describe("stacks from git", () => {
     await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
     onEnd(t, () => new Promise<void>((r) => proxy.close(() => r())));
     const url = `git://127.0.0.1:${(proxy.address() as net.AddressInfo).port}/${path.basename(repo.dir)}`;
-    const stateDir = await mkdtemp(path.join(os.tmpdir(), "swarmhook-state-"));
-    onEnd(t, () => rm(stateDir, { recursive: true, force: true }));
-    const config = path.join(stateDir, "stacks.yaml");
-    await writeFile(
-      config,
-      `stacks:\n  - name: ${stack}\n    repository: ${REPO}\n    branches: [main]\n    git: { url: "${url}", path: stack.yaml }\n`,
-    );
+    const { stateDir, config } = await gitConfig(t, url, stack);
     const env = {
       SPOOL_DIR: s.root,
       AGENT_CONFIG: config,

@@ -40,19 +40,21 @@ function job(s: string, committedAt = new Date().toISOString()): DeployJob {
   };
 }
 
-/** 1. job published underneath a bindfs mount → `docker stack deploy` started by the agent reading the mount. */
+/** 1. job published underneath a bindfs mount → `docker stack deploy` started by the agent reading the mount (after it rendered and planned the stack). */
 async function pickup(): Promise<number[]> {
   const under = mkdtempSync(path.join(os.tmpdir(), "swarmhook-bench-nfs-"));
   await ensureSpool(openSpool(under));
   const mount = await mountBindfs(under);
   const started = new Map<string, number>();
-  // the spawn boundary stubbed: this measures pickup, not Docker
+  // `docker stack deploy` stubbed: this measures pickup (claim, engine check, render, plan), not the deploy;
+  // the queries before it (version, info, stack config, services) go to the real engine
+  const real = createDockerRunner();
   const docker: DockerRunner = {
     run: async (args, o) => {
       started.set(o?.env?.DEPLOY_SHA ?? "", performance.now());
       return { command: ["docker", ...args], exitCode: 1, timedOut: false, durationMs: 0, outputTail: "stub", stdout: "" };
     },
-    capture: async (args) => ({ command: ["docker", ...args], exitCode: 1, timedOut: false, durationMs: 0, outputTail: "", stdout: "" }),
+    capture: (args, o) => real.capture(args, o),
   };
   const config = loadAgentConfig({
     SPOOL_DIR: mount.mountpoint,
