@@ -15,8 +15,10 @@ import { ensureSpool, openSpool } from "../spool/index.ts";
 
 export const LOCAL_HELP = `swarmhook local [--dir DIR] [--setup]
   Runs the API (http://127.0.0.1:8000) and the watcher in one process on this machine, with
-  embedded defaults: the spool in DIR/spool (default .swarmhook/), a webhook secret generated
-  once into DIR/webhook-secret (mode 600), and stack/local-demo.yaml deployed as the stack
+  embedded defaults: the spool in DIR/spool (default .swarmhook/), a webhook secret and a history
+  token generated once into DIR/webhook-secret and DIR/history-token (mode 600; the deployments page
+  is http://127.0.0.1:8000/deployments, any user name, the token as password), and
+  stack/local-demo.yaml deployed as the stack
   swarmhook-demo on this machine's swarm. First it checks for a Docker engine in swarm mode and the
   demo image; as root with apt it sets up what is missing (scripts/test-env.sh --demo), one line a
   step; otherwise it exits at once naming what is missing and the command that fixes it. --setup
@@ -27,8 +29,9 @@ export const LOCAL_HELP = `swarmhook local [--dir DIR] [--setup]
       --secret-file .swarmhook/webhook-secret --repository local/demo --sha "$(git rev-parse HEAD)"
 `;
 
-function secretFile(dir: string): string {
-  const file = path.join(dir, "webhook-secret");
+/** A random secret generated once into DIR/name (mode 600), for the webhook and the history page. */
+function secretFile(dir: string, name: string): string {
+  const file = path.join(dir, name);
   if (!existsSync(file)) {
     writeFileSync(file, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
     chmodSync(file, 0o600);
@@ -47,7 +50,9 @@ export async function runLocal(dir: string, root: string, o: { setupOnly?: boole
   mkdirSync(path.join(dir, "spool"), { recursive: true, mode: 0o2770 });
   const defaults: NodeJS.ProcessEnv = {
     SPOOL_DIR: path.join(dir, "spool"),
-    GITHUB_WEBHOOK_SECRET_FILE: secretFile(dir),
+    GITHUB_WEBHOOK_SECRET_FILE: secretFile(dir, "webhook-secret"),
+    HISTORY_TOKEN_FILE: secretFile(dir, "history-token"),
+    STATE_DIR: path.join(dir, "state"),
     HOST: "127.0.0.1",
     DEPLOY_REPOSITORY: "local/demo",
     STACK_FILE: path.join(root, "stack", "local-demo.yaml"),
@@ -57,6 +62,7 @@ export async function runLocal(dir: string, root: string, o: { setupOnly?: boole
   };
   const env = { ...defaults, ...Object.fromEntries(Object.entries(process.env).filter(([, v]) => v)) };
   if (env.GITHUB_WEBHOOK_SECRET) delete env.GITHUB_WEBHOOK_SECRET_FILE;
+  if (env.HISTORY_TOKEN) delete env.HISTORY_TOKEN_FILE;
   const apiConfig = loadApiConfig(env);
   const agentConfig = loadAgentConfig(env);
   const log = createLogger({ level: apiConfig.logLevel, format: apiConfig.logFormat });
@@ -77,6 +83,11 @@ export async function runLocal(dir: string, root: string, o: { setupOnly?: boole
     { url: server.url, spool: spool.root, secretFile: env.GITHUB_WEBHOOK_SECRET_FILE, stack: agentConfig.stacks[0]?.name },
     `swarmhook local: POST ${server.url}/api/webhook/github deploys ${agentConfig.stacks[0]?.file}; Ctrl-C stops`,
   );
+  if (env.HISTORY_TOKEN_FILE)
+    log.info(
+      { url: `${server.url}/deployments` },
+      `history: ${server.url}/deployments (any user name; the password is in ${env.HISTORY_TOKEN_FILE})`,
+    );
   const stop = async () => {
     await server.close(2000);
     await agent.stop();

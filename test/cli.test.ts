@@ -117,6 +117,11 @@ describe("swarmhook local (the quick start's main job)", () => {
       const jobs = await cli(["jobs", "--spool", path.join(dir, "spool")]).done;
       assert.match(jobs.out, new RegExp(`success\\s+${stack}\\s+${sha.slice(0, 12)}`));
       assert.equal((await readFile(path.join(dir, "webhook-secret"), "utf8")).trim().length, 64);
+      // the history page of the quick start, behind the generated token
+      const token = (await readFile(path.join(dir, "history-token"), "utf8")).trim();
+      assert.equal((await fetch(`http://127.0.0.1:${port}/deployments`)).status, 401);
+      const page = await fetch(`http://127.0.0.1:${port}/api/deployments/${jobId}`, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal(((await page.json()) as { deployment: { status: string } }).deployment.status, "success");
     } finally {
       local.child.kill("SIGTERM");
       assert.equal((await local.done).code, 0);
