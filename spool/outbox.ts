@@ -153,8 +153,3 @@ export async function pruneDeploymentIds(spool: Spool, now: number, keepMs = 7 *
   }
   return removed;
 }
-
-/** The job id an entry name belongs to (so a job's GitHub reports go out in order). */
-export function reportJobId(name: string): string {
-  return name.replace(/^\d{8}T\d{9}Z-\d{6}-/, "").replace(/\.(github|notify)\.json$/, "");
-}
