@@ -164,7 +164,7 @@ async function deployRendered(d: DeployDeps, rendered: Rendered): Promise<Deploy
   const since = new Date(startedAt - 1000); // update states from before this deploy are not ours
   const deadline = startedAt + policy.deployTimeoutMs;
   let applied = false;
-  const plan = await planStack(d.docker, stack.name, rendered.files, deployEnv(job.sha)).catch((err: unknown) => {
+  const plan = await planStack(d.docker, stack.name, rendered.doc, deployEnv(job.sha)).catch((err: unknown) => {
     log.warn({ err }, "could not plan the deploy: deploying without a plan");
     return undefined;
   });

@@ -1,4 +1,3 @@
-import { parse as parseYaml } from "yaml";
 import type { DockerRunner, RunOptions } from "./docker.ts";
 import { query } from "./release.ts";
 
@@ -175,16 +174,18 @@ function fieldChange(field: string, from: string, to: string): FieldChange {
 }
 
 /**
- * What deploying `files` as stack `stack` would change, against the services running now. Each
+ * What deploying `rendered` (renderStack's `doc`: the stack as `docker stack config` renders it) as
+ * stack `stack` would change, against the services running now. Each
  * field is compared the way Docker stores it (durations in ns, memory in bytes, images without the
  * digest Swarm pinned, networks and objects by name), so a stack just deployed plans as no changes.
  * Environment changes name keys, never values.
  * @example
- * const plan = await planStack(docker, "app", ["/opt/app/stack.yaml"], { IMAGE_TAG: sha, DEPLOY_SHA: sha });
+ * const r = await renderStack(docker, "/opt/app/stack.yaml", "app", job);
+ * const plan = await planStack(docker, "app", r.doc, deployEnv(job.sha));
  * console.log(plan.summary);
  */
-export async function planStack(docker: DockerRunner, stack: string, files: string[], env: RunOptions["env"]): Promise<Plan> {
-  const doc = (parseYaml(await query(docker, ["stack", "config", ...files.flatMap((f) => ["-c", f])], env)) ?? {}) as Compose;
+export async function planStack(docker: DockerRunner, stack: string, rendered: unknown, env: RunOptions["env"]): Promise<Plan> {
+  const doc = (rendered ?? {}) as Compose;
   const ids = (await query(docker, ["stack", "services", stack, "--format", "{{.ID}}"], env)).split("\n").filter(Boolean);
   const specs = ids.length > 0 ? (JSON.parse(await query(docker, ["service", "inspect", ...ids], env)) as Spec[]) : [];
   const networkName = new Map(

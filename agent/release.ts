@@ -17,6 +17,8 @@ export interface Rendered {
   warnings: string[];
   /** Configs and secrets named by their content for this deploy (stacks from git). */
   objects: VersionedObject[];
+  /** `docker stack config` of `files` together, parsed: what the deploy asks for (the plan compares it). */
+  doc: unknown;
   /** Remove the per-job files; safe to call twice. */
   cleanup(): Promise<void>;
 }
@@ -130,13 +132,20 @@ export async function renderStack(
   const versioned = o.versionObjects ? await versionObjects(doc, stackName) : { overlay: {}, objects: [] };
   const overlay = { ...(Object.keys(images.overlay).length > 0 ? { services: images.overlay } : {}), ...versioned.overlay };
   const base = { asked, stackFileHash, warnings: images.warnings, objects: versioned.objects };
-  if (Object.keys(overlay).length === 0) return { ...base, files: [stackFile], cleanup: async () => undefined };
+  if (Object.keys(overlay).length === 0) return { ...base, doc, files: [stackFile], cleanup: async () => undefined };
   // Docker merges only files of one compose version: the overlay says the stack file's own
   const { version } = (parseYaml(await fs.readFile(stackFile, "utf8")) ?? {}) as { version?: unknown };
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "swarmhook-overlay-"));
   const overlayFile = path.join(dir, "overlay.yaml");
   await fs.writeFile(overlayFile, stringifyYaml({ ...(version === undefined ? {} : { version }), ...overlay }), { mode: 0o600 });
-  return { ...base, files: [stackFile, overlayFile], cleanup: () => fs.rm(dir, { recursive: true, force: true }) };
+  const cleanup = () => fs.rm(dir, { recursive: true, force: true });
+  const merged = await query(docker, ["stack", "config", "-c", stackFile, "-c", overlayFile], deployEnv(job.sha)).catch(
+    async (err: unknown) => {
+      await cleanup();
+      throw err;
+    },
+  );
+  return { ...base, doc: parseYaml(merged) ?? {}, files: [stackFile, overlayFile], cleanup };
 }
 
 /** The release a converged stack runs: each service's image as its spec holds it (with the digest Swarm pinned, when it could). */

@@ -1,10 +1,8 @@
 // `swarmhook plan`: what a deploy of a commit would change in a stack, before it happens.
-import { mkdtemp, rm } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
 import type { AgentConfig, StackConfig } from "../agent/config.ts";
 import type { DockerRunner } from "../agent/docker.ts";
-import { fileInCheckout, openMirror } from "../agent/git.ts";
+import { checkout } from "../agent/git-stack.ts";
+import { openMirror } from "../agent/git.ts";
 import { planStack, type Plan } from "../agent/plan.ts";
 import { deployEnv, renderStack } from "../agent/release.ts";
 import { JOB_VERSION, openSpool, readDeployed, shortSha, type DeployJob } from "../spool/index.ts";
@@ -48,19 +46,21 @@ async function planGit(config: AgentConfig, stack: StackConfig, docker: DockerRu
     throw new PlanError(
       sha ? `commit ${sha} is not in ${stack.name}'s repository` : `branch ${branch} not found in ${stack.name}'s repository`,
     );
-  const dir = await mkdtemp(path.join(os.tmpdir(), "swarmhook-plan-"));
+  const co = await checkout(config.stateDir, mirror, stack, `plan-${process.pid}`, full);
   try {
-    await mirror.extract(full, dir);
-    const rendered = await renderStack(docker, fileInCheckout(dir, stack.git?.path ?? stack.file), stack.name, renderJob(full), {
-      versionObjects: true,
-    });
-    try {
-      return { sha: full, plan: await planStack(docker, stack.name, rendered.files, deployEnv(full)) };
-    } finally {
-      await rendered.cleanup();
-    }
+    return { sha: full, plan: await planRendered(docker, stack.name, co.file, full, true) };
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await co.cleanup();
+  }
+}
+
+/** Render the stack file as a deploy of `sha` would (renderStack) and plan that. */
+async function planRendered(docker: DockerRunner, name: string, file: string, sha: string, versionObjects: boolean): Promise<Plan> {
+  const rendered = await renderStack(docker, file, name, renderJob(sha), { versionObjects });
+  try {
+    return await planStack(docker, name, rendered.doc, deployEnv(sha));
+  } finally {
+    await rendered.cleanup();
   }
 }
 
@@ -81,7 +81,7 @@ export async function planFor(
   const at = sha ?? (await readDeployed(openSpool(config.spoolDir), name).catch(() => ({ deployed: null }))).deployed?.sha;
   if (!at) throw new PlanError(`no commit to plan: give --sha (state/${name}.json names none)`);
   if (!/^[0-9a-f]{40}$/.test(at)) throw new PlanError("--sha must be the full 40-hex commit for a stack file on this node");
-  return { sha: at, plan: await planStack(docker, name, [stack.file], deployEnv(at)) };
+  return { sha: at, plan: await planRendered(docker, name, stack.file, at, false) };
 }
 
 export function formatPlan(stack: string, sha: string, plan: Plan, json: boolean): string {

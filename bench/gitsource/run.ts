@@ -103,7 +103,7 @@ async function main(): Promise<void> {
       if (!(await mirror.onBranch(sha, ["main"]))) throw new Error("pushed commit not on main");
       const co = await checkout(stateDir, mirror, stack, job.deliveryId, sha);
       const rendered = await renderStack(docker, co.file, STACK, job, { versionObjects: true });
-      await planStack(docker, STACK, rendered.files, deployEnv(sha));
+      await planStack(docker, STACK, rendered.doc, deployEnv(sha));
       const addedMs = performance.now() - a;
       // the deploy itself: docker stack deploy of that commit, which changes the service
       const d = performance.now();
