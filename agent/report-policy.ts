@@ -1,4 +1,12 @@
-import { MAX_DESCRIPTION, shortSha, type GithubStep, type NotifyMessage, type Outcome, type ResultRecord } from "../spool/index.ts";
+import {
+  MAX_DESCRIPTION,
+  recordDurationMs,
+  shortSha,
+  type GithubStep,
+  type NotifyMessage,
+  type Outcome,
+  type ResultRecord,
+} from "../spool/index.ts";
 
 /** GitHub's Deployment status for each outcome: a deploy that never ran is `inactive`, not failed. */
 export const DEPLOYMENT_STATE: Record<Outcome, "success" | "failure" | "error" | "inactive"> = {
@@ -75,7 +83,6 @@ export function createNotifyPolicy(o: { on: "failure" | "all"; repeatMs: number 
   return {
     decide(rec, url, now) {
       const job = rec.job;
-      const started = rec.timings.started ?? rec.timings.claimed;
       const stack = rec.stack ?? "-";
       const message: NotifyMessage = {
         event: job?.kind === "rollback" ? "rollback" : "deploy",
@@ -85,7 +92,7 @@ export function createNotifyPolicy(o: { on: "failure" | "all"; repeatMs: number 
         outcome: rec.outcome,
         reason: rec.reason ? rec.reason.slice(0, 2000) : null,
         deliveryId: rec.jobId,
-        durationMs: started ? Math.max(0, Date.parse(rec.timings.finished) - Date.parse(started)) : null,
+        durationMs: recordDurationMs(rec),
         url,
       };
       if (FAILURES.has(rec.outcome)) {

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
-import { triggerOf, type Job, type PendingEntry, type ResultRecord, type Trigger } from "../spool/index.ts";
+import { recordDurationMs, triggerOf, type Job, type PendingEntry, type ResultRecord, type Trigger } from "../spool/index.ts";
 
 /** One deployment as the history API and page show it: a pending job or a finished record. */
 export interface DeploymentSummary {
@@ -47,7 +47,6 @@ export function summarizePending(p: PendingEntry): DeploymentSummary {
 
 export function summarizeRecord(path: string, r: ResultRecord | null, problem?: string): DeploymentSummary {
   const base = fromJob(r?.job ?? null);
-  const started = r?.timings.started ?? r?.timings.claimed ?? null;
   return {
     id: r?.jobId ?? path.slice(path.indexOf("/") + 1).replace(/\.json$/, ""),
     status: r?.outcome ?? "unreadable",
@@ -55,7 +54,7 @@ export function summarizeRecord(path: string, r: ResultRecord | null, problem?: 
     ...base,
     trigger: r?.trigger ?? base.trigger,
     finishedAt: r?.timings.finished ?? null,
-    durationMs: r && started ? Math.max(0, Date.parse(r.timings.finished) - Date.parse(started)) : null,
+    durationMs: r ? recordDurationMs(r) : null,
     reason: r ? (r.reason ?? null) : (problem ?? "unreadable record"),
     record: path,
   };

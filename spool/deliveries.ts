@@ -2,7 +2,7 @@ import { promises as fs } from "node:fs";
 import { z } from "zod";
 import { isoTime } from "../lib/zod.ts";
 import { replaceWith, toSpoolError, writeTemp, type Spool } from "./layout.ts";
-import { isUnreadable, readBounded } from "./read.ts";
+import { isUnreadable, parseJson, readBounded } from "./read.ts";
 import { OUTCOMES, type Outcome } from "./record.ts";
 import { JobSchema } from "./schema.ts";
 
@@ -93,13 +93,8 @@ async function takeOver(spool: Spool, id: string): Promise<void> {
 
 /** Whether this delivery id already ended once (its marker holds an outcome): a label for the next attempt, never a decision. */
 export async function deliveryFinished(spool: Spool, id: string): Promise<boolean> {
-  const text = await readBounded(spool.file("ids", id), MAX_MARK_BYTES).catch(() => null);
-  if (text === null || isUnreadable(text)) return false;
-  try {
-    return DeliveryMarkSchema.safeParse(JSON.parse(text)).success;
-  } catch {
-    return false;
-  }
+  const text = await readBounded(spool.file("ids", id), MAX_MARK_BYTES).catch((err: Error) => ({ reason: err.message }));
+  return "value" in parseJson(text, DeliveryMarkSchema);
 }
 
 /** Give back a reservation whose job was not written, so a redelivery is not answered "pending". */

@@ -1,7 +1,6 @@
 import { constants, promises as fs } from "node:fs";
-import { describeIssues } from "../lib/zod.ts";
 import { listDir, replaceWith, stamp, toSpoolError, writeTemp, type Spool } from "./layout.ts";
-import { isUnreadable, readBounded } from "./read.ts";
+import { parseJson, readBounded } from "./read.ts";
 import { DeliveryMarkSchema, MAX_JOB_BYTES } from "./deliveries.ts";
 import { ResultRecordSchema, type ResultRecord } from "./record.ts";
 import { DELIVERY_ID, JobSchema, jobIdFromFileName, type Job } from "./schema.ts";
@@ -163,15 +162,8 @@ export async function readRecord(spool: Spool, path: string): Promise<{ record: 
   const [dir, name] = path.split("/") as [HistoryDir, string];
   if ((dir !== "done" && dir !== "failed") || !name || !RECORD_NAME.test(name)) return { record: null, problem: "not a record path" };
   const text = await readBounded(spool.file(dir, name), MAX_RECORD_BYTES).catch((err: Error) => ({ reason: err.message }));
-  if (isUnreadable(text)) return { record: null, problem: text.reason };
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (err) {
-    return { record: null, problem: `not JSON: ${(err as Error).message}` };
-  }
-  const parsed = ResultRecordSchema.safeParse(data);
-  return parsed.success ? { record: parsed.data } : { record: null, problem: describeIssues(parsed.error) };
+  const r = parseJson(text, ResultRecordSchema);
+  return "value" in r ? { record: r.value } : { record: null, problem: r.problem };
 }
 
 async function readEntry(spool: Spool, e: IndexEntry): Promise<HistoryEntry> {
@@ -242,13 +234,8 @@ export async function listPendingJobs(spool: Spool, max = 500): Promise<PendingE
 
 async function readJob(spool: Spool, where: "new" | "work", name: string): Promise<{ job: Job | null; problem?: string }> {
   const text = await readBounded(spool.file(where, name), MAX_JOB_BYTES).catch((err: Error) => ({ reason: err.message }));
-  if (isUnreadable(text)) return { job: null, problem: text.reason };
-  try {
-    const parsed = JobSchema.safeParse(JSON.parse(text));
-    return parsed.success ? { job: parsed.data } : { job: null, problem: describeIssues(parsed.error) };
-  } catch (err) {
-    return { job: null, problem: `not JSON: ${(err as Error).message}` };
-  }
+  const r = parseJson(text, JobSchema);
+  return "value" in r ? { job: r.value } : { job: null, problem: r.problem };
 }
 
 /**
@@ -262,15 +249,9 @@ export async function findDelivery(spool: Spool, id: string): Promise<{ pending:
     if (!(await fs.lstat(spool.file(where, `${id}.json`)).catch(() => null))) continue;
     return { pending: { id, where, ...(await readJob(spool, where, `${id}.json`)) } };
   }
-  const mark = await readBounded(spool.file("ids", id), MAX_JOB_BYTES).catch(() => null);
-  if (typeof mark === "string") {
-    try {
-      const parsed = DeliveryMarkSchema.safeParse(JSON.parse(mark));
-      if (parsed.success) return { record: parsed.data.record };
-    } catch {
-      // not a finished marker: look in the index
-    }
-  }
+  const mark = await readBounded(spool.file("ids", id), MAX_JOB_BYTES).catch((err: Error) => ({ reason: err.message }));
+  const finished = parseJson(mark, DeliveryMarkSchema); // else pending, or gone: look in the index
+  if ("value" in finished) return { record: finished.value.record };
   for await (const e of indexBackwards(spool)) if (nameOf(e.path).endsWith(`-${id}.json`)) return { record: e.path };
   return null;
 }

@@ -2,7 +2,7 @@ import { promises as fs } from "node:fs";
 import { z } from "zod";
 import { isoTime } from "../lib/zod.ts";
 import { listDir, publishNoClobber, replaceWith, stamp, toSpoolError, writeTemp, type Spool } from "./layout.ts";
-import { isUnreadable, readBounded } from "./read.ts";
+import { isUnreadable, parseJson, readBounded } from "./read.ts";
 import { COMMIT_SHA, REPOSITORY } from "./schema.ts";
 
 /**
@@ -110,13 +110,8 @@ export async function readReport(spool: Spool, name: string): Promise<{ entry: O
     throw err;
   });
   if (text === null) return null;
-  if (isUnreadable(text)) return { problem: text.reason };
-  try {
-    const parsed = OutboxEntrySchema.safeParse(JSON.parse(text));
-    return parsed.success ? { entry: parsed.data } : { problem: "not an outbox entry of this version" };
-  } catch {
-    return { problem: "not JSON" };
-  }
+  const r = parseJson(text, OutboxEntrySchema);
+  return "value" in r ? { entry: r.value } : { problem: `not an outbox entry of this version: ${r.problem}` };
 }
 
 /** Rewrite a report in place (its attempts and next try), atomically. */

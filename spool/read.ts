@@ -1,4 +1,6 @@
 import { constants, promises as fs } from "node:fs";
+import type { z } from "zod";
+import { describeIssues } from "../lib/zod.ts";
 import { toSpoolError } from "./layout.ts";
 
 /** Why a spool entry cannot be read as one of our files; the entry is then quarantined or skipped, never followed. */
@@ -44,3 +46,21 @@ function kindOf(st: import("node:fs").Stats): string {
 }
 
 export const isUnreadable = (r: string | Unreadable): r is Unreadable => typeof r !== "string";
+
+/**
+ * What readBounded gave, as JSON checked against `schema`: `{ value }`, or `{ problem }` saying why
+ * not (unreadable, not JSON, or the schema's issues). One way for every small spool file read back.
+ * @example
+ * const r = parseJson(await readBounded(file, 64 * 1024), OutboxEntrySchema);
+ */
+export function parseJson<T>(text: string | Unreadable, schema: z.ZodType<T>): { value: T } | { problem: string } {
+  if (isUnreadable(text)) return { problem: text.reason };
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    return { problem: `not JSON: ${(err as Error).message}` };
+  }
+  const parsed = schema.safeParse(data);
+  return parsed.success ? { value: parsed.data } : { problem: describeIssues(parsed.error) };
+}

@@ -82,3 +82,9 @@ export const ResultRecordSchema = z.object({
 export type Attempt = z.infer<typeof AttemptSchema>;
 export type ServiceState = z.infer<typeof ServiceStateSchema>;
 export type ResultRecord = z.infer<typeof ResultRecordSchema>;
+
+/** How long a job took, from its start (or its claim, for one that never started) to its finish; null when neither is known. */
+export function recordDurationMs(rec: ResultRecord): number | null {
+  const from = rec.timings.started ?? rec.timings.claimed;
+  return from ? Math.max(0, Date.parse(rec.timings.finished) - Date.parse(from)) : null;
+}
