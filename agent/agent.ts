@@ -7,13 +7,14 @@ import {
   cleanStaleTemp,
   ensureSpool,
   listPending,
-  pruneDeploymentIds,
+  quarantine,
   pruneMarks,
   pruneRecords,
   rebuildIndex,
   recoverInterrupted,
   triggerOf,
   type ClaimResult,
+  type Job,
   type ResultRecord,
   type Spool,
   writeWatcherStatus,
@@ -23,8 +24,10 @@ import type { DockerRunner } from "./docker.ts";
 import { checkEngine } from "./engine.ts";
 import { createAgentMetrics, type AgentMetrics } from "./metrics.ts";
 import { createGitToken, createGithubClient } from "./github.ts";
+import { openOutbox, pruneDeploymentIds, type Outbox } from "./outbox.ts";
 import { createRecorder } from "./records.ts";
 import { createReporter, type Reporter } from "./reporter.ts";
+import { resolveRollback } from "./resolve-rollback.ts";
 import { stackFor } from "./route.ts";
 import { runStack, type StackContext } from "./run-stack.ts";
 import { claimedCount, createState, type AgentState, type StackRuntime } from "./state.ts";
@@ -48,6 +51,8 @@ export interface AgentDeps {
   version?: string;
   /** Where reports go; built from config.reports when not given. */
   reporter?: Reporter;
+  /** Where reports wait; STATE_DIR/outbox when not given. */
+  outbox?: Outbox;
 }
 
 const CLEAN_EVERY_MS = 60_000;
@@ -71,9 +76,10 @@ export function createAgent(deps: AgentDeps): Agent {
   const metrics = deps.metrics ?? createAgentMetrics("unknown");
   const github = config.reports.github;
   const gh = github ? createGithubClient(github, log, deps.version ?? "unknown") : undefined;
+  const outbox = deps.outbox ?? openOutbox(config.stateDir);
   const reporter =
     deps.reporter ??
-    createReporter({ config: config.reports, spool, log, clock, version: deps.version ?? "unknown", ...(gh ? { github: gh } : {}) });
+    createReporter({ config: config.reports, outbox, log, clock, version: deps.version ?? "unknown", ...(gh ? { github: gh } : {}) });
   const gitToken = github && gh ? createGitToken(github, gh) : undefined;
   const onRecorded = (rec: ResultRecord) => reporter.finished(rec, rec.stack ? state.stacks.get(rec.stack)?.config : undefined);
   const recorder = createRecorder({ spool, log, clock, unrecorded: state.unrecorded, metrics, onRecorded });
@@ -84,7 +90,7 @@ export function createAgent(deps: AgentDeps): Agent {
     async start() {
       log.info({ spool: spool.root, stacks: config.stacks.map((s) => s.name), pollIntervalMs: config.pollIntervalMs }, "watcher starting");
       try {
-        await ensureSpool(spool);
+        logModes(log, await ensureSpool(spool));
         await recover(state, ctx);
       } catch (err) {
         spoolProblem(state, ctx, err); // tried again by every tick until the spool is there
@@ -206,7 +212,7 @@ async function cleanTemp(state: AgentState, ctx: StackContext): Promise<void> {
   state.lastPrune = now;
   const pruned = await pruneMarks(ctx.spool, now);
   if (pruned > 0) ctx.log.info({ pruned }, "removed delivery markers older than a week (a redelivery of those deploys again)");
-  await pruneDeploymentIds(ctx.spool, now);
+  await pruneDeploymentIds(openOutbox(ctx.config.stateDir), now);
   const records = await pruneRecords(ctx.spool, ctx.config.historyKeepMs, now);
   if (records > 0)
     ctx.log.info({ removed: records, keepDays: ctx.config.historyKeepMs / 86_400_000 }, "removed records older than HISTORY_KEEP_DAYS");
@@ -216,7 +222,7 @@ async function recover(state: AgentState, ctx: StackContext): Promise<void> {
   const indexed = await rebuildIndex(ctx.spool); // lines a crash lost, records from before the index
   ctx.log.debug({ records: indexed }, "history index rebuilt");
   for (const r of await recoverInterrupted(ctx.spool, ctx.clock.now())) {
-    if (r.status === "claimed") ctx.log.warn({ jobId: r.jobId, sha: r.job.sha }, "job left in work/ by a dead run: deploying it again");
+    if (r.status === "claimed") ctx.log.warn({ jobId: r.jobId, kind: r.job.kind }, "job left in work/ by a dead run: deploying it again");
     await route(state, ctx, r);
   }
   state.recovered = true;
@@ -236,19 +242,39 @@ async function route(state: AgentState, ctx: StackContext, r: ClaimResult, fresh
     ctx.log.error({ file: r.name, reason: r.reason, record: `failed/${r.record}` }, "invalid spool entry quarantined");
     return;
   }
-  const pending = { jobId: r.jobId, job: r.job, claimedAt: r.claimedAt };
-  const stack = stackFor(state.stacks.values(), r.job);
+  const job = await judgeRequest(state, ctx, r);
+  if (!job) return;
+  const pending = { jobId: r.jobId, job, claimedAt: r.claimedAt };
+  const stack = stackFor(state.stacks.values(), job);
   if (!stack) {
     const reason =
-      r.job.kind === "rollback"
-        ? `no stack named ${r.job.stack} is configured`
-        : `no stack is configured for ${r.job.repository} ${r.job.ref}`;
+      job.kind === "rollback" ? `no stack named ${job.stack} is configured` : `no stack is configured for ${job.repository} ${job.ref}`;
     await ctx.recorder.finish(pending, "invalid", { reason });
     return;
   }
-  ctx.log.info({ jobId: r.jobId, sha: r.job.sha, stack: stack.config.name, trigger: triggerOf(r.job) }, "job claimed");
+  ctx.log.info({ jobId: r.jobId, sha: job.sha, stack: stack.config.name, trigger: triggerOf(job) }, "job claimed");
   stack.pending.push(pending);
   if (fresh) await ctx.reporter.claimed(pending, stack.config);
+}
+
+/**
+ * A claimed request as the watcher will deploy it: a deploy as it is (its stack, repository, branch
+ * and ancestry are judged next), a rollback resolved from the watcher's own record. A rollback that
+ * names no record of ours, or not a success of a configured stack, is quarantined with the reason.
+ */
+async function judgeRequest(state: AgentState, ctx: StackContext, r: Extract<ClaimResult, { status: "claimed" }>): Promise<Job | null> {
+  if (r.job.kind === "deploy") return r.job;
+  const req = r.job;
+  const configured = [...state.stacks.values()].some((s) => s.config.name === req.stack);
+  const resolved = configured ? await resolveRollback(ctx.spool, req) : { reason: `no stack named ${req.stack} is configured` };
+  if ("job" in resolved) return resolved.job;
+  const reason = `rollback refused: ${resolved.reason}`;
+  const q = await quarantine(ctx.spool, "work", `${r.jobId}.json`, reason, ctx.clock.now());
+  ctx.log.error(
+    { jobId: r.jobId, fromRecord: req.fromRecord, reason, record: q.status === "quarantined" ? `failed/${q.record}` : null },
+    "rollback refused",
+  );
+  return null;
 }
 
 function kick(state: AgentState, ctx: StackContext, stack: StackRuntime): void {
@@ -263,6 +289,14 @@ function kick(state: AgentState, ctx: StackContext, stack: StackRuntime): void {
       ctx.log.error({ err, stack: stack.config.name }, "deploy loop error");
     },
   );
+}
+
+/** What the start-up corrected in the spool's modes, and what it could not (a file or directory not the watcher's own). */
+function logModes(log: Logger, r: { corrected: string[]; problems: string[] }): void {
+  if (r.corrected.length > 0)
+    log.warn({ corrected: r.corrected }, "spool modes corrected: the API's group may write only tmp/, new/ and ids/");
+  if (r.problems.length > 0)
+    log.error({ problems: r.problems }, "spool modes NOT as they must be: the API's group can change what the watcher decides from");
 }
 
 function spoolProblem(state: AgentState, ctx: StackContext, err: unknown): void {

@@ -3,7 +3,7 @@ import { Octokit } from "@octokit/core";
 import { retry } from "@octokit/plugin-retry";
 import { throttling } from "@octokit/plugin-throttling";
 import type { Logger } from "pino";
-import type { OutboxEntry } from "../spool/index.ts";
+import type { OutboxEntry } from "./outbox.ts";
 import type { GithubAuth } from "./config.ts";
 
 const ReportingOctokit = Octokit.plugin(retry, throttling);

@@ -1,5 +1,6 @@
 import { createHmac } from "node:crypto";
-import { shortSha, type NotifyMessage } from "../spool/index.ts";
+import { shortSha } from "../spool/index.ts";
+import type { NotifyMessage } from "./outbox.ts";
 import type { NotifyFormat } from "./config.ts";
 import { summary } from "./report-policy.ts";
 

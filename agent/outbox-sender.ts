@@ -8,9 +8,9 @@ import {
   removeReport,
   updateReport,
   writeDeploymentId,
+  type Outbox,
   type OutboxEntry,
-  type Spool,
-} from "../spool/index.ts";
+} from "./outbox.ts";
 import type { ReportsConfig } from "./config.ts";
 import { describeGithubError, isPermanent, sendGithubStep, type GithubClient } from "./github.ts";
 import { PermanentNotifyError, sendNotification } from "./notify.ts";
@@ -28,12 +28,12 @@ export function retryDelay(attempts: number, outageMs: number): number {
   return Math.min(doubling, outageMs < OUTAGE_MS ? EARLY_MAX_MS : LATE_MAX_MS);
 }
 
-/** Which NOTIFY_URLS entry a report was made for, without writing the URL (a secret) to the spool. */
+/** Which NOTIFY_URLS entry a report was made for, without writing the URL (a secret) to disk. */
 export const urlHash = (url: string): string => createHash("sha256").update(url).digest("hex").slice(0, 16);
 
 export interface SenderContext {
   config: ReportsConfig;
-  spool: Spool;
+  outbox: Outbox;
   log: Logger;
   clock: Clock;
   gh: GithubClient | undefined;
@@ -49,7 +49,7 @@ export interface SenderContext {
 export async function deliverDue(ctx: SenderContext): Promise<void> {
   let names: string[];
   try {
-    names = await listReports(ctx.spool);
+    names = await listReports(ctx.outbox);
   } catch (err) {
     return warnOnce(ctx, "outbox", { err }, "outbox unreadable; reports wait");
   }
@@ -61,11 +61,11 @@ export async function deliverDue(ctx: SenderContext): Promise<void> {
 }
 
 async function deliverOne(ctx: SenderContext, name: string, blocked: Set<string>): Promise<void> {
-  const read = await readReport(ctx.spool, name);
+  const read = await readReport(ctx.outbox, name);
   if (read === null) return;
   if ("problem" in read) {
     ctx.log.error({ report: name, problem: read.problem }, "not an outbox entry: removed");
-    return removeReport(ctx.spool, name);
+    return removeReport(ctx.outbox, name);
   }
   const { entry } = read;
   const now = ctx.clock.now();
@@ -77,7 +77,7 @@ async function deliverOne(ctx: SenderContext, name: string, blocked: Set<string>
   }
   try {
     await send(ctx, entry);
-    await removeReport(ctx.spool, name);
+    await removeReport(ctx.outbox, name);
     if (entry.attempts > 0) ctx.log.info({ report: name, attempts: entry.attempts + 1 }, "report delivered after retries");
   } catch (err) {
     if (ordered) blocked.add(entry.jobId);
@@ -87,22 +87,22 @@ async function deliverOne(ctx: SenderContext, name: string, blocked: Set<string>
 
 async function send(ctx: SenderContext, entry: OutboxEntry): Promise<void> {
   const r = entry.report;
-  const { config, spool, gh } = ctx;
+  const { config, outbox, gh } = ctx;
   if (r.target === "notify") {
     const t = config.notify.targets[r.index];
     if (!t || urlHash(t.url) !== r.urlHash) throw new PermanentNotifyError("NOTIFY_URLS changed since this report was made");
     return sendNotification(t, r.message, config.notify.secret);
   }
   if (!gh) throw new PermanentNotifyError("GitHub reporting is no longer configured");
-  let id = await readDeploymentId(spool, entry.jobId);
+  let id = await readDeploymentId(outbox, entry.jobId);
   if (r.step.type === "deployment_status" && id === null) {
     // its Deployment was never created (the watcher died between claim and report): create it first
     const create = { ...entry, report: { ...r, step: { type: "deployment" as const, description: "swarmhook deploy" } } };
     id = await sendGithubStep(gh, create, null);
-    if (id !== null) await writeDeploymentId(spool, entry.jobId, id);
+    if (id !== null) await writeDeploymentId(outbox, entry.jobId, id);
   }
   const made = await sendGithubStep(gh, entry, id);
-  if (r.step.type === "deployment" && made !== null) await writeDeploymentId(spool, entry.jobId, made);
+  if (r.step.type === "deployment" && made !== null) await writeDeploymentId(outbox, entry.jobId, made);
 }
 
 async function failed(ctx: SenderContext, name: string, entry: OutboxEntry, err: unknown, now: Date): Promise<void> {
@@ -111,11 +111,11 @@ async function failed(ctx: SenderContext, name: string, entry: OutboxEntry, err:
   const fields = { report: name, target: entry.report.target, jobId: entry.jobId, attempts: entry.attempts + 1, error: why };
   if (err instanceof PermanentNotifyError || isPermanent(err) || now.getTime() - first > GIVE_UP_MS) {
     ctx.log.error(fields, "report dropped: the endpoint refuses it, or it has failed for over a day");
-    return removeReport(ctx.spool, name);
+    return removeReport(ctx.outbox, name);
   }
   const delay = retryDelay(entry.attempts + 1, now.getTime() - first);
   warnOnce(ctx, entry.report.target, { ...fields, retryInMs: delay }, "report not delivered; will retry");
-  await updateReport(ctx.spool, name, {
+  await updateReport(ctx.outbox, name, {
     ...entry,
     attempts: entry.attempts + 1,
     nextAt: new Date(now.getTime() + delay).toISOString(),

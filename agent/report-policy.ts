@@ -1,12 +1,5 @@
-import {
-  MAX_DESCRIPTION,
-  recordDurationMs,
-  shortSha,
-  type GithubStep,
-  type NotifyMessage,
-  type Outcome,
-  type ResultRecord,
-} from "../spool/index.ts";
+import { recordDurationMs, shortSha, type Outcome, type ResultRecord } from "../spool/index.ts";
+import { MAX_DESCRIPTION, type GithubStep, type NotifyMessage } from "./outbox.ts";
 
 /** GitHub's Deployment status for each outcome: a deploy that never ran is `inactive`, not failed. */
 export const DEPLOYMENT_STATE: Record<Outcome, "success" | "failure" | "error" | "inactive"> = {

@@ -1,9 +1,10 @@
 import type { Logger } from "pino";
 import type { Clock } from "../lib/clock.ts";
-import { listReports, putReport, removeReport, type GithubStep, type OutboxEntry, type ResultRecord, type Spool } from "../spool/index.ts";
+import type { ResultRecord } from "../spool/index.ts";
 import type { Pending } from "./coalesce.ts";
 import type { ReportsConfig, StackConfig } from "./config.ts";
 import { createGithubClient, type GithubClient } from "./github.ts";
+import { listReports, whenReady, putReport, removeReport, type GithubStep, type Outbox, type OutboxEntry } from "./outbox.ts";
 import { deliverDue, urlHash, type SenderContext } from "./outbox-sender.ts";
 import { claimedSteps, createNotifyPolicy, finishedSteps, startedSteps } from "./report-policy.ts";
 
@@ -23,7 +24,8 @@ const realRepository = (repo: string) => repo !== "manual/deploy";
 
 export interface ReporterDeps {
   config: ReportsConfig;
-  spool: Spool;
+  /** Where reports wait: STATE_DIR/outbox on the watcher's node (openOutbox). */
+  outbox: Outbox;
   log: Logger;
   clock: Clock;
   version: string;
@@ -32,33 +34,28 @@ export interface ReporterDeps {
 }
 
 /**
- * The reporter and its delivery loop. Reports go to the outbox on the spool first (durable), then
+ * The reporter and its delivery loop. Reports go to the outbox in STATE_DIR first (durable), then
  * out (outbox-sender.ts): per job, GitHub's steps strictly in order (the Deployment, then its
  * statuses); each report retried with backoff on its own, so a slow or dead endpoint delays no
  * deploy and no other job.
  * @example
- * const reporter = createReporter({ config: config.reports, spool, log, clock: systemClock, version });
+ * const reporter = createReporter({ config: config.reports, outbox: openOutbox(config.stateDir), log, clock: systemClock, version });
  * reporter.start();
  */
 export function createReporter(deps: ReporterDeps): Reporter {
-  const { config, spool, log, clock } = deps;
+  const { config, outbox, log, clock } = deps;
+  const ensure = whenReady(outbox);
   const gh = deps.github ?? (config.github ? createGithubClient(config.github, log, deps.version) : undefined);
   const policy = createNotifyPolicy(config.notify);
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | null = null;
   let stopped = false;
-  const sender: SenderContext = { config, spool, log, clock, gh, logged: new Map(), stopped: () => stopped };
+  const sender: SenderContext = { config, outbox, log, clock, gh, logged: new Map(), stopped: () => stopped };
 
   const logUrl = (jobId: string, stack: string, sha: string) => fillLogUrl(config.logUrlTemplate, jobId, stack, sha);
 
   async function put(jobId: string, report: OutboxEntry["report"]): Promise<void> {
-    const now = clock.now();
-    try {
-      await trim(spool, config.outboxMax, log);
-      await putReport(spool, { version: 1, jobId, createdAt: now.toISOString(), attempts: 0, nextAt: now.toISOString(), report }, now);
-    } catch (err) {
-      log.error({ err, jobId, target: report.target }, "could not write a report to the outbox: it is lost; the deploy goes on");
-    }
+    await store(outbox, ensure, config.outboxMax, log, jobId, report, clock.now());
     kick();
   }
 
@@ -127,11 +124,30 @@ export function fillLogUrl(template: string | undefined, jobId: string, stack: s
   return template?.replaceAll("{id}", e(jobId)).replaceAll("{stack}", e(stack)).replaceAll("{sha}", e(sha));
 }
 
+/** Write one report to the outbox (kept under its bound); a failure is logged, never the deploy's. */
+async function store(
+  outbox: Outbox,
+  ready: () => Promise<void>,
+  max: number,
+  log: Logger,
+  jobId: string,
+  report: OutboxEntry["report"],
+  now: Date,
+) {
+  try {
+    await ready();
+    await trim(outbox, max, log);
+    await putReport(outbox, { version: 1, jobId, createdAt: now.toISOString(), attempts: 0, nextAt: now.toISOString(), report }, now);
+  } catch (err) {
+    log.error({ err, jobId, target: report.target }, "could not write a report to the outbox: it is lost; the deploy goes on");
+  }
+}
+
 /** Keep the outbox under its bound: the oldest reports go first, each said in the log. */
-async function trim(spool: Spool, max: number, log: Logger): Promise<void> {
-  const names = await listReports(spool);
+async function trim(outbox: Outbox, max: number, log: Logger): Promise<void> {
+  const names = await listReports(outbox);
   for (const name of names.slice(0, Math.max(0, names.length - max + 1))) {
-    await removeReport(spool, name);
+    await removeReport(outbox, name);
     log.warn({ report: name, outboxMax: max }, "outbox full: dropped its oldest report");
   }
 }

@@ -8,7 +8,7 @@ import {
   shortSha,
   writeDeployed,
   type Deployed,
-  type RollbackJob,
+  type RollbackRequest,
   type Spool,
 } from "../spool/index.ts";
 import { coalesce, type Pending } from "./coalesce.ts";
@@ -154,7 +154,7 @@ async function deployFrom(
 async function rollBackAfter(ctx: StackContext, stack: StackRuntime, failed: Pending, result: DeployResult, deployed: Deployed | null) {
   const { log, clock } = ctx;
   if (ctx.config.onFailure !== "rollback" || !result.applied || failed.job.kind !== "deploy") return undefined;
-  if (!deployed?.release || deployed.sha === failed.job.sha) {
+  if (!deployed?.record?.startsWith("done/") || deployed.sha === failed.job.sha) {
     log.warn(
       { stack: stack.config.name, jobId: failed.jobId },
       "deploy failed after it was applied, and no earlier good release is recorded: nothing to roll back to",
@@ -162,16 +162,13 @@ async function rollBackAfter(ctx: StackContext, stack: StackRuntime, failed: Pen
     return undefined;
   }
   const now = clock.now();
-  const job: RollbackJob = {
+  // the request names the record; the watcher reads the images from it again when it claims the job
+  const job: RollbackRequest = {
     version: JOB_VERSION,
     kind: "rollback",
     deliveryId: rollbackJobId(deployed.sha, now),
     stack: stack.config.name,
-    repository: failed.job.repository,
-    ref: failed.job.ref,
-    sha: deployed.sha,
-    release: deployed.release,
-    ...(deployed.record ? { fromRecord: deployed.record } : {}),
+    fromRecord: deployed.record,
     cause: "failed-deploy",
     failedJobId: failed.jobId,
     sender: "swarmhook watcher (ON_FAILURE=rollback)",

@@ -1,10 +1,10 @@
 import { z } from "zod";
 import { describeIssues } from "../lib/zod.ts";
-import { JOB_VERSION, JobSchema, branchOf, sameRepository, type Job } from "../spool/index.ts";
+import { DeployJobSchema, JOB_VERSION, branchOf, sameRepository, type DeployJob } from "../spool/index.ts";
 import type { ApiConfig } from "./config.ts";
 import { HttpError } from "./errors.ts";
 
-export type Decision = { kind: "ping" } | { kind: "ignored"; reason: string } | { kind: "deploy"; job: Job };
+export type Decision = { kind: "ping" } | { kind: "ignored"; reason: string } | { kind: "deploy"; job: DeployJob };
 
 const Repo = z.object({ full_name: z.string() });
 const Sender = z.object({ login: z.string() }).nullish();
@@ -55,7 +55,7 @@ type Deploy = ApiConfig["deploy"];
 /** The job a deploying delivery becomes; a payload whose fields do not make a valid job is a 400. */
 function jobFrom(
   delivery: Delivery,
-  fields: Pick<Job, "repository" | "ref" | "sha"> & { committedAt?: string; sender?: string; before?: string; forced?: boolean },
+  fields: Pick<DeployJob, "repository" | "ref" | "sha"> & { committedAt?: string; sender?: string; before?: string; forced?: boolean },
 ): Decision {
   const { committedAt, sender, before, forced, ...rest } = fields;
   const candidate = {
@@ -70,7 +70,7 @@ function jobFrom(
     sender: sender ?? "unknown",
     receivedAt: delivery.receivedAt.toISOString(),
   };
-  const job = JobSchema.safeParse(candidate);
+  const job = DeployJobSchema.safeParse(candidate);
   if (!job.success) throw new HttpError(400, `payload does not make a valid job: ${describeIssues(job.error)}`);
   return { kind: "deploy", job: job.data };
 }

@@ -1,6 +1,14 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
-import { recordDurationMs, triggerOf, type Job, type PendingEntry, type ResultRecord, type Trigger } from "../spool/index.ts";
+import {
+  recordDurationMs,
+  triggerOf,
+  type Job,
+  type PendingEntry,
+  type ResultRecord,
+  type SpoolJob,
+  type Trigger,
+} from "../spool/index.ts";
 
 /** One deployment as the history API and page show it: a pending job or a finished record. */
 export interface DeploymentSummary {
@@ -26,10 +34,12 @@ export interface DeploymentSummary {
 
 const MANUAL_REPOSITORY = "manual/deploy";
 
-function fromJob(job: Job | null) {
+function fromJob(input: Job | SpoolJob | null) {
+  // a pending rollback names only its record: the commit is the watcher's to read from it
+  const job = input && "sha" in input ? input : null;
   return {
-    kind: job?.kind ?? null,
-    trigger: job ? triggerOf(job) : null,
+    kind: input?.kind ?? null,
+    trigger: input ? triggerOf(input) : null,
     repository: job?.repository ?? null,
     ref: job?.ref ?? null,
     sha: job?.sha ?? null,
@@ -42,7 +52,8 @@ function fromJob(job: Job | null) {
 export function summarizePending(p: PendingEntry): DeploymentSummary {
   const stack = p.job?.kind === "rollback" ? p.job.stack : null; // a push's stack is the watcher's to decide
   const status = p.where === "new" ? "queued" : "claimed";
-  return { id: p.id, status, stack, ...fromJob(p.job), finishedAt: null, durationMs: null, reason: p.problem ?? null, record: null };
+  const reason = p.problem ?? (p.job?.kind === "rollback" ? `rollback to the release of ${p.job.fromRecord}` : null);
+  return { id: p.id, status, stack, ...fromJob(p.job), finishedAt: null, durationMs: null, reason, record: null };
 }
 
 export function summarizeRecord(path: string, r: ResultRecord | null, problem?: string): DeploymentSummary {

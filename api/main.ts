@@ -21,7 +21,7 @@ async function createPool(db: NonNullable<ApiConfig["database"]>): Promise<pg.Po
 async function main(): Promise<void> {
   const config = loadConfigOrExit("swarmhook api", () => loadApiConfig());
   const log = createLogger({ service: "swarmhook-api", level: config.logLevel, format: config.logFormat });
-  const spool = openSpool(config.spoolDir);
+  const spool = openSpool(config.spoolDir, "api");
   await ensureSpool(spool).catch((err: Error) => log.error({ err }, "spool not ready: webhooks will answer 503 until it is"));
   if (!config.deploy.repository) log.warn("DEPLOY_REPOSITORY is not set: any repository that signs with the secret can deploy");
 

@@ -6,7 +6,17 @@ import type { AgentConfig, StackConfig } from "../agent/config.ts";
 import type { DockerRunner } from "../agent/docker.ts";
 import { decisiveLine } from "../agent/docker-lines.ts";
 import { MIN_CLI_MAJOR, checkEngine, cliMajor } from "../agent/engine.ts";
-import { DIR_MODE, SUBDIRS, listRecords, openSpool, readWatcherStatus, shortSha } from "../spool/index.ts";
+import {
+  API_DIR_MODE,
+  SUBDIRS,
+  WATCHER_DIRS,
+  WATCHER_DIR_MODE,
+  dirMode,
+  listRecords,
+  openSpool,
+  readWatcherStatus,
+  shortSha,
+} from "../spool/index.ts";
 
 /** The group that owns the spool on every node (README: Setting up the cluster). */
 export const APP_GID = 1011;
@@ -180,16 +190,27 @@ export async function checkMount(d: DoctorDeps): Promise<Check> {
 
 export async function checkSpoolDirs(d: DoctorDeps): Promise<Check> {
   const problems: string[] = [];
+  const root = d.config.spoolDir;
+  const rootSt = await fs.stat(root).catch(() => null);
+  if (rootSt && (rootSt.mode & 0o022) !== 0)
+    problems.push(
+      `the root is writable by group or others (mode ${(rootSt.mode & 0o7777).toString(8)}, want 2750): the API could replace done/ or state/`,
+    );
   for (const sub of SUBDIRS) {
-    const dir = path.join(d.config.spoolDir, sub);
+    const dir = path.join(root, sub);
     const st = await fs.stat(dir).catch(() => null);
     if (!st) {
       problems.push(`${sub}/ missing`);
       continue;
     }
-    if ((st.mode & 0o7777) !== DIR_MODE) problems.push(`${sub}/ mode ${(st.mode & 0o7777).toString(8)} (want 2770)`);
+    const mode = st.mode & 0o7777;
+    const want = dirMode(sub);
+    if (mode !== want && want === WATCHER_DIR_MODE && (mode & 0o022) !== 0)
+      problems.push(`${sub}/ is group-writable (mode ${mode.toString(8)}, want 2750): the API could change what the watcher decides from`);
+    else if (mode !== want) problems.push(`${sub}/ mode ${mode.toString(8)} (want ${want.toString(8)})`);
     if (st.gid !== APP_GID) problems.push(`${sub}/ group ${st.gid} (want ${APP_GID}, app)`);
     if (
+      want === API_DIR_MODE &&
       !(await fs.access(dir, constants.W_OK).then(
         () => true,
         () => false,
@@ -197,12 +218,15 @@ export async function checkSpoolDirs(d: DoctorDeps): Promise<Check> {
     )
       problems.push(`${sub}/ not writable by this user`);
   }
-  if (problems.length === 0) return pass("spool directories", `${SUBDIRS.length} with mode 2770, group app (${APP_GID}), writable`);
-  const root = d.config.spoolDir;
+  if (problems.length === 0)
+    return pass(
+      "spool directories",
+      `tmp/ new/ ids/ 2770 (the API's), ${WATCHER_DIRS.map((s) => `${s}/`).join(" ")} 2750 (the watcher's), group app (${APP_GID})`,
+    );
   return fail(
     "spool directories",
     problems.join("; "),
-    `chgrp -R ${APP_GID} ${root} && chmod 2770 ${root}/*/ (scripts/nfs-server.sh sets both, and the ACLs)`,
+    `on kvm8: sudo SPOOL_DIR=${root} bash scripts/spool-setup.sh (restarting webhook-watcher also corrects the modes of what it owns)`,
   );
 }
 

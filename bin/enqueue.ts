@@ -9,7 +9,7 @@ export const ENQUEUE_HELP = `swarmhook enqueue --sha SHA [--repository OWNER/NAM
 `;
 
 export async function enqueue(o: { sha: string; repository: string; branch: string; spoolDir: string }): Promise<string> {
-  const spool = openSpool(o.spoolDir);
+  const spool = openSpool(o.spoolDir, "api"); // a request, as the API would write it
   await ensureSpool(spool);
   const now = new Date();
   const job: DeployJob = {

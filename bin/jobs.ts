@@ -1,18 +1,20 @@
 // `swarmhook jobs`: what is pending and how the last jobs ended, read from the spool.
 import { promises as fs } from "node:fs";
 import { stripControl } from "../lib/text.ts";
-import { listRecords, listReports, openSpool, readReport, readWatcherStatus, shortSha, type Spool } from "../spool/index.ts";
+import { listRecords, openSpool, readWatcherStatus, shortSha } from "../spool/index.ts";
+import { listReports, openOutbox, readReport, type Outbox } from "../agent/outbox.ts";
 
-export const JOBS_HELP = `swarmhook jobs [--spool DIR] [--last N]
-  Lists the jobs waiting in new/ and work/, the reports to GitHub and chat not yet delivered, then
-  the last N (default 10) outcomes from done/ and failed/, newest last: time, outcome, stack,
-  commit, delivery, reason.
+export const JOBS_HELP = `swarmhook jobs [--spool DIR] [--state DIR] [--last N]
+  Lists the jobs waiting in new/ and work/, the reports to GitHub and chat not yet delivered (read
+  from the watcher's outbox in --state, default STATE_DIR or /var/lib/swarmhook: run it on the
+  watcher's node, kvm8, to see them), then the last N (default 10) outcomes from done/ and failed/,
+  newest last: time, outcome, stack, commit, delivery, reason.
 `;
 
 /** Only what is printable reaches the terminal: a reason may quote docker's output or a payload. */
 const clean = (text: string) => stripControl(text).replace(/[\n\t]+/g, " ");
 
-export async function listJobs(spoolDir: string, last: number): Promise<string> {
+export async function listJobs(spoolDir: string, last: number, stateDir = "/var/lib/swarmhook"): Promise<string> {
   const spool = openSpool(spoolDir);
   const lines: string[] = [];
   const status = await readWatcherStatus(spool);
@@ -22,7 +24,7 @@ export async function listJobs(spoolDir: string, last: number): Promise<string> 
     const names = (await fs.readdir(spool.dir(dir)).catch(() => [])).sort();
     lines.push(`${dir}/: ${names.length === 0 ? "empty" : clean(names.join(" "))}`);
   }
-  const undelivered = await outboxLine(spool);
+  const undelivered = await outboxLine(openOutbox(stateDir));
   if (undelivered) lines.push(undelivered);
   const entries = (await listRecords(spool, { limit: last })).reverse();
   lines.push(`last ${entries.length} finished:`);
@@ -39,10 +41,10 @@ export async function listJobs(spoolDir: string, last: number): Promise<string> 
 }
 
 /** Reports still in the outbox (GitHub or chat down, or slow): how many, since when, and the last error. */
-async function outboxLine(spool: Spool): Promise<string | null> {
-  const names = await listReports(spool).catch(() => []);
+async function outboxLine(outbox: Outbox): Promise<string | null> {
+  const names = await listReports(outbox).catch(() => []);
   if (names.length === 0) return null;
-  const oldest = await readReport(spool, names[0] as string).catch(() => null);
+  const oldest = await readReport(outbox, names[0] as string).catch(() => null);
   const entry = oldest && "entry" in oldest ? oldest.entry : null;
   const since = entry ? `, oldest from ${entry.createdAt}` : "";
   const error = entry?.lastError ? `, last error: ${entry.lastError}` : "";

@@ -66,11 +66,11 @@ export async function runLocal(dir: string, root: string, o: { setupOnly?: boole
   const apiConfig = loadApiConfig(env);
   const agentConfig = loadAgentConfig(env);
   const log = createLogger({ level: apiConfig.logLevel, format: apiConfig.logFormat });
-  const spool = openSpool(apiConfig.spoolDir);
+  const spool = openSpool(apiConfig.spoolDir); // the watcher's side lays the spool out
   await ensureSpool(spool);
   const app = createApp({
     config: apiConfig,
-    spool,
+    spool: openSpool(apiConfig.spoolDir, "api"),
     log: log.child({ service: "api" }),
     visits: undefined,
     clientAddress: createClientAddress([]),

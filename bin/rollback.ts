@@ -9,7 +9,7 @@ import {
   rollbackJobId,
   shortSha,
   type HistoryEntry,
-  type RollbackJob,
+  type RollbackRequest,
   type Spool,
 } from "../spool/index.ts";
 
@@ -66,27 +66,28 @@ export async function findRelease(spool: Spool, stack: string, to?: string): Pro
  * @example
  * const { job } = await rollback({ spoolDir: "/srv/nfs/webhook_jobs", stack: "app" });
  */
-export async function rollback(o: { spoolDir: string; stack: string; to?: string }): Promise<{ job: RollbackJob; from: string | null }> {
-  const spool = openSpool(o.spoolDir);
+export async function rollback(o: {
+  spoolDir: string;
+  stack: string;
+  to?: string;
+}): Promise<{ job: RollbackRequest; sha: string; from: string | null }> {
+  const spool = openSpool(o.spoolDir, "api"); // a request, as the API would write it
   await ensureSpool(spool);
   const { entry, current } = await findRelease(spool, o.stack, o.to);
   const rec = entry.record;
   if (!rec?.job || !rec.release) throw new NothingToRollBack(`${entry.path} holds no release`);
   const now = new Date();
-  const job: RollbackJob = {
+  // the job names the record; the watcher reads the commit and images from its own record again
+  const job: RollbackRequest = {
     version: JOB_VERSION,
     kind: "rollback",
     deliveryId: rollbackJobId(rec.job.sha, now),
     stack: o.stack,
-    repository: rec.job.repository,
-    ref: rec.job.ref,
-    sha: rec.job.sha,
-    release: rec.release,
-    fromRecord: entry.path as `done/${string}`,
+    fromRecord: entry.path,
     cause: "operator",
     sender: process.env.SUDO_USER ?? process.env.USER ?? "operator",
     receivedAt: now.toISOString(),
   };
   await publishJob(spool, job);
-  return { job, from: current };
+  return { job, sha: rec.job.sha, from: current };
 }

@@ -59,6 +59,7 @@ async function main(argv: string[]): Promise<void> {
       last: { type: "string", default: "10" },
       stack: { type: "string" },
       to: { type: "string" },
+      state: { type: "string" },
       setup: { type: "boolean" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -107,7 +108,9 @@ async function main(argv: string[]): Promise<void> {
       return runDoctorCommand(values.json === true);
     case "jobs":
       if (!spoolDir) return fail("--spool or SPOOL_DIR is required");
-      process.stdout.write(await listJobs(spoolDir, Math.max(1, Number(values.last) || 10)));
+      process.stdout.write(
+        await listJobs(spoolDir, Math.max(1, Number(values.last) || 10), values.state ?? process.env.STATE_DIR ?? "/var/lib/swarmhook"),
+      );
       return;
     case "rollback":
       return runRollback(spoolDir, values.stack, values.to);
@@ -155,9 +158,9 @@ async function runRollback(spoolDir: string | undefined, stack: string | undefin
   if (!stack || !STACK_NAME.test(stack)) return fail("--stack NAME is required: the Docker stack name, e.g. app");
   if (to !== undefined && !/^[0-9a-f]{7,40}$/.test(to)) return fail("--to must be a commit SHA: 7 to 40 lowercase hex digits");
   try {
-    const { job, from } = await rollback({ spoolDir, stack, to });
+    const { job, sha, from } = await rollback({ spoolDir, stack, to });
     process.stdout.write(
-      `queued ${job.deliveryId}: ${stack} back to ${shortSha(job.sha)} (recorded in ${job.fromRecord})${from ? `, from ${shortSha(from)}` : ""}\n` +
+      `queued ${job.deliveryId}: ${stack} back to ${shortSha(sha)} (recorded in ${job.fromRecord})${from ? `, from ${shortSha(from)}` : ""}\n` +
         `follow it: journalctl -u webhook-watcher -f   |   swarmhook jobs\n`,
     );
   } catch (err) {

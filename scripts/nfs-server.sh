@@ -8,7 +8,8 @@ Usage: sudo scripts/nfs-server.sh [--help]
 
 On kvm8 (the NFS server). Safe to run twice.
   1. nfs-kernel-server and acl from Debian
-  2. EXPORT_DIR (default /srv/nfs/webhook_jobs): group app (1011), mode 2770, default ACLs
+  2. EXPORT_DIR (default /srv/nfs/webhook_jobs): group app (1011), mode 2750; its subdirectories and
+     owners are laid out by scripts/watcher-install.sh (scripts/spool-setup.sh)
   3. /etc/exports: EXPORT_DIR to WG_NET (default 10.100.0.0/24), rw,sync,root_squash, only over WireGuard
   4. SPOOL_DIR (default /mnt/nfs/webhook_jobs) as a bind mount of EXPORT_DIR (fstab), so the
      watcher and the api replica on kvm8 use the same path as kvm2/kvm4, and the watcher reads
@@ -29,9 +30,14 @@ say() { printf 'nfs-server: %s\n' "$*"; }
 
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nfs-kernel-server acl >/dev/null
 getent group app >/dev/null || groupadd --gid "$APP_GID" app
-install -d -m 2770 -g app "$EXPORT_DIR"
-setfacl -m g:app:rwx -d -m g:app:rwx -d -m o::- "$EXPORT_DIR"
-say "$EXPORT_DIR: group app, 2770, default ACLs"
+# the root is never group-writable (the API must not replace done/ or state/); watcher-install.sh
+# (scripts/spool-setup.sh) then gives it to the watcher and lays out who may write which subdirectory
+if [[ -d $EXPORT_DIR ]]; then
+  say "$EXPORT_DIR: exists (its modes are scripts/spool-setup.sh's to set)"
+else
+  install -d -m 2750 -g app "$EXPORT_DIR"
+  say "$EXPORT_DIR: created, group app, 2750; next: sudo scripts/watcher-install.sh"
+fi
 
 line="$EXPORT_DIR $WG_NET(rw,sync,no_subtree_check,root_squash)"
 if grep -qF "$line" /etc/exports; then

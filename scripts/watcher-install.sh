@@ -9,8 +9,9 @@ Usage: sudo scripts/watcher-install.sh [--help]
 Run from the checkout in /opt/swarmhook on kvm8 (the edge manager and NFS server). Safe to run
 again after a `git pull`: it rebuilds, reinstalls the unit and restarts the watcher.
   1. group app (gid 1011) and system user swarmhook (groups app, docker)
-  2. the spool SPOOL_DIR (default /mnt/nfs/webhook_jobs; it must already be mounted):
-     owner swarmhook:app, mode 2770, default ACLs so every new file stays group-writable
+  2. the spool SPOOL_DIR (default /mnt/nfs/webhook_jobs; it must already be mounted), through
+     scripts/spool-setup.sh: the API's group app writes only tmp/ new/ ids/ (2770); the root and
+     work/ done/ failed/ state/ index/ wtmp/ are swarmhook's (2750, files 0640)
   3. /etc/swarmhook/webhook-watcher.env from systemd/webhook-watcher.env.example (kept if present),
      /etc/swarmhook/docker for registry credentials (DOCKER_CONFIG; run
      `sudo -u swarmhook DOCKER_CONFIG=/etc/swarmhook/docker docker login ghcr.io` once)
@@ -55,17 +56,7 @@ else
   say "user $WATCHER_USER: created"
 fi
 
-chown "$WATCHER_USER:app" "$SPOOL_DIR"
-chmod 2770 "$SPOOL_DIR"
-setfacl -m g:app:rwx -d -m g:app:rwx -d -m u::rwx -d -m o::- "$SPOOL_DIR"
-for sub in tmp new work "done" failed state; do
-  [[ -d $SPOOL_DIR/$sub ]] || continue
-  chown "$WATCHER_USER:app" "$SPOOL_DIR/$sub"
-  chmod 2770 "$SPOOL_DIR/$sub"
-  setfacl -m g:app:rwx -d -m g:app:rwx -d -m o::- "$SPOOL_DIR/$sub"
-done
-say "spool $SPOOL_DIR: $WATCHER_USER:app 2770 with default ACLs"
-
+SPOOL_DIR=$SPOOL_DIR WATCHER_USER=$WATCHER_USER APP_GID=$APP_GID bash "$HERE/scripts/spool-setup.sh"
 install -d -m 0750 -o root -g app /etc/swarmhook
 install -d -m 0700 -o "$WATCHER_USER" -g app /etc/swarmhook/docker
 if [[ -f /etc/swarmhook/webhook-watcher.env ]]; then

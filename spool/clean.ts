@@ -5,21 +5,23 @@ import { listDir, toSpoolError, type Spool } from "./layout.ts";
 export const STALE_TMP_MS = 10 * 60 * 1000;
 
 /**
- * Remove temp files left in `tmp/` by writers that died mid-write. They are never published:
- * a job reaches `new/` only by the writer's own link after fsync. Returns the names removed.
+ * Remove temp files left in `tmp/` (the API's) and `wtmp/` (the watcher's) by writers that died
+ * mid-write. They are never published: a file reaches `new/` or a history directory only by its
+ * writer's own link after fsync. Returns the names removed (`tmp/<name>`, `wtmp/<name>`).
  */
 export async function cleanStaleTemp(spool: Spool, now = Date.now(), maxAgeMs = STALE_TMP_MS): Promise<string[]> {
   const removed: string[] = [];
-  const names = await listDir(spool, "tmp");
-  for (const name of names) {
-    const file = spool.file("tmp", name);
-    try {
-      const st = await fs.lstat(file);
-      if (now - st.mtimeMs < maxAgeMs) continue;
-      await fs.unlink(file);
-      removed.push(name);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw toSpoolError(err, `removing tmp/${name}`);
+  for (const sub of ["tmp", "wtmp"] as const) {
+    for (const name of await listDir(spool, sub)) {
+      const file = spool.file(sub, name);
+      try {
+        const st = await fs.lstat(file);
+        if (now - st.mtimeMs < maxAgeMs) continue;
+        await fs.rm(file, { recursive: true, force: true });
+        removed.push(`${sub}/${name}`);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw toSpoolError(err, `removing ${sub}/${name}`);
+      }
     }
   }
   return removed;

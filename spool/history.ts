@@ -1,9 +1,9 @@
 import { constants, promises as fs } from "node:fs";
-import { listDir, replaceWith, stamp, toSpoolError, writeTemp, type Spool } from "./layout.ts";
+import { FILE_MODE, SpoolError, listDir, replaceWith, stamp, toSpoolError, writeTemp, type Spool } from "./layout.ts";
 import { parseJson, readBounded } from "./read.ts";
 import { DeliveryMarkSchema, MAX_JOB_BYTES } from "./deliveries.ts";
 import { ResultRecordSchema, type ResultRecord } from "./record.ts";
-import { DELIVERY_ID, JobSchema, jobIdFromFileName, type Job } from "./schema.ts";
+import { DELIVERY_ID, JobSchema, jobIdFromFileName, type SpoolJob } from "./schema.ts";
 
 const MAX_RECORD_BYTES = 1024 * 1024;
 /** `index/records.log`: one line per record, oldest first (see appendIndex). */
@@ -51,11 +51,18 @@ function parseLine(text: string): IndexEntry | null {
  * index is derived data, never fsynced: a line lost in a crash is put back by rebuildIndex at start.
  */
 export async function appendIndex(spool: Spool, path: string, record: ResultRecord): Promise<void> {
-  await fs
-    .appendFile(spool.file("index", INDEX), line({ path, stack: record.stack, outcome: record.outcome }), { mode: 0o660 })
-    .catch((err: unknown) => {
-      throw toSpoolError(err, "appending to index/records.log");
-    });
+  // O_NOFOLLOW: a link planted as the index must not make the watcher append anywhere else
+  const flags = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+  let handle;
+  try {
+    handle = await fs.open(spool.file("index", INDEX), flags, FILE_MODE);
+    if (!(await handle.stat()).isFile()) throw new SpoolError("io", "index/records.log is not a regular file");
+    await handle.write(line({ path, stack: record.stack, outcome: record.outcome }));
+  } catch (err) {
+    throw toSpoolError(err, "appending to index/records.log");
+  } finally {
+    await handle?.close();
+  }
 }
 
 /**
@@ -217,7 +224,7 @@ export async function pruneRecords(spool: Spool, keepMs: number, now = Date.now(
 export interface PendingEntry {
   id: string;
   where: "new" | "work";
-  job: Job | null;
+  job: SpoolJob | null;
   problem?: string;
 }
 
@@ -232,7 +239,7 @@ export async function listPendingJobs(spool: Spool, max = 500): Promise<PendingE
   return out.sort((a, b) => received(b).localeCompare(received(a)));
 }
 
-async function readJob(spool: Spool, where: "new" | "work", name: string): Promise<{ job: Job | null; problem?: string }> {
+async function readJob(spool: Spool, where: "new" | "work", name: string): Promise<{ job: SpoolJob | null; problem?: string }> {
   const text = await readBounded(spool.file(where, name), MAX_JOB_BYTES).catch((err: Error) => ({ reason: err.message }));
   const r = parseJson(text, JobSchema);
   return "value" in r ? { job: r.value } : { job: null, problem: r.problem };

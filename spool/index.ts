@@ -10,4 +10,3 @@ export * from "./finish.ts";
 export * from "./state.ts";
 export * from "./history.ts";
 export * from "./clean.ts";
-export * from "./outbox.ts";

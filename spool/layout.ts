@@ -5,16 +5,31 @@ import path from "node:path";
 /**
  * The spool's directories: the job protocol (tmp → new → work → done | failed), `state/` (what each
  * stack runs, for `stale`) and `ids/` (one marker per delivery id, so a redelivery is recognised
- * without reading history) and `index/` (the history index, so the newest records are found
- * without listing all of them).
+ * without reading history), `index/` (the history index, so the newest records are found without
+ * listing all of them) and `wtmp/` (the watcher's own temp files).
+ *
+ * Who may write what: the API (group app, assumed compromised) writes only its requests, in `tmp/`,
+ * `new/` and `ids/`. Everything the watcher decides from is the watcher's alone: group app may read
+ * it (the history page does) but never create, change, rename or remove anything there.
  */
-export const SUBDIRS = ["tmp", "new", "work", "done", "failed", "state", "ids", "index", "outbox"] as const;
+export const API_DIRS = ["tmp", "new", "ids"] as const;
+export const WATCHER_DIRS = ["work", "done", "failed", "state", "index", "wtmp"] as const;
+export const SUBDIRS = [...API_DIRS, ...WATCHER_DIRS] as const;
 export type Subdir = (typeof SUBDIRS)[number];
 
-/** setgid + rwx for owner and group: files made inside keep the spool's group (app, 1011). */
-export const DIR_MODE = 0o2770;
-/** Group-writable so the API (in a container) and the watcher (on the host) share jobs. */
-export const FILE_MODE = 0o660;
+/** setgid + rwx for owner and group: the API (group app, 1011) writes its requests here. */
+export const API_DIR_MODE = 0o2770;
+/** setgid + rwx for the watcher, r-x for group app: read by the history page, written by the watcher only. */
+export const WATCHER_DIR_MODE = 0o2750;
+/** The root: group app may enter it, never add, rename or remove a directory in it. */
+export const ROOT_MODE = 0o2750;
+/** Every file in the spool: read by the other side through group app, written by its maker only. */
+export const FILE_MODE = 0o640;
+
+/** Which side a process is: the API writes its temp files in `tmp/`, the watcher in its own `wtmp/`. */
+export type SpoolWriter = "api" | "watcher";
+
+export const dirMode = (sub: Subdir): number => ((API_DIRS as readonly string[]).includes(sub) ? API_DIR_MODE : WATCHER_DIR_MODE);
 
 export type SpoolErrorCode = "root_missing" | "unwritable" | "no_space" | "io";
 
@@ -32,6 +47,8 @@ export class SpoolError extends Error {
 
 export interface Spool {
   readonly root: string;
+  /** Who writes through this handle: it decides where temp files are made (`tmp/` or `wtmp/`). */
+  readonly writer: SpoolWriter;
   dir(sub: Subdir): string;
   file(sub: Subdir, name: string): string;
   /**
@@ -42,17 +59,20 @@ export interface Spool {
 }
 
 /**
- * Describe a spool rooted at `root`; nothing is touched until `ensureSpool`.
+ * Describe a spool rooted at `root`, for the API or the watcher; nothing is touched until `ensureSpool`.
+ * A watcher's file is written in `wtmp/`, which only the watcher can write, so nothing can swap it
+ * between the write and the link that publishes it.
  * @example
- * const spool = openSpool("/mnt/nfs/webhook_jobs");
+ * const spool = openSpool("/mnt/nfs/webhook_jobs", "api");
  * await ensureSpool(spool);
  */
-export function openSpool(root: string): Spool {
+export function openSpool(root: string, writer: SpoolWriter = "watcher"): Spool {
   const abs = path.resolve(root);
   const dir = (sub: Subdir) => path.join(abs, sub);
   const groups = new Map<Subdir, () => Promise<void>>();
   return Object.freeze({
     root: abs,
+    writer,
     dir,
     file: (sub: Subdir, name: string) => path.join(abs, sub, name),
     sync(sub: Subdir) {
@@ -102,7 +122,13 @@ export function toSpoolError(err: unknown, what: string): SpoolError {
     case "EACCES":
     case "EPERM":
     case "EROFS":
-      return new SpoolError("unwritable", `${what}: spool not writable (${code}); check owner, group app and mode 2770`, { cause: err });
+      return new SpoolError(
+        "unwritable",
+        `${what}: spool not writable (${code}); check owners and modes (scripts/watcher-install.sh sets them)`,
+        {
+          cause: err,
+        },
+      );
     case "ENOSPC":
     case "EDQUOT":
       return new SpoolError("no_space", `${what}: no space left on the spool (${code})`, { cause: err });
@@ -112,11 +138,13 @@ export function toSpoolError(err: unknown, what: string): SpoolError {
 }
 
 /**
- * Check the root exists and create the subdirectories when absent. The root itself is never
+ * Check the root exists and lay out the subdirectories this side needs. The root itself is never
  * created: a missing root means the NFS mount is missing, and writing under the empty mount point
- * would hide jobs from every other node.
+ * would hide jobs from every other node. The watcher also sets the modes of the root, of every
+ * subdirectory and of the files in its own directories (an older spool was group-writable
+ * throughout); it returns what it corrected, and what it could not (not its own).
  */
-export async function ensureSpool(spool: Spool): Promise<void> {
+export async function ensureSpool(spool: Spool): Promise<{ corrected: string[]; problems: string[] }> {
   let st;
   try {
     st = await fs.stat(spool.root);
@@ -124,18 +152,61 @@ export async function ensureSpool(spool: Spool): Promise<void> {
     throw toSpoolError(err, `spool root ${spool.root}`);
   }
   if (!st.isDirectory()) throw new SpoolError("root_missing", `spool root ${spool.root} is not a directory`);
-  for (const sub of SUBDIRS) {
-    await makeSharedDir(spool.dir(sub)).catch((err: unknown) => {
+  const subs = spool.writer === "watcher" ? SUBDIRS : API_DIRS;
+  for (const sub of subs) {
+    await makeSpoolDir(spool.dir(sub), dirMode(sub)).catch((err: unknown) => {
       throw toSpoolError(err, `creating ${spool.dir(sub)}`);
     });
   }
+  const report = { corrected: [] as string[], problems: [] as string[] };
+  if (spool.writer !== "watcher") return report;
+  await setMode(spool.root, ROOT_MODE, "spool root", report);
+  for (const sub of SUBDIRS) await setMode(spool.dir(sub), dirMode(sub), `${sub}/`, report);
+  for (const sub of WATCHER_DIRS) await tightenFiles(spool.dir(sub), `${sub}/`, report);
+  return report;
 }
 
-/** Create a directory below the spool root with the group-shared mode, unless it exists. */
-export async function makeSharedDir(dir: string): Promise<void> {
+type ModeReport = { corrected: string[]; problems: string[] };
+
+async function setMode(target: string, mode: number, what: string, report: ModeReport): Promise<void> {
+  const st = await fs.lstat(target);
+  if ((st.mode & 0o7777) === mode) return;
+  try {
+    await fs.chmod(target, mode);
+    report.corrected.push(`${what} ${(st.mode & 0o7777).toString(8)} → ${mode.toString(8)}`);
+  } catch (err) {
+    report.problems.push(
+      `${what} has mode ${(st.mode & 0o7777).toString(8)}, want ${mode.toString(8)} (${(err as NodeJS.ErrnoException).code}: not the watcher's own)`,
+    );
+  }
+}
+
+/** Files of a watcher directory that group or others may write (an older spool made them 0660): made 0640. */
+async function tightenFiles(dir: string, what: string, report: ModeReport): Promise<void> {
+  let fixed = 0;
+  const refused: string[] = [];
+  for (const name of await fs.readdir(dir)) {
+    const st = await fs.lstat(path.join(dir, name)).catch(() => null);
+    if (!st || st.isSymbolicLink() || (st.mode & 0o022) === 0) continue;
+    try {
+      await fs.chmod(path.join(dir, name), st.mode & 0o7755);
+      fixed += 1;
+    } catch {
+      refused.push(name);
+    }
+  }
+  if (fixed > 0) report.corrected.push(`${what}: ${fixed} files no longer group-writable`);
+  if (refused.length > 0)
+    report.problems.push(
+      `${what}: ${refused.length} group-writable files are not the watcher's own (e.g. ${refused[0]}): chown them to the watcher`,
+    );
+}
+
+/** Create a directory below the spool root with its mode, unless it exists. */
+export async function makeSpoolDir(dir: string, mode: number): Promise<void> {
   try {
     await fs.mkdir(dir);
-    await fs.chmod(dir, DIR_MODE); // mkdir's mode is cut by the umask
+    await fs.chmod(dir, mode); // mkdir's mode is cut by the umask
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
   }
@@ -155,13 +226,21 @@ export function tmpName(base: string): string {
   return `${base}.${process.pid}-${randomBytes(6).toString("hex")}.tmp`;
 }
 
-/** Write `data` to `tmp/`, fsync it, and return the temp path. The file is complete or absent. */
-export async function writeTemp(spool: Spool, base: string, data: string): Promise<string> {
-  const tmp = spool.file("tmp", tmpName(base));
-  const handle = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE);
+/** The directory this side writes its temp files in: `tmp/` for the API, `wtmp/` (the watcher's alone) for the watcher. */
+export const tempDir = (spool: Spool): Subdir => (spool.writer === "watcher" ? "wtmp" : "tmp");
+
+/** Write `data` to this side's temp directory, fsync it, and return the temp path. The file is complete or absent. */
+export async function writeTemp(spool: Spool, base: string, data: string | Uint8Array): Promise<string> {
+  return writeTempFile(spool.dir(tempDir(spool)), base, data, FILE_MODE);
+}
+
+/** Write `data` to a fresh file in `dir` with `mode`, fsync it, and return its path. The file is complete or absent. */
+export async function writeTempFile(dir: string, base: string, data: string | Uint8Array, mode: number): Promise<string> {
+  const tmp = path.join(dir, tmpName(base));
+  const handle = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
   try {
-    await handle.writeFile(data, "utf8");
-    await handle.chmod(FILE_MODE);
+    await handle.writeFile(data);
+    await handle.chmod(mode);
     await handle.sync();
   } catch (err) {
     await handle.close().catch(() => undefined);

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { isoTime } from "../lib/zod.ts";
-import { JobSchema, ReleaseSchema } from "./schema.ts";
+import { RecordedJobSchema, ReleaseSchema } from "./schema.ts";
 
 /** `planned`: DRY_RUN=1, the plan was recorded and nothing deployed. */
 export const OUTCOMES = ["success", "failed", "rolled_back", "superseded", "stale", "invalid", "planned"] as const;
@@ -54,7 +54,7 @@ export const ResultRecordSchema = z.object({
   outcome: z.enum(OUTCOMES),
   reason: z.string().optional(),
   jobId: z.string(),
-  job: JobSchema.nullable(),
+  job: RecordedJobSchema.nullable(),
   stack: z.string().nullable(),
   timings: z.object({
     received: isoTime.nullable(),

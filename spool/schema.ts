@@ -61,31 +61,47 @@ export const ReleaseSchema = z.strictObject({
 });
 export type Release = z.infer<typeof ReleaseSchema>;
 
+/** A record the watcher wrote of a successful deploy: `done/<stamp>-<job id>.json`. */
+export const RECORD_PATH = /^done\/\d{8}T\d{9}Z-[A-Za-z0-9._-]{1,200}\.json$/;
+
 /**
- * Deploy a recorded release again: the images by the digests recorded then. Written by `swarmhook
- * rollback` or by the watcher itself after a failed deploy (ON_FAILURE=rollback); never stale, and
- * superseded only by a job received after it.
+ * A request to deploy a recorded release again, as it sits in `new/` and `work/`: it names the
+ * record to go back to and nothing else. Written by `swarmhook rollback` or by the watcher itself
+ * after a failed deploy (ON_FAILURE=rollback). It carries no image, commit or repository: the
+ * watcher reads all of that from its own record (resolveRollback), so whoever can write `new/` can
+ * at most ask for a release that already ran well there. Never stale; superseded only by a job
+ * received after it.
  */
-export const RollbackJobSchema = z.strictObject({
+export const RollbackRequestSchema = z.strictObject({
   version: z.literal(JOB_VERSION),
   kind: z.literal("rollback"),
   deliveryId: z.string().regex(DELIVERY_ID, "deliveryId must be 1-80 of [A-Za-z0-9-], starting alphanumeric"),
   stack: z.string().regex(STACK_NAME, "stack must be a Docker stack name"),
-  repository: z.string().regex(REPOSITORY, "repository must be owner/name"),
-  ref: z.string().regex(REF, "ref must be refs/heads/<branch> or refs/tags/<tag>"),
-  /** The commit going back into service. */
-  sha: z.string().regex(COMMIT_SHA, "sha must be 40 lowercase hex characters"),
-  release: ReleaseSchema,
-  /** The record this replays (`done/<name>`), when known. */
-  fromRecord: z
-    .string()
-    .regex(/^done\/[A-Za-z0-9._-]{1,200}$/)
-    .optional(),
+  /** The record of the successful deploy to go back to. */
+  fromRecord: z.string().regex(RECORD_PATH, "fromRecord must name a record in done/ (done/<stamp>-<job id>.json)"),
   cause: z.enum(["operator", "failed-deploy"]),
   /** For `failed-deploy`: the job whose deploy failed. */
   failedJobId: z.string().regex(DELIVERY_ID).optional(),
   sender: z.string().min(1).max(100),
   receivedAt: isoTime,
+});
+
+/**
+ * A rollback as the watcher deploys and records it: the request, with the commit, repository, ref
+ * and release read from the watcher's own record of `fromRecord`. Never read from the spool's
+ * request directories (`fromRecord` is optional only for records written before requests named it).
+ */
+export const RollbackJobSchema = z.strictObject({
+  ...RollbackRequestSchema.shape,
+  fromRecord: z
+    .string()
+    .regex(/^done\/[A-Za-z0-9._-]{1,200}$/)
+    .optional(),
+  repository: z.string().regex(REPOSITORY, "repository must be owner/name"),
+  ref: z.string().regex(REF, "ref must be refs/heads/<branch> or refs/tags/<tag>"),
+  /** The commit going back into service. */
+  sha: z.string().regex(COMMIT_SHA, "sha must be 40 lowercase hex characters"),
+  release: ReleaseSchema,
 });
 
 /** A fresh delivery id for a rollback job: `rollback-<short sha>-<time>-<random>`. */
@@ -96,12 +112,18 @@ export function rollbackJobId(sha: string, now: Date): string {
 /** The kinds of job this version reads; a job of another kind is quarantined with that said. */
 export const JOB_KINDS = ["deploy", "rollback"] as const;
 
-/** Every kind of job the spool carries; the agent parses each file against this again on read. */
-export const JobSchema = z.discriminatedUnion("kind", [DeployJobSchema, RollbackJobSchema]);
+/** Every kind of request the spool carries in `new/` and `work/`; the agent parses each file against this again on read. */
+export const JobSchema = z.discriminatedUnion("kind", [DeployJobSchema, RollbackRequestSchema]);
+/** A job as the watcher deploys it and its records carry it: a deploy, or a rollback resolved from a record. */
+export const RecordedJobSchema = z.discriminatedUnion("kind", [DeployJobSchema, RollbackJobSchema]);
 
 export type DeployJob = z.infer<typeof DeployJobSchema>;
+export type RollbackRequest = z.infer<typeof RollbackRequestSchema>;
 export type RollbackJob = z.infer<typeof RollbackJobSchema>;
-export type Job = z.infer<typeof JobSchema>;
+/** What `new/` and `work/` hold: requests. */
+export type SpoolJob = z.infer<typeof JobSchema>;
+/** What the watcher deploys and records. */
+export type Job = z.infer<typeof RecordedJobSchema>;
 
 /** Why a parsed JSON value is a job this version cannot read at all (a newer format or kind), or null. */
 export function unknownJobFormat(data: unknown): string | null {
@@ -111,19 +133,21 @@ export function unknownJobFormat(data: unknown): string | null {
     return `job format version ${version} is newer than this watcher's (${JOB_VERSION}): upgrade the watcher`;
   if (typeof kind === "string" && !(JOB_KINDS as readonly string[]).includes(kind))
     return `unknown job kind "${kind.slice(0, 40)}" (this watcher knows ${JOB_KINDS.join(", ")}): upgrade the watcher`;
+  if (kind === "rollback" && ("release" in data || "sha" in data || "repository" in data))
+    return "a rollback job names the record to go back to (fromRecord), never images, a commit or a repository: refused";
   return null;
 }
 
 /** What set a job off, as records and the history show it. */
 export type Trigger = "push" | "manual" | "rollback" | "redelivery";
-export function triggerOf(job: Job): Trigger {
+export function triggerOf(job: Job | SpoolJob): Trigger {
   if (job.kind === "rollback") return "rollback";
   if (job.redelivery) return "redelivery";
   return job.event === "manual" ? "manual" : "push";
 }
 
 /** The file name of a job: derived from its validated delivery id, so a redelivery maps to the same name. */
-export function jobFileName(job: Job): string {
+export function jobFileName(job: Job | SpoolJob): string {
   return `${job.deliveryId}.json`;
 }
 

@@ -2,7 +2,7 @@ import { promises as fs } from "node:fs";
 import { deliveryFinished, releaseDelivery, reserveDelivery } from "./deliveries.ts";
 import { ensureSpool, toSpoolError, writeTemp, type Spool } from "./layout.ts";
 import type { Outcome } from "./record.ts";
-import { JobSchema, jobFileName, type Job } from "./schema.ts";
+import { JobSchema, jobFileName, type SpoolJob } from "./schema.ts";
 
 export type PublishResult =
   | { jobId: string; status: "queued" }
@@ -21,7 +21,7 @@ export type PublishResult =
  * @example
  * const r = await publishJob(spool, job); // r.status: "queued" | "duplicate" | "handled"
  */
-export async function publishJob(spool: Spool, input: Job, now = Date.now()): Promise<PublishResult> {
+export async function publishJob(spool: Spool, input: SpoolJob, now = Date.now()): Promise<PublishResult> {
   const job = JobSchema.parse(input); // only validated values become a file name
   const jobId = job.deliveryId;
   try {
@@ -46,7 +46,7 @@ export async function publishJob(spool: Spool, input: Job, now = Date.now()): Pr
   }
 }
 
-async function reserveAndLink(spool: Spool, job: Job, tmp: string, now: number): Promise<PublishResult> {
+async function reserveAndLink(spool: Spool, job: SpoolJob, tmp: string, now: number): Promise<PublishResult> {
   const jobId = job.deliveryId;
   const reservation = await reserveDelivery(spool, jobId, tmp, now);
   if (reservation.status === "pending") return { jobId, status: "duplicate" };

@@ -315,10 +315,11 @@ describe("an agent facing a jammed spool", () => {
       .filter((r) => r.outcome === "invalid")
       .map((r) => r.reason)
       .sort();
+    // what the API's side (new/) held is removed, never moved where its writer could still reach it
     assert.deepEqual(invalid, [
-      "a symbolic link, not a job file",
-      "not a regular file",
+      "a symbolic link, not a job file (removed: a symbolic link, nothing kept)",
       "not a regular file (directory)",
+      "not a regular file (removed: a directory, nothing kept)",
       "state file: not a regular file (FIFO)",
     ]);
     const state = JSON.parse(await readFile(path.join(s.root, "state", `${stack}.json`), "utf8")) as { sha: string };

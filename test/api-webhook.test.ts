@@ -325,7 +325,7 @@ describe("POST /api/webhook/github", () => {
     const finishAs = async (outcome: "success" | "failed") => {
       const claimed = await claimJob(openSpool(t.root), `${deliveryId}.json`);
       assert.equal(claimed.status, "claimed");
-      if (claimed.status !== "claimed") return;
+      if (claimed.status !== "claimed" || claimed.job.kind !== "deploy") return;
       const now = new Date().toISOString();
       const timings = { received: now, claimed: now, started: now, finished: now };
       await finishJob(openSpool(t.root), {

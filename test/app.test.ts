@@ -11,7 +11,7 @@ import { SECRET } from "./helpers/api.ts";
 import { randomSha } from "./helpers/jobs.ts";
 import { pushPayload, sign } from "./helpers/payloads.ts";
 import { assertPrometheusText } from "./helpers/prometheus.ts";
-import { readPendingJob, useTempSpool } from "./helpers/spool.ts";
+import { readPendingDeploy, useTempSpool } from "./helpers/spool.ts";
 
 function appOn(root: string, env: Record<string, string> = {}) {
   const config = loadApiConfig({
@@ -23,7 +23,7 @@ function appOn(root: string, env: Record<string, string> = {}) {
   });
   return createApp({
     config,
-    spool: openSpool(root),
+    spool: openSpool(root, "api"),
     log: pino({ level: "silent" }),
     visits: undefined,
     clientAddress: createClientAddress([]),
@@ -75,7 +75,7 @@ describe("the app in-process (app.request)", () => {
     const res = await app.request("/api/webhook/github", init);
     assert.equal(res.status, 202, await res.clone().text());
     const { jobId } = (await res.json()) as { jobId: string };
-    assert.equal((await readPendingJob(s.root, jobId)).sha, sha);
+    assert.equal((await readPendingDeploy(s.root, jobId)).sha, sha);
     const form = new URLSearchParams({ payload: JSON.stringify(pushPayload({ ref: "refs/heads/main", after: randomSha() })) }).toString();
     assert.equal(
       (await app.request("/api/webhook/github", post(form, { "content-type": "application/x-www-form-urlencoded" }))).status,

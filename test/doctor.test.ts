@@ -144,11 +144,12 @@ describe("swarmhook doctor on the one-node swarm", { timeout: 300_000 }, () => {
       /just swarm-secrets/,
     ],
     [
-      "a spool directory with the wrong mode",
-      async () => (await chmod(path.join(source, "new"), 0o755), {}),
-      () => chmod(path.join(source, "new"), 0o2770),
+      // done/ writable by the API's group: the watcher would trust records the API could plant
+      "a watcher-only spool directory the API's group may write",
+      async () => (await chmod(path.join(source, "done"), 0o2770), {}),
+      () => chmod(path.join(source, "done"), 0o2750),
       "spool directories",
-      /chmod 2770/,
+      /scripts\/spool-setup\.sh/,
     ],
     [
       "the bare mount point instead of the mounted spool",

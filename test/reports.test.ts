@@ -21,7 +21,8 @@ import { uniqueStack, waitFor } from "./helpers/swarm.ts";
 
 const TOKEN = "github_pat_test_0123456789abcdefghijklmnopqrstuvwxyz";
 const REPO = "acme/shop";
-const outbox = async (root: string) => (await readdir(`${root}/outbox`)).filter((n) => n.endsWith(".json"));
+// the watcher's outbox is in its STATE_DIR (startTestAgent: `<spool>.state`), never on the spool
+const outbox = async (root: string) => (await readdir(`${root}.state/outbox`).catch(() => [])).filter((n) => n.endsWith(".json"));
 
 async function githubAgent(
   t: Parameters<typeof onEnd>[0],
@@ -120,7 +121,7 @@ describe("GitHub reports from real deploys", () => {
     assert.equal(rec.outcome, "success", rec.reason);
     const recordedAfter = Date.parse(rec.timings.finished) - started;
     assert.ok(recordedAfter < 30_000, `the deploy waited for GitHub: recorded after ${recordedAfter} ms`);
-    assert.match(await listJobs(s.root, 5), /outbox: \d+ reports? undelivered/);
+    assert.match(await listJobs(s.root, 5, s.stateDir), /outbox: \d+ reports? undelivered/);
     const story = await delivered(s.root, gh, sha, 180_000);
     assert.equal(story.deployments.length, 1, "one Deployment, however often its creation was retried");
     assert.deepEqual(story.deployments[0]?.states, ["queued", "in_progress", "success"]);

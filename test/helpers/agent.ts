@@ -40,6 +40,7 @@ export async function startTestAgent(
     POLL_INTERVAL_MS: "200",
     RETRY_BACKOFF_MS: "100",
     DEPLOY_TIMEOUT_S: "120",
+    STATE_DIR: `${spoolDir}.state`, // as tempSpool lays it out (removed with the spool)
     ...env,
   });
   const logs: LogLine[] = [];

@@ -33,7 +33,7 @@ export async function startTestApi(
   const log = pino({ level: "debug" }, sink);
   const app = createApp({
     config,
-    spool: openSpool(spoolDir),
+    spool: openSpool(spoolDir, "api"),
     log,
     visits,
     clientAddress: createClientAddress(config.trustedProxies),

@@ -2,10 +2,12 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { onEnd, type Ends } from "./cleanup.ts";
-import { JobSchema, ensureSpool, openSpool, type DeployJob, type Job, type Spool } from "../../spool/index.ts";
+import { JobSchema, ensureSpool, openSpool, type DeployJob, type Spool, type SpoolJob } from "../../spool/index.ts";
 
 export interface TempSpool {
   root: string;
+  /** The watcher's STATE_DIR beside it (`<root>.state`: the outbox, git mirrors), never inside the spool. */
+  stateDir: string;
   spool: Spool;
   cleanup(): Promise<void>;
 }
@@ -15,7 +17,12 @@ export async function tempSpool(prefix = "swarmhook-spool-"): Promise<TempSpool>
   const root = await mkdtemp(path.join(os.tmpdir(), prefix));
   const spool = openSpool(root);
   await ensureSpool(spool);
-  return { root, spool, cleanup: () => rm(root, { recursive: true, force: true }) };
+  const stateDir = `${root}.state`;
+  const cleanup = async () => {
+    await rm(root, { recursive: true, force: true });
+    await rm(stateDir, { recursive: true, force: true });
+  };
+  return { root, stateDir, spool, cleanup };
 }
 
 /** A temp spool removed when the test ends (after what was started on it). */
@@ -26,7 +33,7 @@ export async function useTempSpool(t: Ends, prefix?: string): Promise<TempSpool>
 }
 
 /** The job waiting in new/ under this delivery id, parsed against the schema. */
-export async function readPendingJob(root: string, deliveryId: string): Promise<Job> {
+export async function readPendingJob(root: string, deliveryId: string): Promise<SpoolJob> {
   return JobSchema.parse(JSON.parse(await readFile(path.join(root, "new", `${deliveryId}.json`), "utf8")));
 }
 

@@ -1,15 +1,74 @@
 import { promises as fs } from "node:fs";
+import path from "node:path";
 import { z } from "zod";
 import { isoTime } from "../lib/zod.ts";
-import { listDir, publishNoClobber, replaceWith, stamp, toSpoolError, writeTemp, type Spool } from "./layout.ts";
-import { isUnreadable, parseJson, readBounded } from "./read.ts";
-import { COMMIT_SHA, REPOSITORY } from "./schema.ts";
+import {
+  COMMIT_SHA,
+  REPOSITORY,
+  groupCommit,
+  isUnreadable,
+  parseJson,
+  publishNoClobber,
+  readBounded,
+  replaceWith,
+  stamp,
+  syncDir,
+  toSpoolError,
+  writeTempFile,
+} from "../spool/index.ts";
 
 /**
  * The outbox: reports of deploy outcomes waiting to reach GitHub or a chat, one file each, so they
- * survive a restart of the watcher and never hold up a deploy. Written and read by the watcher only;
- * `swarmhook jobs` counts what is undelivered.
+ * survive a restart of the watcher and never hold up a deploy. It holds what the watcher's
+ * credentials will be used for (which repository, which chat), so it lives in STATE_DIR on the
+ * watcher's node (mode 0700), never on the shared spool the API can write. `swarmhook jobs` on that
+ * node counts what is undelivered.
  */
+export interface Outbox {
+  readonly dir: string;
+  file(name: string): string;
+  /** A fresh temp path inside the outbox's own `.tmp/`, for a file about to be linked in. */
+  temp(base: string, data: string): Promise<string>;
+  sync(): Promise<void>;
+}
+
+/** `<stateDir>/outbox`; nothing is touched until `ensureOutbox`. */
+export function openOutbox(stateDir: string): Outbox {
+  const dir = path.join(path.resolve(stateDir), "outbox");
+  const tmp = path.join(dir, ".tmp");
+  return Object.freeze({
+    dir,
+    file: (name: string) => path.join(dir, name),
+    temp: (base: string, data: string) => writeTempFile(tmp, base, data, 0o600),
+    sync: groupCommit(() => syncDir(dir)),
+  });
+}
+
+/** Create the outbox (0700: the watcher's alone) and its temp directory; correct the modes of an existing one. */
+export async function ensureOutbox(box: Outbox): Promise<void> {
+  try {
+    await fs.mkdir(path.join(box.dir, ".tmp"), { recursive: true, mode: 0o700 });
+    await fs.chmod(box.dir, 0o700);
+  } catch (err) {
+    throw toSpoolError(err, `creating the outbox ${box.dir}`);
+  }
+}
+
+/** `ensureOutbox` once: later calls share its success; a failure is tried again by the next call. */
+export function whenReady(box: Outbox): () => Promise<void> {
+  let ready: Promise<void> | null = null;
+  return () =>
+    (ready ??= ensureOutbox(box).catch((err: unknown) => {
+      ready = null;
+      throw err;
+    }));
+}
+
+const listBox = async (box: Outbox): Promise<string[]> =>
+  fs.readdir(box.dir).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw toSpoolError(err, `listing ${box.dir}`);
+  });
 const MAX_ENTRY_BYTES = 64 * 1024;
 const JOB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 const ENTRY_NAME = /^\d{8}T\d{9}Z-\d{6}-[A-Za-z0-9._-]{1,100}\.(github|notify)\.json$/;
@@ -84,14 +143,14 @@ let sequence = 0;
  * Put one report into the outbox, durably (fsynced file, fsynced directory), named so that names
  * sort in the order reports were made: `<stamp>-<sequence>-<job id>.<target>.json`.
  */
-export async function putReport(spool: Spool, entry: OutboxEntry, now: Date): Promise<string> {
+export async function putReport(box: Outbox, entry: OutboxEntry, now: Date): Promise<string> {
   const parsed = OutboxEntrySchema.parse(entry);
   sequence = (sequence + 1) % 1_000_000;
   const name = `${stamp(now)}-${String(sequence).padStart(6, "0")}-${parsed.jobId}.${parsed.report.target}.json`;
   try {
-    const tmp = await writeTemp(spool, `outbox-${parsed.jobId}`, `${JSON.stringify(parsed)}\n`);
-    if (!(await publishNoClobber(tmp, spool.file("outbox", name)))) throw new Error(`outbox/${name} exists`);
-    await spool.sync("outbox");
+    const tmp = await box.temp(`outbox-${parsed.jobId}`, `${JSON.stringify(parsed)}\n`);
+    if (!(await publishNoClobber(tmp, box.file(name)))) throw new Error(`outbox/${name} exists`);
+    await box.sync();
   } catch (err) {
     throw toSpoolError(err, `writing outbox/${name}`);
   }
@@ -99,13 +158,13 @@ export async function putReport(spool: Spool, entry: OutboxEntry, now: Date): Pr
 }
 
 /** The reports waiting, oldest first (names only: the outbox is small and bounded). */
-export async function listReports(spool: Spool): Promise<string[]> {
-  return (await listDir(spool, "outbox")).filter((n) => ENTRY_NAME.test(n)).sort();
+export async function listReports(box: Outbox): Promise<string[]> {
+  return (await listBox(box)).filter((n) => ENTRY_NAME.test(n)).sort();
 }
 
 /** One report, checked; what is not one comes back as `{ problem }` (the caller removes it, logging why). */
-export async function readReport(spool: Spool, name: string): Promise<{ entry: OutboxEntry } | { problem: string } | null> {
-  const text = await readBounded(spool.file("outbox", name), MAX_ENTRY_BYTES).catch((err: unknown) => {
+export async function readReport(box: Outbox, name: string): Promise<{ entry: OutboxEntry } | { problem: string } | null> {
+  const text = await readBounded(box.file(name), MAX_ENTRY_BYTES).catch((err: unknown) => {
     if ((err as { cause?: NodeJS.ErrnoException }).cause?.code === "ENOENT") return null;
     throw err;
   });
@@ -115,35 +174,35 @@ export async function readReport(spool: Spool, name: string): Promise<{ entry: O
 }
 
 /** Rewrite a report in place (its attempts and next try), atomically. */
-export async function updateReport(spool: Spool, name: string, entry: OutboxEntry): Promise<void> {
+export async function updateReport(box: Outbox, name: string, entry: OutboxEntry): Promise<void> {
   const data = `${JSON.stringify(OutboxEntrySchema.parse(entry))}\n`;
-  await replaceWith(await writeTemp(spool, `outbox-${entry.jobId}`, data), spool.file("outbox", name));
+  await replaceWith(await box.temp(`outbox-${entry.jobId}`, data), box.file(name));
 }
 
-export async function removeReport(spool: Spool, name: string): Promise<void> {
-  await fs.rm(spool.file("outbox", name), { force: true, recursive: true });
+export async function removeReport(box: Outbox, name: string): Promise<void> {
+  await fs.rm(box.file(name), { force: true, recursive: true });
 }
 
 /** The id GitHub gave the Deployment of a job: `outbox/<job id>.deployment`, kept until the job's last status is delivered. */
-export async function readDeploymentId(spool: Spool, jobId: string): Promise<number | null> {
-  const text = await readBounded(spool.file("outbox", `${jobId}.deployment`), 64).catch(() => null);
+export async function readDeploymentId(box: Outbox, jobId: string): Promise<number | null> {
+  const text = await readBounded(box.file(`${jobId}.deployment`), 64).catch(() => null);
   if (text === null || isUnreadable(text) || !/^\d{1,18}\s*$/.test(text)) return null;
   return Number(text);
 }
 
-export async function writeDeploymentId(spool: Spool, jobId: string, id: number): Promise<void> {
-  await replaceWith(await writeTemp(spool, `deployment-${jobId}`, `${id}\n`), spool.file("outbox", `${jobId}.deployment`));
-  await spool.sync("outbox");
+export async function writeDeploymentId(box: Outbox, jobId: string, id: number): Promise<void> {
+  await replaceWith(await box.temp(`deployment-${jobId}`, `${id}\n`), box.file(`${jobId}.deployment`));
+  await box.sync();
 }
 
 /** Remove Deployment ids older than `keepMs` (a job's statuses are long delivered by then); returns how many. */
-export async function pruneDeploymentIds(spool: Spool, now: number, keepMs = 7 * 24 * 3600_000): Promise<number> {
+export async function pruneDeploymentIds(box: Outbox, now: number, keepMs = 7 * 24 * 3600_000): Promise<number> {
   let removed = 0;
-  for (const name of await listDir(spool, "outbox")) {
+  for (const name of await listBox(box)) {
     if (!name.endsWith(".deployment")) continue;
-    const st = await fs.lstat(spool.file("outbox", name)).catch(() => null);
+    const st = await fs.lstat(box.file(name)).catch(() => null);
     if (!st || now - st.mtimeMs < keepMs) continue;
-    await fs.rm(spool.file("outbox", name), { force: true, recursive: true });
+    await fs.rm(box.file(name), { force: true, recursive: true });
     removed += 1;
   }
   return removed;
