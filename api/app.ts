@@ -51,7 +51,14 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/api/visit", createVisitRoute({ visits: deps.visits, clientAddress: deps.clientAddress }));
   app.route(
     "/api/webhook/github",
-    createWebhookRoute({ config: deps.config, spool: deps.spool, log, budget, now: deps.now ?? (() => new Date()) }),
+    createWebhookRoute({
+      config: deps.config,
+      spool: deps.spool,
+      log,
+      budget,
+      clientAddress: deps.clientAddress,
+      now: deps.now ?? (() => new Date()),
+    }),
   );
   const token = deps.config.historyToken;
   if (token) {

@@ -50,5 +50,13 @@ export function resolveClientAddress(peer: string, forwardedFor: string | undefi
 /** The ClientAddress for requests served by @hono/node-server. */
 export function createClientAddress(trustedProxies: readonly string[]): ClientAddress {
   const trusted = trustList(trustedProxies);
-  return (c) => resolveClientAddress(getConnInfo(c).remote.address ?? "unknown", c.req.header("x-forwarded-for"), trusted);
+  return (c) => {
+    let peer = "unknown";
+    try {
+      peer = getConnInfo(c).remote.address ?? "unknown";
+    } catch {
+      // an in-process request (app.request) has no socket
+    }
+    return resolveClientAddress(peer, c.req.header("x-forwarded-for"), trusted);
+  };
 }

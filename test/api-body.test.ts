@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import http from "node:http";
+import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { SECRET, deliver } from "./helpers/api.ts";
 import { randomSha } from "./helpers/jobs.ts";
@@ -48,6 +49,24 @@ function junk(port: number, size: number, declare = true): Promise<string> {
 
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]) / 1024;
 const statuses = (rs: string[]) => rs.map((r) => r.split(" ")[0]);
+
+/** A raw connection that sends a webhook's headers announcing `declared` bytes, then `perSecond` bytes a second (0: nothing). */
+function announce(port: number, declared: number, perSecond = 0): { socket: net.Socket; closedAt: Promise<number> } {
+  const socket = net.connect(port, "127.0.0.1");
+  socket.on("error", () => undefined);
+  socket.write(
+    `POST /api/webhook/github HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\n` +
+      `X-GitHub-Delivery: ${randomUUID()}\r\nX-Hub-Signature-256: sha256=${"0".repeat(64)}\r\nContent-Length: ${declared}\r\n\r\n`,
+  );
+  const drip = perSecond > 0 ? setInterval(() => socket.writable && socket.write("x".repeat(perSecond / 10)), 100) : undefined;
+  const closedAt = new Promise<number>((r) =>
+    socket.on("close", () => {
+      clearInterval(drip);
+      r(Date.now());
+    }),
+  );
+  return { socket, closedAt };
+}
 
 describe("webhook bodies under a flood (compiled API process)", () => {
   let t: TempSpool;
@@ -105,6 +124,45 @@ describe("webhook bodies under a flood (compiled API process)", () => {
     const body = JSON.stringify(pushPayload({ ref: "refs/heads/main", after: randomSha() }));
     const r = await deliver(`http://127.0.0.1:${port}`, { event: "push", body });
     assert.equal(r.status, 202, r.text);
+  });
+
+  it("three connections announcing 64 MiB between them and sending nothing, and a sender at 100 B/s: a signed push still gets 202 within a second; the slow ones are cut", async () => {
+    const opened = Date.now();
+    const silent = [25 * MB, 25 * MB, 14 * MB].map((n) => announce(port, n));
+    const slow = announce(port, 4096, 100);
+    await new Promise((r) => setTimeout(r, 200));
+    const body = JSON.stringify(pushPayload({ ref: "refs/heads/main", after: randomSha() }));
+    const t0 = Date.now();
+    const r = await deliver(`http://127.0.0.1:${port}`, { event: "push", body });
+    const took = Date.now() - t0;
+    assert.equal(r.status, 202, r.text);
+    assert.ok(took < 1000, `answered in ${took} ms`);
+    assert.ok(!slow.socket.destroyed && silent.every((c) => !c.socket.destroyed), "the push was answered while all four were still open");
+    const closed = await Promise.all([slow, ...silent].map((c) => c.closedAt));
+    for (const at of closed) assert.ok(at - opened < 10_000, `cut ${at - opened} ms after it opened (the minimum-rate window)`);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(metrics, /^swarmhook_webhook_bytes_in_flight 0$/m, "what the slow sender had sent is given back");
+  });
+
+  it("more than four large bodies (past 256 KiB) from one client at once get 503, and a small signed push from it still gets 202", async () => {
+    const held = Array.from({ length: 4 }, () => announce(port, 20 * MB, 512 * 1024));
+    await new Promise((r) => setTimeout(r, 800)); // each has sent past the small share
+    const third = await new Promise<string>((resolve) => {
+      const c = announce(port, 20 * MB, 512 * 1024);
+      let text = "";
+      c.socket.on("data", (d: Buffer) => (text += d.toString()));
+      c.closedAt.then(
+        () => resolve(text),
+        () => resolve(text),
+      );
+      setTimeout(() => {
+        c.socket.destroy();
+      }, 2000);
+    });
+    assert.match(third, /^HTTP\/1\.1 503[\s\S]*more than 4 large request bodies from one client/);
+    const body = JSON.stringify(pushPayload({ ref: "refs/heads/main", after: randomSha() }));
+    assert.equal((await deliver(`http://127.0.0.1:${port}`, { event: "push", body })).status, 202);
+    for (const c of held) c.socket.destroy();
   });
 
   it("twenty 26 MB bodies get twenty readable 413s (declared or chunked), no connection reset", async () => {

@@ -2,6 +2,7 @@ import { Hono, type Context } from "hono";
 import type { Logger } from "pino";
 import { DELIVERY_ID, publishJob, type Spool } from "../../spool/index.ts";
 import { readSignedBody, type BodyBudget } from "../body.ts";
+import type { ClientAddress } from "../client-address.ts";
 import type { ApiConfig } from "../config.ts";
 import { decide } from "../deploy-filter.ts";
 import { HttpError } from "../errors.ts";
@@ -16,6 +17,8 @@ export interface WebhookDeps {
   spool: Spool;
   log: Logger;
   budget: BodyBudget;
+  /** Who sent a request (behind Traefik, the forwarded address it vouches for): large bodies are counted per client. */
+  clientAddress: ClientAddress;
   now: () => Date;
 }
 
@@ -65,7 +68,7 @@ function payloadOf(body: Buffer, form: boolean): unknown {
  * POST /api/webhook/github: verify X-Hub-Signature-256 over the raw bytes as they stream in, decide,
  * and answer 202 only once the job is durably in `new/`. Errors are answered by app.onError.
  * @example
- * app.route("/api/webhook/github", createWebhookRoute({ config, spool, log, budget, now: () => new Date() }));
+ * app.route("/api/webhook/github", createWebhookRoute({ config, spool, log, budget, clientAddress, now: () => new Date() }));
  */
 export function createWebhookRoute(deps: WebhookDeps): Hono {
   const { config, spool } = deps;
@@ -73,7 +76,13 @@ export function createWebhookRoute(deps: WebhookDeps): Hono {
     const started = performance.now();
     const receivedAt = deps.now();
     const h = checkHeaders(c);
-    const signed = await readSignedBody(c, { limit: config.bodyLimit, budget: deps.budget, secret: config.secret, signature: h.signature });
+    const signed = await readSignedBody(c, {
+      limit: config.bodyLimit,
+      budget: deps.budget,
+      secret: config.secret,
+      signature: h.signature,
+      client: deps.clientAddress(c),
+    });
     try {
       if (signed.length === 0) throw new HttpError(400, "empty body");
       if (!signed.valid) throw new HttpError(401, "signature does not match the payload");
