@@ -88,6 +88,6 @@ jobs:
 doctor *args:
     set -a && . {{watcher_env}} && set +a && node dist/bin/swarmhook.js doctor {{args}}
 
-# the whole test suite (installs and starts what it needs)
+# the whole test suite, on a test machine only (it refuses on a node of a real swarm: scripts/test-guard.sh)
 test:
     npm test

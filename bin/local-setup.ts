@@ -43,7 +43,8 @@ export async function prepareLocal(o: {
     o.say("swarmhook local: the Docker engine, a swarm manager and the demo image are here");
     return null;
   }
-  if (o.env.DOCKER_HOST) {
+  // DOCKER_HOST with SWARMHOOK_DOCKERD: an engine of one's own that test-env.sh knows how to start
+  if (o.env.DOCKER_HOST && !o.env.SWARMHOOK_DOCKERD) {
     return `swarmhook local: ${before} (DOCKER_HOST=${o.env.DOCKER_HOST}). Start that engine, or unset DOCKER_HOST to use this machine's own (sudo bash scripts/test-env.sh --demo sets one up)`;
   }
   if (process.getuid?.() !== 0) return `swarmhook local: ${before}. Set this machine up first: sudo bash scripts/test-env.sh --demo`;

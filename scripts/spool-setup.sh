@@ -30,7 +30,9 @@ APP_GID=${APP_GID:-1011}
 [[ $(id -u) == 0 ]] || die "run as root (sudo)"
 id "$WATCHER_USER" >/dev/null 2>&1 || die "user $WATCHER_USER does not exist (scripts/watcher-install.sh creates it)"
 
-acl() { command -v setfacl >/dev/null && setfacl "$@" 2>/dev/null || true; }
+acl() {
+  if command -v setfacl >/dev/null; then setfacl "$@" 2>/dev/null || true; fi
+}
 
 chown "$WATCHER_USER:$APP_GID" "$SPOOL_DIR"
 chmod 2750 "$SPOOL_DIR"
@@ -42,7 +44,7 @@ for sub in tmp new ids; do
   acl -b "$SPOOL_DIR/$sub"
   acl -m g::rwx -d -m "g:$APP_GID:rwx" -d -m u::rwx -d -m o::- "$SPOOL_DIR/$sub"
 done
-for sub in work done failed state index wtmp; do
+for sub in work "done" failed state index wtmp; do
   mkdir -p "$SPOOL_DIR/$sub"
   # what an older spool let the group write: the watcher's own files, read-only for the group
   chown -R "$WATCHER_USER:$APP_GID" "$SPOOL_DIR/$sub"

@@ -26,7 +26,10 @@ service with what it found or did:
 --demo    only what `npm start` (swarmhook local) needs: docker.io, iptables and
           busybox-static, dockerd, the CLI check, the swarm and the image.
 Needs root and apt-get on Debian 12 or 13; without them it names what to install.
-Environment: SWARMHOOK_JUST_VERSION (default 1.57.0).
+Environment: SWARMHOOK_JUST_VERSION (default 1.57.0). To set up an engine of your own instead
+of this machine's (the suite's destructive tests do, in a network namespace): DOCKER_HOST names
+it, SWARMHOOK_DOCKERD is the command that starts it when it does not answer (words split on
+spaces), SWARMHOOK_DOCKERD_PIDFILE its pid file, SWARMHOOK_DOCKERD_LOG its log.
 EOF
 }
 
@@ -39,7 +42,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 JUST_VERSION=${SWARMHOOK_JUST_VERSION:-1.57.0}
 PACKAGES=(docker.io iptables postgresql bindfs busybox-static shellcheck systemd docker-registry chromium curl)
 DEMO_PACKAGES=(docker.io iptables busybox-static)
-DOCKERD_LOG=/var/log/swarmhook-dockerd.log
+DOCKERD_LOG=${SWARMHOOK_DOCKERD_LOG:-/var/log/swarmhook-dockerd.log}
+DOCKERD_PIDFILE=${SWARMHOOK_DOCKERD_PIDFILE:-/var/run/docker.pid}
+DOCKERD_CMD=${SWARMHOOK_DOCKERD:-}
 BASE_IMAGE=swarmhook-test/busybox:latest
 
 say() { printf 'test-env: %-9s %s\n' "$1" "$2"; }
@@ -96,7 +101,7 @@ ensure_dockerd() {
   fi
   [[ $(id -u) == 0 ]] || die "dockerd is not running and this is not root: start it (systemctl start docker)"
   # a dockerd still starting or stopping holds the pid file: wait for it to answer or to exit
-  local pidfile=/var/run/docker.pid _
+  local pidfile=$DOCKERD_PIDFILE _ cmd
   for _ in $(seq 120); do
     if ! { [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }; then break; fi
     docker info >/dev/null 2>&1 && { say dockerd "found: running, server $(docker version -f '{{.Server.Version}}')"; return; }
@@ -107,7 +112,10 @@ ensure_dockerd() {
     rm -f "$pidfile"
     say dockerd "removed stale $pidfile"
   fi
-  if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+  if [[ -n $DOCKERD_CMD ]]; then
+    read -ra cmd <<<"$DOCKERD_CMD"
+    setsid "${cmd[@]}" >"$DOCKERD_LOG" 2>&1 </dev/null &
+  elif command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
     systemctl start docker
   else
     setsid dockerd >"$DOCKERD_LOG" 2>&1 </dev/null &

@@ -10,6 +10,7 @@ import { waitForRecord } from "./helpers/agent.ts";
 import { makeJob, randomSha } from "./helpers/jobs.ts";
 import { freePort } from "./helpers/postgres.ts";
 import { ROOT, spawnTs } from "./helpers/proc.ts";
+import { hostEngineState, startOwnEngine } from "./helpers/own-engine.ts";
 import { useTempSpool } from "./helpers/spool.ts";
 import { docker, waitFor } from "./helpers/swarm.ts";
 
@@ -18,29 +19,6 @@ const run = promisify(execFile);
 function cli(args: string[], env: Record<string, string> = {}) {
   const p = spawnTs("bin/swarmhook.ts", args, env);
   return { child: p.child, done: p.exited.then((code) => ({ code, out: p.out(), err: p.err() })) };
-}
-
-/** Stop this machine's dockerd as an operator's reboot would (systemd, or the pid file test-env.sh's dockerd keeps). */
-async function stopEngine(): Promise<void> {
-  const systemd = await run("systemctl", ["is-system-running"]).then(
-    () => true,
-    () => false,
-  );
-  if (systemd) {
-    await run("systemctl", ["stop", "docker"]);
-    return;
-  }
-  const pid = Number((await readFile("/var/run/docker.pid", "utf8")).trim());
-  process.kill(pid, "SIGTERM");
-  const gone = () => {
-    try {
-      process.kill(pid, 0);
-      return undefined;
-    } catch {
-      return true;
-    }
-  };
-  await waitFor("dockerd exited", async () => gone(), 90_000, 250);
 }
 
 describe("npm start's set-up (swarmhook local)", () => {
@@ -67,20 +45,23 @@ describe("npm start's set-up (swarmhook local)", () => {
     }
   });
 
-  it("brings back a stopped engine, a left swarm and a removed demo image, one line a step", async () => {
-    await docker(["swarm", "leave", "--force"]);
-    await docker(["image", "rm", "--force", "swarmhook-test/busybox:latest"]);
-    await stopEngine();
-    const r = await cli(["local", "--setup"]).done;
+  it("brings back a stopped engine, a left swarm and a removed demo image, one line a step (an engine of its own; the host's as it was)", async (t) => {
+    const hostBefore = await hostEngineState();
+    const own = await startOwnEngine(t);
+    await own.docker(["swarm", "leave", "--force"]);
+    await own.docker(["image", "rm", "--force", "swarmhook-test/busybox:latest"]);
+    await own.stopEngine();
+    const r = await cli(["local", "--setup"], own.env).done;
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /swarmhook local: .*setting this machine up/);
     assert.match(r.out, /^test-env: dockerd +started/m);
     assert.match(r.out, /^test-env: swarm +initialised a one-node swarm/m);
     assert.match(r.out, /^test-env: images +built: swarmhook-test\/busybox:latest/m);
-    assert.equal(await docker(["info", "-f", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"]), "active true");
-    await docker(["image", "inspect", "swarmhook-test/busybox:latest"]);
-    const again = await cli(["local", "--setup"]).done;
+    assert.equal(await own.docker(["info", "-f", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"]), "active true");
+    await own.docker(["image", "inspect", "swarmhook-test/busybox:latest"]);
+    const again = await cli(["local", "--setup"], own.env).done;
     assert.match(again.out, /the Docker engine, a swarm manager and the demo image are here/);
+    assert.equal(await hostEngineState(), hostBefore, "the host's dockerd, swarm and images are as they were");
   });
 });
 

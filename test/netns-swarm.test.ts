@@ -24,6 +24,21 @@ describe("three-node swarm in network namespaces", () => {
     await netnsSwarm("down");
   });
 
+  it("npm test on a node of this multi-node swarm refuses with exit 1 before any test runs, within seconds", async () => {
+    const env = { ...process.env, DOCKER_HOST: nodeHost("kvm8") } as Record<string, string>;
+    delete env.SWARMHOOK_TEST_ON_THIS_NODE;
+    const started = Date.now();
+    const r = await run("npm", ["test"], { cwd: path.join(import.meta.dirname, ".."), env, timeout: 60_000 }).then(
+      (x) => ({ code: 0, out: x.stdout, err: x.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
+    );
+    assert.equal(r.code, 1, r.out + r.err);
+    assert.ok(Date.now() - started < 15_000, `took ${Date.now() - started} ms`);
+    assert.match(r.err, /test-guard: refusing to run the test suite on this node: it is one of the 3 nodes of a swarm \(.*kvm8.*\)/);
+    assert.match(r.err, /SWARMHOOK_TEST_ON_THIS_NODE=1/);
+    assert.doesNotMatch(r.out, /test-env:|# tests/, "nothing was installed, started or tested");
+  });
+
   it("has three managers named after the reference cluster, kvm8 labelled edge", async () => {
     const host = nodeHost("kvm8");
     const lines = (await docker(["node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.ManagerStatus}}"], { host })).split("\n").sort();
