@@ -23,7 +23,7 @@ import type { AgentConfig } from "./config.ts";
 import type { DockerRunner } from "./docker.ts";
 import { checkEngine } from "./engine.ts";
 import { createAgentMetrics, type AgentMetrics } from "./metrics.ts";
-import { createGitToken, createGithubClient } from "./github.ts";
+import { commitOnBranch, createGitToken, createGithubClient } from "./github.ts";
 import { openOutbox, pruneDeploymentIds, type Outbox } from "./outbox.ts";
 import { createRecorder } from "./records.ts";
 import { createReporter, type Reporter } from "./reporter.ts";
@@ -83,7 +83,8 @@ export function createAgent(deps: AgentDeps): Agent {
   const gitToken = github && gh ? createGitToken(github, gh) : undefined;
   const onRecorded = (rec: ResultRecord) => reporter.finished(rec, rec.stack ? state.stacks.get(rec.stack)?.config : undefined);
   const recorder = createRecorder({ spool, log, clock, unrecorded: state.unrecorded, metrics, onRecorded });
-  const ctx: StackContext = { config, spool, docker: deps.docker, log, clock, recorder, metrics, reporter, gitToken };
+  const onBranch = gh ? (repository: string, branch: string, sha: string) => commitOnBranch(gh, repository, branch, sha) : undefined;
+  const ctx: StackContext = { config, spool, docker: deps.docker, log, clock, recorder, metrics, reporter, gitToken, onBranch };
   const tick = () => runTick(state, ctx);
 
   return {

@@ -3,7 +3,7 @@ import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { logFormatVar, type LogFormat } from "../lib/log.ts";
-import { ConfigError, cleanEnv, listVar, logLevelVar, parseEnv, secretVar } from "../lib/config.ts";
+import { ConfigError, cleanEnv, listVar, logLevelVar, parseEnv, secretVar, tagsVar } from "../lib/config.ts";
 import { describeIssues } from "../lib/zod.ts";
 import { REPOSITORY, STACK_NAME } from "../spool/index.ts";
 
@@ -13,10 +13,14 @@ export interface StackConfig {
   file: string;
   /** Deploy the stack file as it is in the pushed commit (and the files it references). */
   git: { url: string; path: string } | undefined;
-  /** owner/name this stack deploys from; undefined = any (the API already filtered). */
+  /** owner/name this stack deploys from (default DEPLOY_REPOSITORY); undefined = any repository a valid webhook names. */
   repository: string | undefined;
-  /** Branches (refs/heads/...) that deploy it; empty = any branch the API accepted. */
+  /** Branches (refs/heads/...) that deploy it (default DEPLOY_BRANCHES, main): judged again here, whatever the API let through. */
   branches: readonly string[];
+  /** Tag patterns (refs/tags/...) that deploy it (default DEPLOY_TAGS: none); `*` is any tag. */
+  tags: readonly string[];
+  /** The watcher's variables the stack file is rendered with (STACK_ENV, the stack's `env:`), read once at start. */
+  vars: Readonly<Record<string, string>>;
   healthUrl: string | undefined;
   /** GitHub Deployments: the environment's name (default the stack's), its URL, and whether it is production. */
   environment: string;
@@ -69,6 +73,8 @@ export interface AgentConfig {
   reports: ReportsConfig;
 }
 
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,99}$/;
+
 const envSchema = z.object({
   SPOOL_DIR: z.string({ error: "SPOOL_DIR is required: the spool root, e.g. /mnt/nfs/webhook_jobs" }),
   STACK_FILE: z.string().optional(),
@@ -92,6 +98,10 @@ const envSchema = z.object({
     .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "METRICS_ADDR must be host:port, e.g. 10.100.0.8:9464 (the WireGuard address)")
     .optional(),
   AGENT_CONFIG: z.string().optional(),
+  DEPLOY_REPOSITORY: z.string().regex(REPOSITORY, "DEPLOY_REPOSITORY must be owner/name").optional(),
+  DEPLOY_BRANCHES: listVar.transform((l) => (l.length > 0 ? l : ["main"])),
+  DEPLOY_TAGS: tagsVar,
+  STACK_ENV: listVar.pipe(z.array(z.string().regex(ENV_NAME, "STACK_ENV: each must be a variable name (A-Z, 0-9, _)"))).optional(),
   STATE_DIR: z.string().default("/var/lib/swarmhook"),
   KEEP_OBJECT_VERSIONS: z.coerce.number().int().min(1).max(100).default(3),
   DRY_RUN: z.enum(["0", "1", "true", "false"], { error: "DRY_RUN must be 1 or 0" }).default("0"),
@@ -148,7 +158,9 @@ const fileSchema = z.strictObject({
           })
           .optional(),
         repository: z.string().regex(REPOSITORY, "must be owner/name").optional(),
-        branches: z.array(z.string().min(1)).default([]),
+        branches: z.array(z.string().min(1)).optional(),
+        tags: z.array(z.string().regex(/^[A-Za-z0-9._/*?-]{1,100}$/, "tags: patterns such as v*")).optional(),
+        env: z.array(z.string().regex(ENV_NAME, "env: variable names (A-Z, 0-9, _)")).optional(),
         healthUrl: z.url({ protocol: /^https?$/ }).optional(),
         environment: z.string().min(1).max(255).optional(),
         environmentUrl: z.url({ protocol: /^https?$/ }).optional(),
@@ -158,7 +170,44 @@ const fileSchema = z.strictObject({
     .min(1),
 });
 
-function readStacksFile(file: string): StackConfig[] {
+/** The watcher's own credentials: never handed to a stack, whatever STACK_ENV or a stack file names. */
+const WATCHER_SECRETS = /^(GITHUB_TOKEN|GITHUB_APP_.*|NOTIFY_SECRET|NOTIFY_URLS|HISTORY_TOKEN|GITHUB_WEBHOOK_SECRET)(_FILE)?$/;
+
+type Env = z.infer<typeof envSchema>;
+
+/** Variable names a stack file on this node references (`${NAME…}` or `$NAME`): its implicit STACK_ENV. */
+function referencedVars(file: string): string[] {
+  let text = "";
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    return []; // docker stack config names the missing file at the first deploy
+  }
+  return [...new Set([...text.matchAll(/\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1] as string))];
+}
+
+/**
+ * The values a stack is rendered with: the names in STACK_ENV and the stack's `env:`, or, for a
+ * stack file on this node that names none, the variables that file references (its author is the
+ * operator). A stack from git gets only what is named: its file is the committer's. Never the
+ * watcher's own credentials.
+ */
+function stackVars(
+  env: NodeJS.ProcessEnv,
+  v: Env,
+  own: readonly string[] | undefined,
+  fileOnNode: string | undefined,
+): Record<string, string> {
+  const named = v.STACK_ENV || own ? [...(v.STACK_ENV ?? []), ...(own ?? [])] : fileOnNode ? referencedVars(fileOnNode) : [];
+  const secret = named.find((n) => WATCHER_SECRETS.test(n));
+  if (secret && (v.STACK_ENV?.includes(secret) || own?.includes(secret)))
+    throw new ConfigError(`STACK_ENV: ${secret} is the watcher's own credential and is never handed to a stack`);
+  const out: Record<string, string> = {};
+  for (const n of named) if (!WATCHER_SECRETS.test(n) && n !== "IMAGE_TAG" && n !== "DEPLOY_SHA" && env[n]) out[n] = env[n] as string;
+  return out;
+}
+
+function readStacksFile(file: string, env: NodeJS.ProcessEnv, v: Env): StackConfig[] {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
@@ -181,12 +230,15 @@ function readStacksFile(file: string): StackConfig[] {
     names.add(s.name);
     if (!s.file === !s.git) throw new ConfigError(`AGENT_CONFIG=${file}: stack ${s.name} needs one of file or git`);
     if (s.git && !s.repository) throw new ConfigError(`AGENT_CONFIG=${file}: stack ${s.name} has a git source: set its repository`);
+    const onNode = s.git ? undefined : path.resolve(path.dirname(file), s.file ?? "");
     return {
       name: s.name,
-      file: s.git ? s.git.path : path.resolve(path.dirname(file), s.file ?? ""),
+      file: s.git ? s.git.path : (onNode as string),
       git: s.git,
-      repository: s.repository,
-      branches: s.branches,
+      repository: s.repository ?? v.DEPLOY_REPOSITORY,
+      branches: s.branches ?? v.DEPLOY_BRANCHES,
+      tags: s.tags ?? v.DEPLOY_TAGS,
+      vars: stackVars(env, v, s.env, onNode),
       healthUrl: s.healthUrl,
       environment: s.environment ?? s.name,
       environmentUrl: s.environmentUrl,
@@ -254,7 +306,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
   let stacks: StackConfig[];
   if (v.AGENT_CONFIG) {
     if (v.STACK_FILE || v.STACK_NAME) throw new ConfigError("AGENT_CONFIG and STACK_FILE/STACK_NAME are both set: use one");
-    stacks = readStacksFile(v.AGENT_CONFIG);
+    stacks = readStacksFile(v.AGENT_CONFIG, env, v);
   } else {
     if (!v.STACK_FILE) throw new ConfigError("STACK_FILE is required (the stack file to deploy), or AGENT_CONFIG for several stacks");
     if (!v.STACK_NAME) throw new ConfigError("STACK_NAME is required (the Docker stack name, e.g. app)");
@@ -263,8 +315,10 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
         name: v.STACK_NAME,
         file: path.resolve(v.STACK_FILE),
         git: undefined,
-        repository: undefined,
-        branches: [],
+        repository: v.DEPLOY_REPOSITORY,
+        branches: v.DEPLOY_BRANCHES,
+        tags: v.DEPLOY_TAGS,
+        vars: stackVars(env, v, undefined, path.resolve(v.STACK_FILE)),
         healthUrl: v.HEALTH_URL,
         environment: v.DEPLOY_ENVIRONMENT ?? v.STACK_NAME,
         environmentUrl: v.ENVIRONMENT_URL,

@@ -37,7 +37,8 @@ export type DeployPolicy = Pick<AgentConfig, "deployTimeoutMs" | "retries" | "re
 };
 
 export interface DeployResult {
-  outcome: "success" | "failed" | "rolled_back" | "planned";
+  /** invalid: the commit's stack was refused before anything ran (it reaches outside its checkout). */
+  outcome: "success" | "failed" | "rolled_back" | "planned" | "invalid";
   reason?: string;
   attempts: Attempt[];
   services: ServiceState[];
@@ -73,7 +74,7 @@ function toAttempt(n: number, r: DockerResult): Attempt {
 /** `docker stack deploy`, retried with exponential backoff (at most MAX_BACKOFF_MS) while the failure is transient. */
 async function runDeploy(d: DeployDeps, files: string[], deadline: number, attempts: Attempt[]): Promise<DockerResult | undefined> {
   const { docker, log, policy, stack, clock } = d;
-  const env = deployEnv(d.job.sha);
+  const env = deployEnv(d.job.sha, d.stack.vars);
   const args = ["stack", "deploy", ...files.flatMap((f) => ["-c", f]), stack.name, "--with-registry-auth", "--detach=false"];
   let last: DockerResult | undefined;
   for (let n = 1; n <= policy.retries + 1; n++) {
@@ -93,7 +94,7 @@ async function runDeploy(d: DeployDeps, files: string[], deadline: number, attem
 async function waitConverged(d: DeployDeps, asked: Map<string, string>, since: Date, deadline: number): Promise<Verdict> {
   const { docker, stack, clock, policy } = d;
   for (;;) {
-    const verdict = await inspectStack(docker, stack.name, asked, since, deployEnv(d.job.sha));
+    const verdict = await inspectStack(docker, stack.name, asked, since, deployEnv(d.job.sha, d.stack.vars));
     if (verdict.status !== "pending" || clock.now().getTime() > deadline) return verdict;
     await clock.sleep(policy.verifyEveryMs ?? 1000);
   }
@@ -137,7 +138,7 @@ async function verifyUnchanged(d: DeployDeps, rendered: Rendered, plan: Plan, si
 export async function deployJob(d: DeployDeps): Promise<DeployResult> {
   let rendered: Rendered;
   try {
-    rendered = await renderStack(d.docker, d.stack.file, d.stack.name, d.job, { versionObjects: Boolean(d.stack.git) });
+    rendered = await renderStack(d.docker, d.stack.file, d.stack.name, d.job, { versionObjects: Boolean(d.stack.git), vars: d.stack.vars });
   } catch (err) {
     return {
       outcome: "failed",
@@ -164,7 +165,7 @@ async function deployRendered(d: DeployDeps, rendered: Rendered): Promise<Deploy
   const since = new Date(startedAt - 1000); // update states from before this deploy are not ours
   const deadline = startedAt + policy.deployTimeoutMs;
   let applied = false;
-  const plan = await planStack(d.docker, stack.name, rendered.doc, deployEnv(job.sha)).catch((err: unknown) => {
+  const plan = await planStack(d.docker, stack.name, rendered.doc, deployEnv(job.sha, d.stack.vars)).catch((err: unknown) => {
     log.warn({ err }, "could not plan the deploy: deploying without a plan");
     return undefined;
   });

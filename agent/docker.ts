@@ -31,6 +31,17 @@ export interface DockerRunner {
   capture(args: string[], opts?: RunOptions): Promise<DockerResult>;
 }
 
+/** What docker and git may see of the watcher's environment: where things are and how to reach them, never its secrets. */
+const ALLOWED =
+  /^(PATH|HOME|USER|LOGNAME|LANG|LC_[A-Z]+|TZ|TMPDIR|XDG_RUNTIME_DIR|SSH_AUTH_SOCK|DOCKER_[A-Z_]+|(http|https|no|all)_proxy|(HTTP|HTTPS|NO|ALL)_PROXY)$/;
+
+/** The allow-listed part of an environment (see ALLOWED). */
+export function allowedEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && ALLOWED.test(k)) out[k] = v;
+  return out;
+}
+
 function tail(lines: string[]): string {
   let text = lines.slice(-TAIL_LINES).join("\n");
   if (text.length > TAIL_BYTES) text = text.slice(-TAIL_BYTES);
@@ -40,13 +51,16 @@ function tail(lines: string[]): string {
 /**
  * The one process boundary: spawn `docker` with an argv array (never a shell), in its own process
  * group, so a timeout kills docker and anything it started. Never throws for a failed command.
- * `env` is added to the operator's environment for every call (tests point DOCKER_HOST elsewhere).
+ * docker sees only the allow-listed part of the watcher's environment (allowedEnv: PATH, HOME, locale,
+ * DOCKER_*, proxies), then `env` (tests point DOCKER_HOST elsewhere), then each call's own (a stack's
+ * variables: IMAGE_TAG, DEPLOY_SHA, STACK_ENV, the stack's `env:`).
  * @example
  * const docker = createDockerRunner();
  * const r = await docker.run(["stack", "deploy", "-c", file, "app", "--with-registry-auth", "--detach=false"], { timeoutMs: 600_000 });
  */
-export function createDockerRunner(opts: { bin?: string; env?: Record<string, string> } = {}): DockerRunner {
+export function createDockerRunner(opts: { bin?: string; env?: Record<string, string>; base?: NodeJS.ProcessEnv } = {}): DockerRunner {
   const bin = opts.bin ?? "docker";
+  const base = allowedEnv(opts.base ?? process.env);
 
   async function exec(args: string[], o: RunOptions, keepStdout: boolean): Promise<DockerResult> {
     const started = performance.now();
@@ -55,8 +69,9 @@ export function createDockerRunner(opts: { bin?: string; env?: Record<string, st
       reject: false,
       all: true,
       stdin: "ignore",
-      env: { ...opts.env, ...o.env }, // on top of the operator's environment, for stack interpolation
-      extendEnv: true,
+      // never the watcher's whole environment: a stack file could interpolate ${GITHUB_TOKEN} into a service
+      env: { ...base, ...opts.env, ...o.env },
+      extendEnv: false,
       detached: true,
       buffer: { stdout: keepStdout, stderr: false, all: false },
       maxBuffer: 64 * 1024 * 1024,

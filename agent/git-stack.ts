@@ -73,5 +73,5 @@ export async function checkout(stateDir: string, mirror: Mirror, stack: StackCon
   await fs.rm(dir, { recursive: true, force: true }); // what a dead run left
   await mirror.extract(sha, dir);
   const file = fileInCheckout(dir, stack.git?.path ?? stack.file);
-  return { file, cleanup: () => fs.rm(dir, { recursive: true, force: true }) };
+  return { root: dir, file, cleanup: () => fs.rm(dir, { recursive: true, force: true }) };
 }

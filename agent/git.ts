@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
+import { allowedEnv } from "./docker.ts";
 
 /** A stack whose file comes from git: the repository and the stack file's path in it. */
 export interface GitSource {
@@ -17,10 +18,14 @@ async function git(args: string[], o: { timeoutMs?: number; reject?: boolean; en
   return execa("git", args, {
     timeout: o.timeoutMs ?? LOCAL_TIMEOUT_MS,
     reject: o.reject ?? true,
-    env: { GIT_TERMINAL_PROMPT: "0", GIT_ASKPASS: "/bin/false", LC_ALL: "C", ...o.env },
+    // the allow-listed environment only (and GIT_SSH_COMMAND for a deploy key): never the watcher's secrets
+    env: { ...allowedEnv(process.env), ...sshCommand(), GIT_TERMINAL_PROMPT: "0", GIT_ASKPASS: "/bin/false", LC_ALL: "C", ...o.env },
+    extendEnv: false,
     stdin: "ignore",
   });
 }
+
+const sshCommand = (): Record<string, string> => (process.env.GIT_SSH_COMMAND ? { GIT_SSH_COMMAND: process.env.GIT_SSH_COMMAND } : {});
 
 /** A token for an http(s) repository, when the watcher has one for its host (GitHub's). */
 export type GitToken = (url: string) => Promise<string | undefined>;
@@ -108,11 +113,11 @@ export async function openMirror(stateDir: string, src: GitSource, token?: GitTo
     async extract(sha: string, into: string): Promise<void> {
       await fs.mkdir(into, { recursive: true, mode: 0o700 });
       try {
-        await execa("git", [...gd, "archive", "--format=tar", sha], { timeout: LOCAL_TIMEOUT_MS, env: { LC_ALL: "C" } }).pipe("tar", [
-          "-x",
-          "-C",
-          into,
-        ]);
+        await execa("git", [...gd, "archive", "--format=tar", sha], {
+          timeout: LOCAL_TIMEOUT_MS,
+          env: { ...allowedEnv(process.env), LC_ALL: "C" },
+          extendEnv: false,
+        }).pipe("tar", ["-x", "-C", into]);
       } catch (err) {
         throw new GitError(`could not check out ${sha}: ${said(err)}`);
       }

@@ -131,3 +131,14 @@ export function createGitToken(o: { apiUrl: string; auth: GithubAuth }, gh: Gith
     return ((await gh.auth({ type: "installation" })) as { token: string }).token;
   };
 }
+
+/**
+ * Whether `sha` is in the history of `branch` (GitHub's compare: the commit is the branch's tip or
+ * behind it). What a workflow_run job of a stack file on this node is judged by: the run's
+ * `head_branch` holds a tag's name for a tag-triggered run, so the name alone proves nothing.
+ */
+export async function commitOnBranch(gh: GithubClient, repository: string, branch: string, sha: string): Promise<boolean> {
+  const [owner, repo] = repository.split("/") as [string, string];
+  const r = await gh.request("GET /repos/{owner}/{repo}/compare/{basehead}", { owner, repo, basehead: `${branch}...${sha}`, per_page: 1 });
+  return r.data.status === "identical" || r.data.status === "behind";
+}

@@ -18,6 +18,14 @@ log.info(
   { github: github ? `${github.apiUrl} (${github.auth.type})` : "off", notify: notify.targets.map((t) => t.format), notifyOn: notify.on },
   "reports",
 );
+for (const s of config.stacks) {
+  if (s.tags.includes("*"))
+    log.warn(
+      { stack: s.name },
+      "DEPLOY_TAGS deploys any tag: anyone who can push a tag deploys it; name a pattern instead, e.g. DEPLOY_TAGS=v*",
+    );
+  log.info({ stack: s.name, variables: Object.keys(s.vars) }, "variables handed to the stack (STACK_ENV); nothing else of the watcher's");
+}
 // off unless METRICS_ADDR is set; a port that cannot be opened stops the watcher at start, named
 const served = config.metrics
   ? await serveMetrics(metrics.registry, config.metrics.host, config.metrics.port).catch((err: NodeJS.ErrnoException) => {

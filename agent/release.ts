@@ -33,8 +33,15 @@ export async function query(docker: DockerRunner, args: string[], env: RunOption
   return r.stdout;
 }
 
-/** The environment a stack file is rendered with for one commit. */
-export const deployEnv = (sha: string): Record<string, string> => ({ IMAGE_TAG: sha, DEPLOY_SHA: sha });
+/**
+ * The environment a stack file is rendered with for one commit: the stack's own variables (STACK_ENV
+ * and its `env:`, read once at start) and IMAGE_TAG/DEPLOY_SHA. Nothing else of the watcher's.
+ */
+export const deployEnv = (sha: string, vars: Readonly<Record<string, string>> = {}): Record<string, string> => ({
+  ...vars,
+  IMAGE_TAG: sha,
+  DEPLOY_SHA: sha,
+});
 
 type RenderedDoc = {
   services?: Record<string, { image?: string }>;
@@ -120,9 +127,10 @@ export async function renderStack(
   stackFile: string,
   stackName: string,
   job: Job,
-  o: { versionObjects?: boolean } = {},
+  o: { versionObjects?: boolean; vars?: Readonly<Record<string, string>> } = {},
 ): Promise<Rendered> {
-  const text = await query(docker, ["stack", "config", "-c", stackFile], deployEnv(job.sha));
+  const env = deployEnv(job.sha, o.vars);
+  const text = await query(docker, ["stack", "config", "-c", stackFile], env);
   const stackFileHash = `sha256:${createHash("sha256").update(text).digest("hex")}`;
   const doc = (parseYaml(text) ?? {}) as RenderedDoc;
   const services = doc.services ?? {};
@@ -139,12 +147,10 @@ export async function renderStack(
   const overlayFile = path.join(dir, "overlay.yaml");
   await fs.writeFile(overlayFile, stringifyYaml({ ...(version === undefined ? {} : { version }), ...overlay }), { mode: 0o600 });
   const cleanup = () => fs.rm(dir, { recursive: true, force: true });
-  const merged = await query(docker, ["stack", "config", "-c", stackFile, "-c", overlayFile], deployEnv(job.sha)).catch(
-    async (err: unknown) => {
-      await cleanup();
-      throw err;
-    },
-  );
+  const merged = await query(docker, ["stack", "config", "-c", stackFile, "-c", overlayFile], env).catch(async (err: unknown) => {
+    await cleanup();
+    throw err;
+  });
   return { ...base, doc: parseYaml(merged) ?? {}, files: [stackFile, overlayFile], cleanup };
 }
 

@@ -1,9 +1,10 @@
-import { branchOf, sameRepository, type Job } from "../spool/index.ts";
+import { branchOf, sameRepository, tagMatches, tagOf, type Job } from "../spool/index.ts";
 import type { StackConfig } from "./config.ts";
 
 /**
  * The stack a job is for: a rollback names its stack; a deploy goes to the first configured stack
- * that deploys its repository and branch. Undefined when none is configured for it.
+ * that deploys its repository and its branch (or tag, by the stack's tag patterns), judged here
+ * again whatever the API let through. Undefined when none is configured for it.
  */
 export function stackFor<T extends { config: StackConfig }>(stacks: Iterable<T>, job: Job): T | undefined {
   if (job.kind === "rollback") {
@@ -11,10 +12,11 @@ export function stackFor<T extends { config: StackConfig }>(stacks: Iterable<T>,
     return undefined;
   }
   const branch = branchOf(job.ref);
+  const tag = tagOf(job.ref);
   for (const s of stacks) {
-    const { repository, branches } = s.config;
+    const { repository, branches, tags } = s.config;
     if (repository && !sameRepository(repository, job.repository)) continue;
-    if (branches.length > 0 && (branch === null || !branches.includes(branch))) continue;
+    if (branch !== null ? !branches.includes(branch) : tag === null || !tagMatches(tags, tag)) continue;
     return s;
   }
   return undefined;

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { Clock } from "../lib/clock.ts";
 import {
   JOB_VERSION,
+  branchOf,
   publishJob,
   readDeployed,
   rollbackJobId,
@@ -14,6 +15,7 @@ import {
 import { coalesce, type Pending } from "./coalesce.ts";
 import type { AgentConfig, StackConfig } from "./config.ts";
 import { deployJob, type DeployResult } from "./deploy.ts";
+import { outsideCheckout } from "./confine.ts";
 import { checkout, prepareGitBatch, type GitBatch } from "./git-stack.ts";
 import { pruneObjectVersions } from "./release.ts";
 import type { GitToken, Mirror } from "./git.ts";
@@ -35,6 +37,8 @@ export interface StackContext {
   reporter: Reporter;
   /** A token for git over https to GitHub, when the watcher has GitHub credentials. */
   gitToken?: GitToken | undefined;
+  /** Whether a commit is in a branch's history, asked of GitHub (when the watcher has credentials). */
+  onBranch?: ((repository: string, branch: string, sha: string) => Promise<boolean>) | undefined;
 }
 
 /**
@@ -53,7 +57,7 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
   if (problem) log.warn({ stack: name }, problem);
   const judged: { jobs: Pending[]; git?: GitBatch } | null = stack.config.git
     ? await judgeByGit(ctx, stack.config, batch, deployed)
-    : { jobs: batch };
+    : await judgeRuns(ctx, stack.config, batch);
   if (!judged) return;
   const decision = coalesce(judged.jobs, deployed, judged.git?.ancestry);
   for (const { pending, reason } of decision.stale) await recorder.finish(pending, "stale", { stack: name, reason });
@@ -112,6 +116,41 @@ async function judgeByGit(ctx: StackContext, stack: StackConfig, batch: Pending[
   }
 }
 
+/**
+ * A stack file on this node: a workflow_run job is judged by its commit, never its `head_branch`
+ * (a tag's name for a tag-triggered run: a tag named main would deploy). With GitHub credentials the
+ * commit must be in the branch's history (GitHub's compare); without them it cannot be told, and the
+ * job is refused. A git stack's jobs are judged by its repository (judgeByGit) instead.
+ */
+async function judgeRuns(ctx: StackContext, stack: StackConfig, batch: Pending[]): Promise<{ jobs: Pending[] } | null> {
+  const jobs: Pending[] = [];
+  for (const p of batch) {
+    const branch = p.job.kind === "deploy" && p.job.event === "workflow_run" ? branchOf(p.job.ref) : null;
+    if (branch === null) {
+      jobs.push(p);
+      continue;
+    }
+    let reason: string | null = null;
+    if (!ctx.onBranch)
+      reason = `a workflow_run is deployed only when its commit is shown to be on ${branch}: give the watcher GitHub credentials (GITHUB_TOKEN or an App) or deploy the stack from git`;
+    else {
+      const on = await ctx.onBranch(p.job.repository, branch, p.job.sha).catch((err: unknown) => err as Error);
+      if (on instanceof Error) {
+        await ctx.recorder.finish(p, "failed", {
+          stack: stack.name,
+          reason: `could not ask GitHub whether ${shortSha(p.job.sha)} is on ${branch}: ${on.message}`,
+        });
+        continue;
+      }
+      if (!on)
+        reason = `${shortSha(p.job.sha)} is not on ${branch} (GitHub's compare): a workflow_run of a tag or another branch named like it does not deploy`;
+    }
+    if (reason) await ctx.recorder.finish(p, "invalid", { stack: stack.name, reason });
+    else jobs.push(p);
+  }
+  return jobs.length > 0 ? { jobs } : null;
+}
+
 /** Deploy one job: a git stack's file from a clean checkout of the job's commit, else the file on this node. */
 async function deployFrom(
   ctx: StackContext,
@@ -129,6 +168,8 @@ async function deployFrom(
     return { outcome: "failed", reason: (err as Error).message, attempts: [], services: [], warnings: [], applied: false };
   }
   try {
+    const outside = await outsideCheckout(co.root, co.file);
+    if (outside) return { outcome: "invalid", reason: outside, attempts: [], services: [], warnings: [], applied: false };
     const result = await deployJob({ ...deps, stack: { ...stack, file: co.file } });
     if (result.outcome === "success" && result.objects?.length) {
       const removed = await pruneObjectVersions(ctx.docker, stack.name, result.objects, ctx.config.keepObjectVersions).catch(

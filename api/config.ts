@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { logFormatVar, type LogFormat } from "../lib/log.ts";
-import { ConfigError, boolVar, cleanEnv, listVar, logLevelVar, parseEnv, portVar, secretVar } from "../lib/config.ts";
+import { ConfigError, cleanEnv, listVar, logLevelVar, parseEnv, portVar, secretVar, tagsVar } from "../lib/config.ts";
 import { COMMIT_SHA, REPOSITORY } from "../spool/index.ts";
 
 /** GitHub caps webhook payloads at 25 MB; nothing larger can be a real delivery. */
@@ -22,7 +22,7 @@ const schema = z
       .transform((l) => (l.length > 0 ? l : ["push"]))
       .pipe(z.array(z.enum(["push", "workflow_run"], { error: "DEPLOY_EVENTS: each must be push or workflow_run" }))),
     DEPLOY_WORKFLOWS: listVar,
-    DEPLOY_TAGS: boolVar,
+    DEPLOY_TAGS: tagsVar,
     WEBHOOK_BODY_LIMIT: z.coerce
       .number()
       .int()
@@ -89,7 +89,8 @@ export interface ApiConfig {
     branches: readonly string[];
     events: readonly ("push" | "workflow_run")[];
     workflows: readonly string[];
-    tags: boolean;
+    /** Tag patterns that deploy (DEPLOY_TAGS); `*` is any tag; empty: tag pushes do not deploy. */
+    tags: readonly string[];
   };
   bodyLimit: number;
   /** Bytes all request bodies in flight may hold together (beyond: 503 with Retry-After). */
@@ -135,7 +136,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Ap
       branches: Object.freeze(v.DEPLOY_BRANCHES),
       events: Object.freeze(v.DEPLOY_EVENTS),
       workflows: Object.freeze(v.DEPLOY_WORKFLOWS),
-      tags: v.DEPLOY_TAGS,
+      tags: Object.freeze(v.DEPLOY_TAGS),
     }),
     bodyLimit: v.WEBHOOK_BODY_LIMIT,
     inflightLimit: v.WEBHOOK_INFLIGHT_LIMIT,

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { describeIssues } from "../lib/zod.ts";
-import { DeployJobSchema, JOB_VERSION, branchOf, sameRepository, type DeployJob } from "../spool/index.ts";
+import { DeployJobSchema, JOB_VERSION, branchOf, sameRepository, tagMatches, tagOf, type DeployJob } from "../spool/index.ts";
 import type { ApiConfig } from "./config.ts";
 import { HttpError } from "./errors.ts";
 
@@ -86,8 +86,10 @@ function decidePush(delivery: Delivery, deploy: Deploy): Decision {
   if (other) return other;
   if (p.deleted === true || ZERO_SHA.test(p.after)) return { kind: "ignored", reason: `deletion of ${p.ref}` };
   const branch = branchOf(p.ref);
-  if (p.ref.startsWith("refs/tags/")) {
-    if (!deploy.tags) return { kind: "ignored", reason: "tag pushes do not deploy (DEPLOY_TAGS is off)" };
+  const tag = tagOf(p.ref);
+  if (tag !== null) {
+    if (deploy.tags.length === 0) return { kind: "ignored", reason: "tag pushes do not deploy (DEPLOY_TAGS is off)" };
+    if (!tagMatches(deploy.tags, tag)) return { kind: "ignored", reason: `tag ${tag} matches no DEPLOY_TAGS pattern` };
   } else if (branch === null || !deploy.branches.includes(branch)) {
     return { kind: "ignored", reason: `ref ${p.ref} is not a branch in DEPLOY_BRANCHES` };
   }

@@ -24,6 +24,10 @@ async function main(): Promise<void> {
   const spool = openSpool(config.spoolDir, "api");
   await ensureSpool(spool).catch((err: Error) => log.error({ err }, "spool not ready: webhooks will answer 503 until it is"));
   if (!config.deploy.repository) log.warn("DEPLOY_REPOSITORY is not set: any repository that signs with the secret can deploy");
+  if (config.deploy.tags.includes("*"))
+    log.warn(
+      "DEPLOY_TAGS deploys any tag: anyone who can push a tag (named main, say) deploys it; name a pattern instead, e.g. DEPLOY_TAGS=v*",
+    );
 
   const pool = config.database ? await createPool(config.database) : undefined;
   pool?.on("error", (err) => log.warn({ err }, "idle database connection lost"));

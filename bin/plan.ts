@@ -1,6 +1,7 @@
 // `swarmhook plan`: what a deploy of a commit would change in a stack, before it happens.
 import type { AgentConfig, StackConfig } from "../agent/config.ts";
 import type { DockerRunner } from "../agent/docker.ts";
+import { outsideCheckout } from "../agent/confine.ts";
 import { checkout } from "../agent/git-stack.ts";
 import { openMirror } from "../agent/git.ts";
 import { planStack, type Plan } from "../agent/plan.ts";
@@ -48,17 +49,19 @@ async function planGit(config: AgentConfig, stack: StackConfig, docker: DockerRu
     );
   const co = await checkout(config.stateDir, mirror, stack, `plan-${process.pid}`, full);
   try {
-    return { sha: full, plan: await planRendered(docker, stack.name, co.file, full, true) };
+    const outside = await outsideCheckout(co.root, co.file);
+    if (outside) throw new PlanError(`the commit ${full.slice(0, 12)} is refused: ${outside}`);
+    return { sha: full, plan: await planRendered(docker, stack, co.file, full, true) };
   } finally {
     await co.cleanup();
   }
 }
 
 /** Render the stack file as a deploy of `sha` would (renderStack) and plan that. */
-async function planRendered(docker: DockerRunner, name: string, file: string, sha: string, versionObjects: boolean): Promise<Plan> {
-  const rendered = await renderStack(docker, file, name, renderJob(sha), { versionObjects });
+async function planRendered(docker: DockerRunner, stack: StackConfig, file: string, sha: string, versionObjects: boolean): Promise<Plan> {
+  const rendered = await renderStack(docker, file, stack.name, renderJob(sha), { versionObjects, vars: stack.vars });
   try {
-    return await planStack(docker, name, rendered.doc, deployEnv(sha));
+    return await planStack(docker, stack.name, rendered.doc, deployEnv(sha, stack.vars));
   } finally {
     await rendered.cleanup();
   }
@@ -81,7 +84,7 @@ export async function planFor(
   const at = sha ?? (await readDeployed(openSpool(config.spoolDir), name).catch(() => ({ deployed: null }))).deployed?.sha;
   if (!at) throw new PlanError(`no commit to plan: give --sha (state/${name}.json names none)`);
   if (!/^[0-9a-f]{40}$/.test(at)) throw new PlanError("--sha must be the full 40-hex commit for a stack file on this node");
-  return { sha: at, plan: await planRendered(docker, name, stack.file, at, false) };
+  return { sha: at, plan: await planRendered(docker, stack, stack.file, at, false) };
 }
 
 export function formatPlan(stack: string, sha: string, plan: Plan, json: boolean): string {

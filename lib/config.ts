@@ -67,6 +67,28 @@ export const boolVar = z
   .optional()
   .transform((v) => v === "true" || v === "1" || v === "yes");
 
+/**
+ * DEPLOY_TAGS: which pushed tags deploy. Unset or false: none; a comma-separated list of patterns
+ * (`*` any run of characters, `?` one), e.g. `v*`; true: any tag (kept for older configurations,
+ * warned about at start: anyone who can push a tag deploys it).
+ */
+export const tagsVar = z
+  .string()
+  .optional()
+  .transform((s, ctx) => {
+    const v = (s ?? "").trim();
+    if (v === "" || /^(false|0|no)$/i.test(v)) return [] as string[];
+    if (/^(true|1|yes)$/i.test(v)) return ["*"];
+    const patterns = v.split(/[\s,]+/).filter(Boolean);
+    for (const p of patterns) {
+      if (!/^[A-Za-z0-9._/*?-]{1,100}$/.test(p)) {
+        ctx.addIssue({ code: "custom", message: `DEPLOY_TAGS must be true, false or tag patterns such as v* (not ${p.slice(0, 40)})` });
+        return z.NEVER;
+      }
+    }
+    return patterns;
+  });
+
 /** Values the example files ship with (`change-me…`) and other stand-ins nobody should run with. */
 const PLACEHOLDER = /^(change[-_ ]?me|replace[-_ ]?me|your[-_]|<.*>$|x{6,}$|example$|secret$|password$)/i;
 
@@ -74,5 +96,26 @@ const PLACEHOLDER = /^(change[-_ ]?me|replace[-_ ]?me|your[-_]|<.*>$|x{6,}$|exam
 export const secretVar = (name: string, minLength: number, hint = "openssl rand -hex 32") =>
   z
     .string({ error: `${name} (or ${name}_FILE) is required and must not be empty` })
-    .refine((v) => !PLACEHOLDER.test(v.trim()), `${name} is a placeholder from an example file: set a real secret (${hint})`)
-    .refine((v) => v.length >= minLength, `${name} must be at least ${minLength} characters (${hint})`);
+    .refine(
+      (v) => !PLACEHOLDER.test(v.trim()) && !PLACEHOLDER_WORD.test(v),
+      `${name} is a placeholder from an example file: set a real secret (${hint})`,
+    )
+    .refine((v) => v.length >= minLength, `${name} must be at least ${minLength} characters (${hint})`)
+    .refine((v) => !guessable(v), `${name} is too easy to guess (repeated characters or a short pattern): set a random one (${hint})`);
+
+/** Placeholder words anywhere in a value (`please-change-me-…`), not only at its start. */
+const PLACEHOLDER_WORD = /(change[-_ ]?me|replace[-_ ]?me|placeholder|dummy|not[-_ ]?a[-_ ]?secret)/i;
+
+/** Too little entropy to be a secret: few distinct characters, or one short chunk repeated (`abcabcabc…`). */
+export function guessable(v: string): boolean {
+  if (new Set(v).size < Math.min(8, Math.ceil(v.length / 3))) return true;
+  for (let n = 1; n <= 8 && n * 3 <= v.length; n++)
+    if (
+      v
+        .slice(0, n)
+        .repeat(Math.ceil(v.length / n))
+        .slice(0, v.length) === v
+    )
+      return true;
+  return false;
+}

@@ -18,6 +18,19 @@ export const REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
 export const sameRepository = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCase();
 /** The branch a `refs/heads/<branch>` ref names, or null for a tag or anything else. */
 export const branchOf = (ref: string): string | null => (ref.startsWith("refs/heads/") ? ref.slice("refs/heads/".length) : null);
+/** The tag a `refs/tags/<tag>` ref names, or null. */
+export const tagOf = (ref: string): string | null => (ref.startsWith("refs/tags/") ? ref.slice("refs/tags/".length) : null);
+/** Whether `tag` matches one of DEPLOY_TAGS's patterns (`*` any run of characters, `?` one; compared as a string, never a path). */
+export function tagMatches(patterns: readonly string[], tag: string): boolean {
+  return patterns.some((p) =>
+    new RegExp(
+      `^${p
+        .replace(/[.+^${}()|[\]\\/-]/g, "\\$&")
+        .replace(/\*/g, ".*")
+        .replace(/\?/g, ".")}$`,
+    ).test(tag),
+  );
+}
 /** A git ref as GitHub sends it; only ever compared as a string, never used as a path or argument. */
 const REF = /^refs\/(heads|tags)\/[^\s\0]{1,240}$/;
 

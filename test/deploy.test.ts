@@ -18,6 +18,8 @@ const stack: StackConfig = {
   git: undefined,
   repository: undefined,
   branches: [],
+  tags: [],
+  vars: {},
   healthUrl: undefined,
   environment: "app",
   environmentUrl: undefined,

@@ -12,6 +12,9 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { promisify } from "node:util";
 import { JOB_VERSION, finishJob, openSpool, rollbackJobId, type ResultRecord } from "../spool/index.ts";
+import { loadAgentConfig } from "../agent/config.ts";
+import { deliver, startTestApi } from "./helpers/api.ts";
+import { pushPayload } from "./helpers/payloads.ts";
 import { publish, readRecords, stackFile, startTestAgent, waitForRecord } from "./helpers/agent.ts";
 import { onEnd, type Ends } from "./helpers/cleanup.ts";
 import { startFakeGithub } from "./helpers/github.ts";
@@ -263,5 +266,81 @@ describe("the spool is a trust boundary", () => {
     assert.ok(!after.some((q) => JSON.stringify(q.body).includes("required-check")), "the forged status never went out");
     assert.equal(hook.got.length, chats, "no chat message for a planted request");
     assert.deepEqual(gh.violations, []);
+  });
+});
+
+describe("only branches deploy from branch rules", () => {
+  it("DEPLOY_TAGS=v*: the API queues v1.2.0 and ignores latest-hack; the watcher deploys v1.2.0 and refuses a tag it was not told of", async (t) => {
+    const s = await useTempSpool(t);
+    const api = await startTestApi(s.root, { DEPLOY_TAGS: "v*", DEPLOY_BRANCHES: "main" });
+    onEnd(t, () => api.close());
+    const tagged = randomSha();
+    const good = await deliver(api.url, { event: "push", body: JSON.stringify(pushPayload({ ref: "refs/tags/v1.2.0", after: tagged })) });
+    assert.equal(good.status, 202, good.text);
+    assert.ok(typeof good.json.jobId === "string");
+    const hack = await deliver(api.url, {
+      event: "push",
+      body: JSON.stringify(pushPayload({ ref: "refs/tags/latest-hack", after: randomSha() })),
+    });
+    assert.equal(hack.status, 202);
+    assert.match(String(hack.json.ignored), /tag latest-hack matches no DEPLOY_TAGS pattern/);
+
+    // the watcher judges again: a job for latest-hack planted in new/ does not deploy either
+    await buildWebImage(tagged);
+    const stack = uniqueStack(t);
+    const agent = await startTestAgent(s.root, { STACK_FILE: stackFile("web"), STACK_NAME: stack, DEPLOY_TAGS: "v*" });
+    onEnd(t, () => agent.stop());
+    const deployed = await waitForRecord(s.root, good.json.jobId as string);
+    assert.equal(deployed.outcome, "success", deployed.reason);
+    const planted = await waitForRecord(s.root, await publish(s.root, randomSha(), { ref: "refs/tags/latest-hack" }));
+    assert.equal(planted.outcome, "invalid");
+    assert.match(planted.reason ?? "", /no stack is configured for .* refs\/tags\/latest-hack/);
+  });
+
+  it("a workflow_run for a tag named main is refused (GitHub's compare says its commit is not on main); one on main deploys; without GitHub credentials none does", async (t) => {
+    const s = await useTempSpool(t);
+    const [tip, older, tagCommit] = [randomSha(), randomSha(), randomSha()];
+    await buildWebImage(older);
+    const gh = await startFakeGithub({ token: TOKEN, branches: { main: [tip, older] } });
+    onEnd(t, () => gh.close());
+    const stack = uniqueStack(t);
+    const agent = await startTestAgent(s.root, {
+      STACK_FILE: stackFile("web"),
+      STACK_NAME: stack,
+      GITHUB_TOKEN: TOKEN,
+      GITHUB_API_URL: gh.url,
+    });
+    onEnd(t, () => agent.stop());
+    const run = { event: "workflow_run" as const, ref: "refs/heads/main", repository: REPO };
+    const tag = await waitForRecord(s.root, await publish(s.root, tagCommit, run));
+    assert.equal(tag.outcome, "invalid", tag.reason);
+    assert.match(tag.reason ?? "", /is not on main \(GitHub's compare\)/);
+    const onMain = await waitForRecord(s.root, await publish(s.root, older, run));
+    assert.equal(onMain.outcome, "success", onMain.reason);
+    const compares = gh.requests.filter((r) => r.template === "/repos/{owner}/{repo}/compare/{basehead}").map((r) => r.params.basehead);
+    assert.deepEqual(compares, [`main...${tagCommit}`, `main...${older}`]);
+    assert.deepEqual(gh.violations, []);
+    await agent.stop();
+
+    const bare = await startTestAgent(s.root, { STACK_FILE: stackFile("web"), STACK_NAME: stack });
+    onEnd(t, () => bare.stop());
+    const blind = await waitForRecord(s.root, await publish(s.root, older, run));
+    assert.equal(blind.outcome, "invalid");
+    assert.match(blind.reason ?? "", /give the watcher GitHub credentials .* or deploy the stack from git/);
+  });
+
+  it("config: a bad DEPLOY_TAGS pattern and a STACK_ENV naming the watcher's own credential are refused, naming the variable", () => {
+    const base = { SPOOL_DIR: "/tmp", STACK_FILE: stackFile("web"), STACK_NAME: "x" };
+    assert.throws(() => loadAgentConfig({ ...base, DEPLOY_TAGS: "v*,$(reboot)" }), /DEPLOY_TAGS must be true, false or tag patterns/);
+    assert.throws(
+      () => loadAgentConfig({ ...base, STACK_ENV: "EMAIL,GITHUB_TOKEN" }),
+      /STACK_ENV: GITHUB_TOKEN is the watcher's own credential/,
+    );
+    assert.deepEqual(loadAgentConfig({ ...base, DEPLOY_TAGS: "true" }).stacks[0]?.tags, ["*"]);
+    assert.deepEqual(
+      loadAgentConfig(base).stacks[0]?.branches,
+      ["main"],
+      "the watcher's own branch rule: DEPLOY_BRANCHES, main by default",
+    );
   });
 });

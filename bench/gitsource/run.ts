@@ -50,6 +50,23 @@ async function makeRepo(dir: string, n: number): Promise<void> {
   await execa("git", ["-C", dir, "checkout", "--quiet", "main"]);
 }
 
+/** The stack the bench deploys from git (a StackConfig as the watcher's configuration makes it). */
+function benchStack(repo: string) {
+  return {
+    name: STACK,
+    file: "stack.yaml",
+    git: { url: `file://${repo}`, path: "stack.yaml" },
+    repository: "bench/repo",
+    branches: ["main"],
+    tags: [],
+    vars: {},
+    healthUrl: undefined,
+    environment: STACK,
+    environmentUrl: undefined,
+    productionEnvironment: true,
+  };
+}
+
 async function main(): Promise<void> {
   const work = await mkdtemp(path.join("/var/tmp", "swarmhook-bench-git-"));
   const repo = path.join(work, "repo");
@@ -86,17 +103,7 @@ async function main(): Promise<void> {
         sender: "bench",
         receivedAt: new Date().toISOString(),
       };
-      const stack = {
-        name: STACK,
-        file: "stack.yaml",
-        git: { url: `file://${repo}`, path: "stack.yaml" },
-        repository: "bench/repo",
-        branches: ["main"],
-        healthUrl: undefined,
-        environment: STACK,
-        environmentUrl: undefined,
-        productionEnvironment: true,
-      };
+      const stack = benchStack(repo);
       // what git adds to a job: fetch, branch check, checkout, render, plan
       const a = performance.now();
       await mirror.fetch();

@@ -66,11 +66,38 @@ function jwtProblem(authorization: string, publicKeyPem: string | undefined, app
   return null;
 }
 
+/** A commit as GitHub's REST API shows it (the `commit` schema), for compare answers. */
+function commitOf(repoUrl: string, sha: string) {
+  const who = { name: "Codertocat", email: "octocat@github.com", date: "2026-12-01T00:00:00Z" };
+  const web = repoUrl.replace("https://api.github.com/repos/", "https://github.com/");
+  return {
+    url: `${repoUrl}/commits/${sha}`,
+    sha,
+    node_id: `C_${sha.slice(0, 12)}`,
+    html_url: `${web}/commit/${sha}`,
+    comments_url: `${repoUrl}/commits/${sha}/comments`,
+    commit: {
+      url: `${repoUrl}/git/commits/${sha}`,
+      author: who,
+      committer: who,
+      message: "a commit",
+      comment_count: 0,
+      tree: { sha, url: `${repoUrl}/git/trees/${sha}` },
+    },
+    author: null,
+    committer: null,
+    parents: [],
+  };
+}
+
 /**
  * Start the fake on 127.0.0.1. With `app`, the installation-token endpoint checks the App's JWT and
  * mints a token that the other endpoints then require; otherwise they require `token <token>`.
+ * `branches` is each branch's history, tip first: what compare answers from.
  */
-export async function startFakeGithub(o: { token?: string; app?: { id: string; publicKeyPem: string } } = {}): Promise<FakeGithub> {
+export async function startFakeGithub(
+  o: { token?: string; app?: { id: string; publicKeyPem: string }; branches?: Record<string, string[]> } = {},
+): Promise<FakeGithub> {
   const judge = openApiJudge();
   const requests: SeenRequest[] = [];
   const violations: string[] = [];
@@ -168,6 +195,32 @@ export async function startFakeGithub(o: { token?: string; app?: { id: string; p
     const given = /^token (\S+)$/.exec(authorization)?.[1];
     if (!given || (o.app ? !minted.has(given) : given !== o.token))
       return { status: 401, body: { message: "Bad credentials", documentation_url: "https://docs.github.com/rest" } };
+    if (template === "/repos/{owner}/{repo}/compare/{basehead}") {
+      const [base = "", head = ""] = String(params.basehead).split("...");
+      const history = o.branches?.[base];
+      if (!history) return { status: 404, body: { message: "Not Found", documentation_url: "https://docs.github.com/rest" } };
+      const at = history.indexOf(head);
+      const status = at === 0 ? "identical" : at > 0 ? "behind" : "diverged";
+      const tip = commitOf(repoUrl, history[0] as string);
+      const web = repoUrl.replace("https://api.github.com/repos/", "https://github.com/");
+      return {
+        status: 200,
+        body: {
+          url: `${repoUrl}/compare/${params.basehead}`,
+          html_url: `${web}/compare/${params.basehead}`,
+          permalink_url: `${web}/compare/${params.basehead}`,
+          diff_url: `${web}/compare/${params.basehead}.diff`,
+          patch_url: `${web}/compare/${params.basehead}.patch`,
+          base_commit: tip,
+          merge_base_commit: at >= 0 ? commitOf(repoUrl, head) : tip,
+          status,
+          ahead_by: at >= 0 ? 0 : 1,
+          behind_by: Math.max(0, at),
+          total_commits: at >= 0 ? 0 : 1,
+          commits: at >= 0 ? [] : [commitOf(repoUrl, head)],
+        },
+      };
+    }
     if (template === "/repos/{owner}/{repo}/deployments") {
       const id = nextId++;
       return {

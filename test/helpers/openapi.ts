@@ -22,6 +22,7 @@ const USED = [
   ["post", "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses"],
   ["post", "/repos/{owner}/{repo}/statuses/{sha}"],
   ["post", "/app/installations/{installation_id}/access_tokens"],
+  ["get", "/repos/{owner}/{repo}/compare/{basehead}"],
 ] as const;
 
 export interface OpenApiJudge {
@@ -34,6 +35,27 @@ export interface OpenApiJudge {
 }
 
 let judge: OpenApiJudge | undefined;
+
+/**
+ * OpenAPI 3.0's `nullable: true` beside no `type` (GitHub's comparison schema has it), which ajv
+ * refuses to compile: made `anyOf: [the schema, null]`, as the description means it. A copy.
+ */
+function untypedNullable(schema: unknown, seen = new Map<object, unknown>()): unknown {
+  if (Array.isArray(schema)) return schema.map((x) => untypedNullable(x, seen));
+  if (typeof schema !== "object" || schema === null) return schema;
+  const done = seen.get(schema);
+  if (done) return done;
+  const out: Record<string, unknown> = {};
+  seen.set(schema, out);
+  for (const [k, v] of Object.entries(schema)) out[k] = untypedNullable(v, seen);
+  if (out.nullable === true && out.type === undefined) {
+    delete out.nullable;
+    const inner = { ...out };
+    for (const k of Object.keys(out)) delete out[k];
+    out.anyOf = [inner, { type: "null" }];
+  }
+  return out;
+}
 
 /** Load the description once per process (73 MB of JSON: about a second) and compile the used operations. */
 export function openApiJudge(): OpenApiJudge {
@@ -51,7 +73,7 @@ export function openApiJudge(): OpenApiJudge {
   const compiled = new Map<object, ValidateFunction>();
   const compile = (schema: object) => {
     let v = compiled.get(schema);
-    if (!v) compiled.set(schema, (v = ajv.compile(schema)));
+    if (!v) compiled.set(schema, (v = ajv.compile(untypedNullable(schema) as object)));
     return v;
   };
   const errors = (v: ValidateFunction) => (v.errors ?? []).map((e) => `${e.instancePath || "(body)"} ${e.message ?? ""}`);
