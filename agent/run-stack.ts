@@ -168,7 +168,9 @@ async function deployFrom(
     return { outcome: "failed", reason: (err as Error).message, attempts: [], services: [], warnings: [], applied: false };
   }
   try {
-    const outside = await outsideCheckout(co.root, co.file);
+    const outside = await outsideCheckout(co.root, co.file).catch(
+      (err: unknown) => `the stack file cannot be read: ${(err as Error).message}`,
+    );
     if (outside) return { outcome: "invalid", reason: outside, attempts: [], services: [], warnings: [], applied: false };
     const result = await deployJob({ ...deps, stack: { ...stack, file: co.file } });
     if (result.outcome === "success" && result.objects?.length) {

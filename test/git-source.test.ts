@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import http from "node:http";
 import net from "node:net";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
@@ -381,5 +381,96 @@ describe("stacks from git", () => {
     assert.equal(await mirror.onBranch(sha, ["main"]), "main");
     const config = await execa("git", ["--git-dir", mirror.dir, "config", "--list"]);
     assert.ok(!config.stdout.includes(token) && !config.stdout.includes(expected.slice(6)), "the token is not in the mirror's config");
+  });
+});
+
+describe("a commit stays inside its checkout", () => {
+  /** A repository whose commits the test writes file by file (a `link:` entry is a committed symbolic link). */
+  async function bareRepo(t: Ends) {
+    const r = await makeRepo(t);
+    const commit = async (files: Record<string, string>, links: Record<string, string> = {}) => {
+      for (const [name, text] of Object.entries(files)) await writeFile(path.join(r.dir, name), text);
+      for (const [name, target] of Object.entries(links)) await symlink(target, path.join(r.dir, name));
+      await r.git("add", "-A");
+      await r.git("commit", "--quiet", "-m", Object.keys({ ...files, ...links }).join(" "));
+      return r.git("rev-parse", "HEAD");
+    };
+    return { ...r, commit };
+  }
+  const stackWith = (extra: string[]) =>
+    [
+      'version: "3.8"',
+      "services:",
+      "  web:",
+      "    image: swarmhook-test/web:${IMAGE_TAG}",
+      "    deploy: { endpoint_mode: dnsrr, restart_policy: { condition: any, delay: 1s } }",
+      ...extra,
+      "",
+    ].join("\n");
+
+  it("a config from outside the checkout, or through a committed symlink, is invalid naming the path; no config is created", async (t) => {
+    const s = await useTempSpool(t);
+    const stack = uniqueStack(t);
+    const outsideDir = await mkdtemp(path.join(os.tmpdir(), "swarmhook-outside-"));
+    onEnd(t, () => rm(outsideDir, { recursive: true, force: true }));
+    const outside = path.join(outsideDir, "outside.txt");
+    await writeFile(outside, "the watcher host's own bytes\n");
+    const repo = await bareRepo(t);
+    const { agent } = await gitAgent(t, s.root, `file://${repo.dir}`, stack);
+    const cases: [Record<string, string>, Record<string, string>, RegExp][] = [
+      [
+        { "stack.yaml": stackWith(["configs:", `  leak: { file: ${outside} }`]) },
+        {},
+        new RegExp(`${outside}: resolves outside the checkout`),
+      ],
+      [
+        { "stack.yaml": stackWith(["configs:", "  leak: { file: link.txt }"]) },
+        { "link.txt": outside },
+        /link\.txt: resolves outside the checkout/,
+      ],
+      [
+        { "stack.yaml": stackWith(["configs:", "  leak: { file: ../../../../etc/hostname }"]) },
+        {},
+        /\.\.\/etc\/hostname: resolves outside/,
+      ],
+      [{ "stack.yaml": stackWith(["configs:", "  leak:", "    file: ${HOME}/.bashrc"]) }, {}, /may not be interpolated/],
+      [{ "stack.yaml": "services: { web: [unclosed" }, {}, /the stack file cannot be read/],
+    ];
+    for (const [files, links, reason] of cases) {
+      await rm(path.join(repo.dir, "link.txt"), { force: true });
+      const sha = await repo.commit(files, links);
+      const rec = await waitForRecord(s.root, await publish(s.root, sha, { repository: REPO }), 30_000).catch((err: Error) => {
+        throw new Error(`${err.message}; the watcher said: ${JSON.stringify(agent.logs.filter((l) => (l.level as number) >= 40))}`);
+      });
+      assert.equal(rec.outcome, "invalid", rec.reason);
+      assert.match(rec.reason ?? "", reason);
+      assert.equal(rec.attempts.length, 0, "docker stack deploy never ran");
+    }
+    assert.equal(await docker(["config", "ls", "-q", "--filter", `name=${stack}_`]), "", "no config was created");
+  });
+
+  it("the stack file cannot interpolate the watcher's GITHUB_TOKEN; a variable the stack's env: names reaches it", async (t) => {
+    const s = await useTempSpool(t);
+    const stack = uniqueStack(t);
+    const token = "github_pat_watcher_secret_0123456789abcdefghij";
+    const saved = { ...process.env };
+    process.env.GITHUB_TOKEN = token; // the watcher's own environment, as its EnvironmentFile sets it
+    onEnd(t, () => {
+      process.env = saved;
+    });
+    const repo = await bareRepo(t);
+    const sha = await repo.commit({
+      "stack.yaml": stackWith(["    environment:", "      LEAK: ${GITHUB_TOKEN:-none}", "      SHOWN: ${SHOWN_TO_STACK:-missing}"]),
+    });
+    await buildWebImage(sha);
+    const { stateDir, config } = await gitConfig(t, `file://${repo.dir}`, stack);
+    await writeFile(config, `${await readFile(config, "utf8")}    env: [SHOWN_TO_STACK]\n`);
+    const agent = await startTestAgent(s.root, { AGENT_CONFIG: config, STATE_DIR: stateDir, SHOWN_TO_STACK: "visible" });
+    onEnd(t, () => agent.stop());
+    const rec = await waitForRecord(s.root, await publish(s.root, sha, { repository: REPO }));
+    assert.equal(rec.outcome, "success", rec.reason);
+    const env = await docker(["service", "inspect", `${stack}_web`, "-f", "{{json .Spec.TaskTemplate.ContainerSpec.Env}}"]);
+    assert.ok(!env.includes(token), "the service's environment never holds the watcher's token");
+    assert.ok(env.includes("LEAK=none") && env.includes("SHOWN=visible"), env);
   });
 });
