@@ -10,9 +10,12 @@ const COLOUR = { good: 0x1a7f37, bad: 0xcf222e, warn: 0x9a6700 };
 const good = (m: NotifyMessage) => m.outcome === "success";
 const icon = (m: NotifyMessage) => (good(m) ? (m.event === "recovered" ? ":white_check_mark:" : ":rocket:") : ":x:");
 
+/** Slack's control characters escaped as Slack documents (`&`, `<`, `>`): a ref `refs/tags/<!channel>` pings no one. */
+export const slackEscape = (text: string): string => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
 /** Slack's incoming-webhook body: a text fallback and one section block (mrkdwn), the commit linked. */
 function slack(m: NotifyMessage): unknown {
-  const text = `${icon(m)} ${summary(m)}`;
+  const text = `${icon(m)} ${slackEscape(summary(m))}`;
   const link = m.url ? ` <${m.url}|details>` : "";
   const commit = m.sha && m.repository ? ` · <https://github.com/${m.repository}/commit/${m.sha}|${shortSha(m.sha)}>` : "";
   return { text, blocks: [{ type: "section", text: { type: "mrkdwn", text: `${text}${commit}${link}` } }] };
@@ -20,9 +23,11 @@ function slack(m: NotifyMessage): unknown {
 
 /** Discord's webhook body: one embed, coloured by outcome. */
 function discord(m: NotifyMessage): unknown {
-  const title = summary(m).slice(0, 256);
+  const title = summary(m).slice(0, 256); // an embed renders no mention: allowed_mentions below is for the content
   return {
     username: "swarmhook",
+    // no @everyone, role or user mention from a reason a committer wrote (a ref, a commit message)
+    allowed_mentions: { parse: [] },
     embeds: [
       {
         title,

@@ -245,6 +245,14 @@ describe("the Actions workflow", () => {
     assert.ok(!/^\s+DEPLOY_WEBHOOK_SECRET:.*secrets\./m.test(text.split("\n  deploy:")[0] ?? ""), "the build job never sees the secret");
   });
 
+  it("installs without install scripts wherever a credential is near (packages: write, the webhook secret)", () => {
+    const installs = Object.values(wf.jobs).flatMap((j) =>
+      (j.steps ?? []).flatMap((s) => (s.run ?? "").split("\n").filter((l) => /\bnpm (ci|install)\b/.test(l))),
+    );
+    assert.ok(installs.length >= 2, installs.join(" | "));
+    for (const l of installs) assert.match(l, /--ignore-scripts/);
+  });
+
   it("tags :latest only from main", () => {
     const tags = steps.flatMap((s) => (typeof s.with?.tags === "string" ? [s.with.tags] : []));
     assert.equal(tags.length, 2);

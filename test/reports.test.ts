@@ -8,6 +8,7 @@ import { readdir } from "node:fs/promises";
 import { describe, it } from "node:test";
 import { loadAgentConfig } from "../agent/config.ts";
 import { retryDelay } from "../agent/outbox-sender.ts";
+import { renderNotification } from "../agent/notify.ts";
 import { createNotifyPolicy } from "../agent/report-policy.ts";
 import { listJobs } from "../bin/jobs.ts";
 import { publish, readRecords, stackFile, startTestAgent, waitForRecord } from "./helpers/agent.ts";
@@ -277,6 +278,25 @@ describe("chat notifications from real deploys", () => {
 });
 
 describe("report policy", () => {
+  it("a reason naming <!channel> or @everyone pings no one: Slack's text is escaped, Discord's mentions are off", () => {
+    const m = {
+      event: "deploy" as const,
+      stack: "app",
+      repository: REPO,
+      sha: randomSha(),
+      outcome: "invalid",
+      reason: "ref refs/tags/<!channel> & <@U123> @everyone",
+      deliveryId: "d1",
+      durationMs: null,
+      url: null,
+    };
+    const slack = JSON.parse(renderNotification("slack", m, undefined).body) as { text: string; blocks: { text: { text: string } }[] };
+    assert.ok(slack.text.includes("&lt;!channel&gt; &amp; &lt;@U123&gt;"), slack.text);
+    assert.ok(!/<!channel>|<@U123>/.test(slack.text + (slack.blocks[0]?.text.text ?? "")), "no raw Slack control sequence");
+    const discord = JSON.parse(renderNotification("discord", m, undefined).body) as { allowed_mentions: { parse: string[] } };
+    assert.deepEqual(discord.allowed_mentions, { parse: [] });
+  });
+
   it("retries within seconds, at most a minute apart for the first ten minutes of an outage, then slower", () => {
     assert.equal(retryDelay(1, 0), 2000);
     let elapsed = 0;

@@ -13,6 +13,7 @@ import { describe, it } from "node:test";
 import { promisify } from "node:util";
 import { JOB_VERSION, finishJob, openSpool, rollbackJobId, type ResultRecord } from "../spool/index.ts";
 import { loadAgentConfig } from "../agent/config.ts";
+import { loadApiConfig } from "../api/config.ts";
 import { deliver, startTestApi } from "./helpers/api.ts";
 import { pushPayload } from "./helpers/payloads.ts";
 import { publish, readRecords, stackFile, startTestAgent, waitForRecord } from "./helpers/agent.ts";
@@ -341,6 +342,18 @@ describe("only branches deploy from branch rules", () => {
       loadAgentConfig(base).stacks[0]?.branches,
       ["main"],
       "the watcher's own branch rule: DEPLOY_BRANCHES, main by default",
+    );
+  });
+
+  it("weak secrets are refused naming the variable: repeated characters, a repeated chunk, a placeholder word anywhere", () => {
+    const api = (secret: string) => () => loadApiConfig({ SPOOL_DIR: "/tmp", GITHUB_WEBHOOK_SECRET: secret });
+    assert.throws(api("a".repeat(36)), /GITHUB_WEBHOOK_SECRET is too easy to guess/);
+    assert.throws(api("abc123".repeat(8)), /GITHUB_WEBHOOK_SECRET is too easy to guess/);
+    assert.throws(api("please-change-me-0123456789abcdefghijkl"), /GITHUB_WEBHOOK_SECRET is a placeholder/);
+    assert.doesNotThrow(api("9f2c4e7a1b8d3f6e0a5c2b9d4e7f1a3c6b8d0e2f4a6c8e0b"));
+    assert.throws(
+      () => loadAgentConfig({ SPOOL_DIR: "/tmp", STACK_FILE: stackFile("web"), STACK_NAME: "x", NOTIFY_SECRET: "x".repeat(20) }),
+      /NOTIFY_SECRET/,
     );
   });
 });
