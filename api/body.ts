@@ -6,7 +6,7 @@ import { HttpError } from "./errors.ts";
 /** The first bytes of every body come from a share of the budget kept for them: a signed push (a few KiB) is never refused for large bodies. */
 export const SMALL_BODY_BYTES = 256 * 1024;
 /** At most this many bodies past SMALL_BODY_BYTES per client address at once. */
-export const LARGE_BODIES_PER_CLIENT = 4;
+export const LARGE_BODIES_PER_CLIENT = 2;
 
 /**
  * Bytes held by every request body in flight together, counted as they arrive (never as a

@@ -40,8 +40,12 @@ const pass = (check: string, detail: string): Check => ({ check, ok: true, detai
 const fail = (check: string, detail: string, fix: string): Check => ({ check, ok: false, detail, fix });
 const skip = (check: string, detail: string): Check => ({ check, ok: null, detail });
 
-async function query(d: DoctorDeps, args: string[]): Promise<{ ok: boolean; out: string; why: string }> {
-  const r = await d.docker.capture(args, { env: d.env, timeoutMs: 30_000 });
+async function query(
+  d: DoctorDeps,
+  args: string[],
+  vars: Readonly<Record<string, string>> = {},
+): Promise<{ ok: boolean; out: string; why: string }> {
+  const r = await d.docker.capture(args, { env: { ...vars, ...d.env }, timeoutMs: 30_000 });
   return { ok: r.exitCode === 0, out: r.stdout.trim(), why: decisiveLine(r.outputTail) ?? `exit ${r.exitCode ?? "none"}` };
 }
 
@@ -82,7 +86,8 @@ interface Rendered {
 
 /** The stack file as the watcher would deploy it, rendered by `docker stack config`. */
 export async function renderStack(d: DoctorDeps, stack: StackConfig): Promise<Rendered | string> {
-  const r = await query(d, ["stack", "config", "-c", stack.file]);
+  // with the stack's own variables, as the watcher renders it (STACK_ENV, its env:, or what the file references)
+  const r = await query(d, ["stack", "config", "-c", stack.file], stack.vars);
   return r.ok ? ((parseYaml(r.out) as Rendered | null) ?? {}) : r.why;
 }
 
