@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # npm test's first step: refuse, within seconds, to run the suite on a node that serves anything real.
-set -uo pipefail
+set -euo pipefail
 
 usage() {
   cat <<'EOF_HELP'
