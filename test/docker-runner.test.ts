@@ -6,6 +6,7 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { createDockerRunner } from "../agent/docker.ts";
 import { isTransient } from "../agent/deploy.ts";
+import { pidAlive } from "./helpers/proc.ts";
 import { waitFor } from "./helpers/swarm.ts";
 
 // A fake `docker` for the spawn boundary alone; the same behaviours run on the real engine in agent.test.ts.
@@ -15,15 +16,6 @@ async function fakeDocker(script: string): Promise<{ bin: string; dir: string }>
   await writeFile(bin, `#!/bin/sh\n${script}\n`, { mode: 0o755 });
   return { bin, dir };
 }
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe("the docker process boundary", () => {
   it("passes argv untouched, adds the env, streams lines and keeps a bounded tail", async () => {
@@ -59,7 +51,7 @@ describe("the docker process boundary", () => {
       assert.equal(r.timedOut, true);
       assert.equal(r.exitCode, null);
       const grandchild = Number((await readFile(pidfile, "utf8")).trim());
-      await waitFor("the grandchild to die", async () => (alive(grandchild) ? undefined : true), 5000, 50);
+      await waitFor("the grandchild to die", async () => (pidAlive(grandchild) ? undefined : true), 5000, 50);
     } finally {
       await rm(f.dir, { recursive: true, force: true });
     }

@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { onEnd, type Ends } from "./cleanup.ts";
-import { ROOT } from "./proc.ts";
+import { ROOT, pidAlive } from "./proc.ts";
 import { docker, waitFor } from "./swarm.ts";
 
 const run = promisify(execFile);
@@ -21,15 +21,6 @@ export interface OwnEngine {
   /** Stop its dockerd (SIGTERM, as a reboot would) and wait until it is gone. */
   stopEngine(): Promise<void>;
 }
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** Start an engine of its own in a fresh network namespace (a one-node swarm and the demo image, by test-env.sh --demo). */
 export async function startOwnEngine(t: Ends): Promise<OwnEngine> {
@@ -51,7 +42,7 @@ export async function startOwnEngine(t: Ends): Promise<OwnEngine> {
     const pid = Number((await readFile(pidfile, "utf8").catch(() => "")).trim());
     if (!pid) return;
     process.kill(pid, "SIGTERM");
-    await waitFor("the engine of its own exited", async () => (alive(pid) ? undefined : true), 90_000, 250);
+    await waitFor("the engine of its own exited", async () => (pidAlive(pid) ? undefined : true), 90_000, 250);
   };
   onEnd(t, async () => {
     await stopEngine().catch(() => undefined);

@@ -50,6 +50,16 @@ function spawnNode(argv: string[], env: Record<string, string>, as?: { uid: numb
   return { child, lines, out: () => out, err: () => err, exited: new Promise((r) => child.on("exit", (code) => r(code))) };
 }
 
+/** Whether a process of this pid still exists (signal 0 asks the kernel without sending anything). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Send `signal` unless the process already ended; resolve with its exit code. */
 export async function stopProc(p: Proc | undefined, signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> {
   if (!p) return null;
