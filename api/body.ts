@@ -112,7 +112,7 @@ export async function readSignedBody(c: Context, o: ReadOptions): Promise<Signed
   if (declared > o.limit) throw tooLarge(o.limit);
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
   const source = incoming ?? c.req.raw.body;
-  if (!source) return finish([], 0, 0, createHmac("sha256", o.secret), o, () => undefined);
+  if (!source) return finish([], 0, createHmac("sha256", o.secret), o, () => undefined);
   const hmac = createHmac("sha256", o.secret);
   const chunks: Buffer[] = [];
   let total = 0;
@@ -142,17 +142,10 @@ export async function readSignedBody(c: Context, o: ReadOptions): Promise<Signed
     leave();
     throw err;
   }
-  return finish(chunks, total, total, hmac, o, leave);
+  return finish(chunks, total, hmac, o, leave);
 }
 
-function finish(
-  chunks: Buffer[],
-  total: number,
-  held: number,
-  hmac: ReturnType<typeof createHmac>,
-  o: ReadOptions,
-  leave: () => void,
-): SignedBody {
+function finish(chunks: Buffer[], total: number, hmac: ReturnType<typeof createHmac>, o: ReadOptions, leave: () => void): SignedBody {
   const expected = hmac.digest();
   const given = Buffer.from(o.signature.slice("sha256=".length), "hex");
   let released = false;
@@ -166,8 +159,10 @@ function finish(
     length: total,
     valid: given.length === expected.length && timingSafeEqual(given, expected),
     release() {
-      if (!released) o.budget.give(held);
-      if (!released) leave();
+      if (!released) {
+        o.budget.give(total); // what the body took is what it received
+        leave();
+      }
       released = true;
     },
   };
