@@ -6,6 +6,7 @@ import { logFormatVar, type LogFormat } from "../lib/log.ts";
 import { ConfigError, cleanEnv, listVar, logLevelVar, parseEnv, secretVar, tagsVar } from "../lib/config.ts";
 import { describeIssues } from "../lib/zod.ts";
 import { REPOSITORY, STACK_NAME } from "../spool/index.ts";
+import { ALLOW_ALL, type StackPolicy } from "./stack-policy.ts";
 
 export interface StackConfig {
   name: string;
@@ -21,6 +22,8 @@ export interface StackConfig {
   tags: readonly string[];
   /** The watcher's variables the stack file is rendered with (STACK_ENV, the stack's `env:`), read once at start. */
   vars: Readonly<Record<string, string>>;
+  /** What its commits may ask of the hosts (AGENT_CONFIG `policy:`); unset, everything. */
+  policy: StackPolicy;
   healthUrl: string | undefined;
   /** GitHub Deployments: the environment's name (default the stack's), its URL, and whether it is production. */
   environment: string;
@@ -161,6 +164,13 @@ const fileSchema = z.strictObject({
         branches: z.array(z.string().min(1)).optional(),
         tags: z.array(z.string().regex(/^[A-Za-z0-9._/*?-]{1,100}$/, "tags: patterns such as v*")).optional(),
         env: z.array(z.string().regex(ENV_NAME, "env: variable names (A-Z, 0-9, _)")).optional(),
+        policy: z
+          .strictObject({
+            bindMounts: z.boolean().default(true),
+            hostPorts: z.boolean().default(true),
+            privileged: z.boolean().default(true),
+          })
+          .optional(),
         healthUrl: z.url({ protocol: /^https?$/ }).optional(),
         environment: z.string().min(1).max(255).optional(),
         environmentUrl: z.url({ protocol: /^https?$/ }).optional(),
@@ -239,6 +249,7 @@ function readStacksFile(file: string, env: NodeJS.ProcessEnv, v: Env): StackConf
       branches: s.branches ?? v.DEPLOY_BRANCHES,
       tags: s.tags ?? v.DEPLOY_TAGS,
       vars: stackVars(env, v, s.env, onNode),
+      policy: s.policy ?? ALLOW_ALL,
       healthUrl: s.healthUrl,
       environment: s.environment ?? s.name,
       environmentUrl: s.environmentUrl,
@@ -319,6 +330,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
         branches: v.DEPLOY_BRANCHES,
         tags: v.DEPLOY_TAGS,
         vars: stackVars(env, v, undefined, path.resolve(v.STACK_FILE)),
+        policy: ALLOW_ALL,
         healthUrl: v.HEALTH_URL,
         environment: v.DEPLOY_ENVIRONMENT ?? v.STACK_NAME,
         environmentUrl: v.ENVIRONMENT_URL,

@@ -6,6 +6,7 @@ import type { DockerResult, DockerRunner } from "./docker.ts";
 import { createLineFilter, decisiveLine } from "./docker-lines.ts";
 import { planStack, type Plan } from "./plan.ts";
 import { deployEnv, releaseOf, renderStack, type Rendered, type VersionedObject } from "./release.ts";
+import { policyRefusals } from "./stack-policy.ts";
 import { checkHealth, inspectStack, type Verdict } from "./verify.ts";
 
 /** Output that means "try again later": the daemon, the network or a registry, not the stack. */
@@ -37,7 +38,7 @@ export type DeployPolicy = Pick<AgentConfig, "deployTimeoutMs" | "retries" | "re
 };
 
 export interface DeployResult {
-  /** invalid: the commit's stack was refused before anything ran (it reaches outside its checkout). */
+  /** invalid: the commit's stack was refused before anything ran (it reaches outside its checkout, or its policy refuses it). */
   outcome: "success" | "failed" | "rolled_back" | "planned" | "invalid";
   reason?: string;
   attempts: Attempt[];
@@ -150,6 +151,16 @@ export async function deployJob(d: DeployDeps): Promise<DeployResult> {
     };
   }
   try {
+    const refused = policyRefusals(rendered.doc, d.stack.policy);
+    if (refused.length > 0)
+      return {
+        outcome: "invalid",
+        reason: `refused by the stack's policy: ${refused.join("; ")}`,
+        attempts: [],
+        services: [],
+        warnings: [],
+        applied: false,
+      };
     for (const w of rendered.warnings) d.log.warn(w);
     return await deployRendered(d, rendered);
   } finally {

@@ -2,6 +2,7 @@
 import type { AgentConfig, StackConfig } from "../agent/config.ts";
 import type { DockerRunner } from "../agent/docker.ts";
 import { outsideCheckout } from "../agent/confine.ts";
+import { policyRefusals } from "../agent/stack-policy.ts";
 import { checkout } from "../agent/git-stack.ts";
 import { openMirror } from "../agent/git.ts";
 import { planStack, type Plan } from "../agent/plan.ts";
@@ -14,9 +15,16 @@ export const PLAN_HELP = `swarmhook plan --stack NAME [--sha SHA] [--json]
   or removed, image, replicas, environment keys (never values), ports, placement constraints,
   networks, configs and secrets, resources, update and rollback config. A stack from git is planned
   at SHA (default: the tip of its first branch); a stack file on this node with IMAGE_TAG=SHA
-  (default: the commit the stack runs). Exit 0 nothing would change, 2 something would, 1 any error
-  (bad usage included). e.g. on kvm8:  just plan app   |   swarmhook plan --stack app --sha 3f2a9c1 --json
+  (default: the commit the stack runs). What the stack's policy (AGENT_CONFIG policy:) refuses is
+  named, service by service: such a commit is recorded invalid, never deployed. Exit 0 nothing would
+  change, 2 something would, 1 the policy refuses it or any error (bad usage included). e.g. on kvm8:  just plan app   |   swarmhook plan --stack app --sha 3f2a9c1 --json
 `;
+
+/** What a deploy would change, and what in it the stack's policy refuses (one line per offence). */
+export interface Planned {
+  plan: Plan;
+  refused: string[];
+}
 
 /** A usage or lookup problem: printed, exit 1. */
 export class PlanError extends Error {}
@@ -51,17 +59,24 @@ async function planGit(config: AgentConfig, stack: StackConfig, docker: DockerRu
   try {
     const outside = await outsideCheckout(co.root, co.file);
     if (outside) throw new PlanError(`the commit ${full.slice(0, 12)} is refused: ${outside}`);
-    return { sha: full, plan: await planRendered(docker, stack, co.file, full, true) };
+    return { sha: full, ...(await planRendered(docker, stack, co.file, full, true)) };
   } finally {
     await co.cleanup();
   }
 }
 
 /** Render the stack file as a deploy of `sha` would (renderStack) and plan that. */
-async function planRendered(docker: DockerRunner, stack: StackConfig, file: string, sha: string, versionObjects: boolean): Promise<Plan> {
+async function planRendered(
+  docker: DockerRunner,
+  stack: StackConfig,
+  file: string,
+  sha: string,
+  versionObjects: boolean,
+): Promise<Planned> {
   const rendered = await renderStack(docker, file, stack.name, renderJob(sha), { versionObjects, vars: stack.vars });
   try {
-    return await planStack(docker, stack.name, rendered.doc, deployEnv(sha, stack.vars));
+    const plan = await planStack(docker, stack.name, rendered.doc, deployEnv(sha, stack.vars));
+    return { plan, refused: policyRefusals(rendered.doc, stack.policy) };
   } finally {
     await rendered.cleanup();
   }
@@ -77,20 +92,24 @@ export async function planFor(
   name: string,
   docker: DockerRunner,
   sha: string | undefined,
-): Promise<{ sha: string; plan: Plan }> {
+): Promise<{ sha: string } & Planned> {
   const stack = config.stacks.find((s) => s.name === name);
   if (!stack) throw new PlanError(`no stack ${name} in the watcher's configuration (${config.stacks.map((s) => s.name).join(", ")})`);
   if (stack.git) return planGit(config, stack, docker, sha);
   const at = sha ?? (await readDeployed(openSpool(config.spoolDir), name).catch(() => ({ deployed: null }))).deployed?.sha;
   if (!at) throw new PlanError(`no commit to plan: give --sha (state/${name}.json names none)`);
   if (!/^[0-9a-f]{40}$/.test(at)) throw new PlanError("--sha must be the full 40-hex commit for a stack file on this node");
-  return { sha: at, plan: await planRendered(docker, stack, stack.file, at, false) };
+  return { sha: at, ...(await planRendered(docker, stack, stack.file, at, false)) };
 }
 
-export function formatPlan(stack: string, sha: string, plan: Plan, json: boolean): string {
+export function formatPlan(stack: string, sha: string, { plan, refused }: Planned, json: boolean): string {
   if (json)
-    return `${JSON.stringify({ stack, sha, summary: plan.summary, changes: plan.changes, unresolved: plan.unresolved }, null, 2)}\n`;
+    return `${JSON.stringify({ stack, sha, summary: plan.summary, changes: plan.changes, unresolved: plan.unresolved, refused }, null, 2)}\n`;
   const lines = [`plan for ${stack} at ${shortSha(sha)}:`];
+  if (refused.length > 0) {
+    lines.push("  refused by the stack's policy (a deploy of this commit is recorded invalid, nothing changes):");
+    for (const r of refused) lines.push(`    ${r}`);
+  }
   if (plan.changes.length === 0) lines.push("  no changes");
   for (const c of plan.changes) {
     if (c.change !== "update") lines.push(`  ${c.service}: ${c.change === "add" ? "added" : "removed"}`);

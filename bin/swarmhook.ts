@@ -136,8 +136,8 @@ async function runPlan(stack: string | undefined, sha: string | undefined, json:
   const config = loadConfigOrExit("swarmhook plan", () => loadAgentConfig());
   try {
     const r = await planFor(config, stack, createDockerRunner(), sha);
-    process.stdout.write(formatPlan(stack, r.sha, r.plan, json));
-    process.exitCode = r.plan.changes.length === 0 ? 0 : 2;
+    process.stdout.write(formatPlan(stack, r.sha, r, json));
+    process.exitCode = r.refused.length > 0 ? 1 : r.plan.changes.length === 0 ? 0 : 2;
   } catch (err) {
     if (!(err instanceof PlanError)) throw err;
     fail(err.message);

@@ -5,6 +5,7 @@ import http from "node:http";
 import { describe, it } from "node:test";
 import { pino } from "pino";
 import type { StackConfig } from "../agent/config.ts";
+import { ALLOW_ALL } from "../agent/stack-policy.ts";
 import { MAX_BACKOFF_MS, deployJob, type DeployPolicy } from "../agent/deploy.ts";
 import { checkHealth } from "../agent/verify.ts";
 import { virtualClock } from "./helpers/clock.ts";
@@ -20,6 +21,7 @@ const stack: StackConfig = {
   branches: [],
   tags: [],
   vars: {},
+  policy: ALLOW_ALL,
   healthUrl: undefined,
   environment: "app",
   environmentUrl: undefined,

@@ -449,6 +449,56 @@ describe("a commit stays inside its checkout", () => {
     assert.equal(await docker(["config", "ls", "-q", "--filter", `name=${stack}_`]), "", "no config was created");
   });
 
+  it("policy: { bindMounts: false, hostPorts: false, privileged: false } refuses a commit asking for them (invalid, naming the service), and plan names it (exit 1); a commit without them deploys", async (t) => {
+    const s = await useTempSpool(t);
+    const stack = uniqueStack(t);
+    const repo = await bareRepo(t);
+    const { stateDir, config } = await gitConfig(t, `file://${repo.dir}`, stack);
+    await writeFile(config, `${await readFile(config, "utf8")}    policy: { bindMounts: false, hostPorts: false, privileged: false }\n`);
+    const agent = await startTestAgent(s.root, { AGENT_CONFIG: config, STATE_DIR: stateDir });
+    onEnd(t, () => agent.stop());
+    const plan = async (sha: string) => {
+      const p = spawnDist("bin/swarmhook.js", ["plan", "--stack", stack, "--sha", sha], {
+        SPOOL_DIR: s.root,
+        AGENT_CONFIG: config,
+        STATE_DIR: stateDir,
+        HOME: os.tmpdir(),
+      });
+      return { code: await p.exited, out: p.out(), err: p.err() };
+    };
+    const cases: [string[], RegExp[]][] = [
+      [
+        ['    volumes: ["/var/run/docker.sock:/var/run/docker.sock"]'],
+        [/service web: bind mount \/var\/run\/docker\.sock → \/var\/run\/docker\.sock \(policy\.bindMounts: false\)/],
+      ],
+      [
+        ["    ports: [{ target: 8080, published: 18080, mode: host }]", "    cap_add: [SYS_ADMIN]"],
+        [/service web: publishes port 18080 \(host mode\)/, /service web: cap_add SYS_ADMIN \(policy\.privileged: false\)/],
+      ],
+      [
+        ['    volumes: ["hostroot:/host"]', "volumes:", "  hostroot: { driver_opts: { type: none, o: bind, device: / } }"],
+        [/service web: volume hostroot mounts \/ from the host/],
+      ],
+    ];
+    for (const [extra, reasons] of cases) {
+      const sha = await repo.commit({ "stack.yaml": stackWith(extra) });
+      const planned = await plan(sha);
+      assert.equal(planned.code, 1, planned.out + planned.err);
+      assert.match(planned.out, /refused by the stack's policy/);
+      for (const reason of reasons) assert.match(planned.out, reason);
+      const rec = await waitForRecord(s.root, await publish(s.root, sha, { repository: REPO }));
+      assert.equal(rec.outcome, "invalid", rec.reason);
+      for (const reason of reasons) assert.match(rec.reason ?? "", reason);
+      assert.equal(rec.attempts.length, 0, "docker stack deploy never ran");
+      assert.equal(await docker(["service", "ls", "-q", "--filter", `name=${stack}_`]), "", "no service was created");
+    }
+    const clean = await repo.commit({ "stack.yaml": stackWith([]) });
+    await buildWebImage(clean);
+    assert.equal((await plan(clean)).code, 2, "a commit the policy allows plans as a change");
+    const ok = await waitForRecord(s.root, await publish(s.root, clean, { repository: REPO }));
+    assert.equal(ok.outcome, "success", ok.reason);
+  });
+
   it("the stack file cannot interpolate the watcher's GITHUB_TOKEN; a variable the stack's env: names reaches it", async (t) => {
     const s = await useTempSpool(t);
     const stack = uniqueStack(t);

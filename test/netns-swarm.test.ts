@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import os from "node:os";
 import path from "node:path";
 import { readEnvFile } from "./helpers/env-file.ts";
-import { STACK_IMAGES, buildStandinImage } from "./helpers/images.ts";
+import { SOCKET_PROXY_STANDIN, STACK_IMAGES, buildStandinImage } from "./helpers/images.ts";
 import { NODES, docker, netnsSwarm, nodeHost, waitFor } from "./helpers/swarm.ts";
 
 const run = promisify(execFile);
@@ -94,7 +94,14 @@ describe("three-node swarm in network namespaces", () => {
     const example = await readFile(path.join(root, ".env.example"), "utf8");
     const secret = randomBytes(32).toString("hex");
     await writeFile(envFile, example.replace(/^(GITHUB_WEBHOOK_SECRET|POSTGRES_PASSWORD|VISIT_SALT|HISTORY_TOKEN)=.*$/gm, `$1=${secret}`));
-    const env = { ...process.env, ...readEnvFile(envFile), SPOOL_DIR: spool, DOCKER_HOST: host, ENV_FILE: envFile };
+    const env = {
+      ...process.env,
+      ...readEnvFile(envFile),
+      SPOOL_DIR: spool,
+      DOCKER_HOST: host,
+      ENV_FILE: envFile,
+      SOCKET_PROXY_IMAGE: SOCKET_PROXY_STANDIN,
+    };
     try {
       // the example as it is: refused, naming the placeholder, before anything is created
       const refused = await run("bash", [path.join(root, "scripts", "swarm-bootstrap.sh"), "secrets"], {
@@ -125,13 +132,32 @@ describe("three-node swarm in network namespaces", () => {
             .filter(Boolean)
             .map((l) => l.split(" "));
           const running = rows.filter((r) => r[2] === "Running");
-          return running.length === 6 ? running.map((r) => [String(r[0]).replace(/\.\d+$/, ""), r[1] as string]) : undefined;
+          return running.length === 7 ? running.map((r) => [String(r[0]).replace(/\.\d+$/, ""), r[1] as string]) : undefined;
         },
         120_000,
         1000,
       );
       const nodesOf = (svc: string) => placed.filter(([name]) => name === `app_${svc}`).map(([, node]) => node);
       assert.deepEqual(nodesOf("traefik"), ["kvm8"]);
+      assert.deepEqual(nodesOf("socket-proxy"), ["kvm8"]);
+      // the engine took what holds Traefik in: read-only, no capability but binding its ports
+      const traefik = JSON.parse(
+        await docker(["service", "inspect", "app_traefik", "-f", "{{json .Spec.TaskTemplate.ContainerSpec}}"], { host }),
+      ) as { ReadOnly?: boolean; CapabilityDrop?: string[]; CapabilityAdd?: string[]; Mounts?: { Source?: string }[] };
+      assert.equal(traefik.ReadOnly, true);
+      assert.deepEqual([traefik.CapabilityDrop, traefik.CapabilityAdd], [["ALL"], ["CAP_NET_BIND_SERVICE"]]);
+      assert.ok(!(traefik.Mounts ?? []).some((m) => m.Source?.endsWith("docker.sock")));
+      // and enforces it in the running container: bounding set = NET_BIND_SERVICE (bit 10), / read-only
+      const container = (await docker(["ps", "-q", "--filter", "name=app_traefik"], { host })).split("\n")[0] ?? "";
+      const inside = await docker(
+        ["exec", container, "sh", "-c", "grep CapBnd /proc/self/status; touch /probe 2>&1 || true; touch /tmp/probe && echo tmp-ok"],
+        {
+          host,
+        },
+      );
+      assert.match(inside, /CapBnd:\s+0000000000000400/);
+      assert.match(inside, /Read-only file system/);
+      assert.match(inside, /tmp-ok/);
       assert.deepEqual(nodesOf("postgres"), ["kvm8"]);
       for (const svc of ["api", "frontend"]) {
         const nodes = nodesOf(svc);
@@ -148,6 +174,7 @@ describe("three-node swarm in network namespaces", () => {
           SPOOL_DIR: mount.mountpoint,
           STACK_FILE: path.join(root, "stack", "stack.yaml"),
           STACK_NAME: "app",
+          SOCKET_PROXY_IMAGE: SOCKET_PROXY_STANDIN,
           HEALTH_URL: "", // app.example.com is not this machine: no traffic leaves it
         };
         const p = spawnTs("bin/swarmhook.ts", ["doctor", "--json"], doctorEnv);

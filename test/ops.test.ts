@@ -74,11 +74,17 @@ describe("stack files", () => {
           deploy: Record<string, any>;
           ports?: { mode: string; published: number }[];
           secrets?: { source: string }[];
-          volumes?: { target: string }[];
+          volumes?: { type: string; source?: string; target: string }[];
           healthcheck?: object;
+          command?: string[];
+          environment?: Record<string, string>;
+          networks?: Record<string, unknown>;
+          read_only?: boolean;
+          cap_drop?: string[];
+          cap_add?: string[];
         }
       >;
-      networks: Record<string, { external: boolean }>;
+      networks: Record<string, { external?: boolean; internal?: boolean; driver?: string }>;
       secrets: Record<string, { external: boolean }>;
     };
     const s = doc.services;
@@ -108,8 +114,39 @@ describe("stack files", () => {
       String(s.api?.deploy.labels["traefik.http.routers.api.rule"]),
       /Host\(`app\.example\.com`\) && \(PathPrefix\(`\/api`\) \|\| Path\(`\/health`\) \|\| PathPrefix\(`\/deployments`\)\)/,
     );
-    assert.deepEqual(Object.keys(doc.networks).sort(), ["internal", "public"]);
-    assert.ok(Object.values(doc.networks).every((n) => n.external) && Object.values(doc.secrets).every((x) => x.external));
+    assert.deepEqual(Object.keys(doc.networks).sort(), ["docker_api", "internal", "public"]);
+    assert.ok(doc.networks.public?.external && doc.networks.internal?.external && Object.values(doc.secrets).every((x) => x.external));
+  });
+
+  it("only the socket proxy mounts the Docker socket: pinned by digest, GET on what Traefik reads, on a network only Traefik joins; Traefik read-only, without capabilities but binding its ports", async () => {
+    const doc = parseYaml((await sh("docker", ["stack", "config", "-c", "stack/stack.yaml"], exampleEnv)).out) as {
+      services: Record<string, any>;
+      networks: Record<string, { external?: boolean; internal?: boolean; driver?: string }>;
+    };
+    const mountsSocket = Object.entries(doc.services)
+      .filter(([, svc]) => (svc.volumes ?? []).some((v: { source?: string }) => String(v.source).endsWith("docker.sock")))
+      .map(([name]) => name);
+    assert.deepEqual(mountsSocket, ["socket-proxy"]);
+    const proxy = doc.services["socket-proxy"];
+    assert.match(proxy.image, /^tecnativa\/docker-socket-proxy:v\d+\.\d+\.\d+@sha256:[0-9a-f]{64}$/);
+    assert.ok(proxy.volumes.every((v: { read_only?: boolean }) => v.read_only === true));
+    // tecnativa/docker-socket-proxy: every section is 0 unless set; POST=0 keeps the allowed ones GET/HEAD
+    assert.deepEqual(proxy.environment, { EVENTS: "0", NETWORKS: "1", PING: "1", POST: "0", SERVICES: "1", TASKS: "1", VERSION: "1" });
+    assert.deepEqual(Object.keys(proxy.networks), ["docker_api"]);
+    assert.ok(proxy.deploy.placement.constraints.includes("node.role == manager"));
+    assert.equal(doc.networks.docker_api?.internal, true);
+    assert.equal(doc.networks.docker_api?.driver, "overlay");
+    const joined = Object.entries(doc.services)
+      .filter(([, svc]) => Object.keys(svc.networks ?? {}).includes("docker_api"))
+      .map(([name]) => name)
+      .sort();
+    assert.deepEqual(joined, ["socket-proxy", "traefik"]);
+    const traefik = doc.services.traefik;
+    assert.ok(traefik.command.includes("--providers.swarm.endpoint=tcp://socket-proxy:2375"));
+    assert.equal(traefik.read_only, true);
+    assert.deepEqual(traefik.cap_drop, ["ALL"]);
+    assert.deepEqual(traefik.cap_add, ["NET_BIND_SERVICE"]);
+    assert.ok(traefik.volumes.some((v: { type: string; target: string }) => v.type === "tmpfs" && v.target === "/tmp"));
   });
 });
 

@@ -11,6 +11,7 @@ import { openMirror } from "../../agent/git.ts";
 import { checkout } from "../../agent/git-stack.ts";
 import { planStack } from "../../agent/plan.ts";
 import { deployEnv, renderStack } from "../../agent/release.ts";
+import { ALLOW_ALL } from "../../agent/stack-policy.ts";
 import { JOB_VERSION, type DeployJob } from "../../spool/index.ts";
 
 const COMMITS = Number(process.env.BENCH_COMMITS ?? 1000);
@@ -60,6 +61,7 @@ function benchStack(repo: string) {
     branches: ["main"],
     tags: [],
     vars: {},
+    policy: ALLOW_ALL,
     healthUrl: undefined,
     environment: STACK,
     environmentUrl: undefined,

@@ -48,8 +48,18 @@ export async function pushImage(tag: string): Promise<string> {
   return line.slice(repo.length + 1);
 }
 
-/** The images stack/stack.yaml names, rendered with .env.example. */
-export const STACK_IMAGES = ["traefik:v3.5.3", "postgres:18.1-alpine", "ghcr.io/acme/app-api:latest", "ghcr.io/acme/app-frontend:latest"];
+/**
+ * The images stack/stack.yaml names, rendered with .env.example, but the socket proxy: it is pinned
+ * by a digest no registry here has, so tests deploy it as SOCKET_PROXY_IMAGE=SOCKET_PROXY_STANDIN.
+ */
+export const SOCKET_PROXY_STANDIN = "swarmhook-test/socket-proxy:standin";
+export const STACK_IMAGES = [
+  "traefik:v3.5.3",
+  "postgres:18.1-alpine",
+  "ghcr.io/acme/app-api:latest",
+  "ghcr.io/acme/app-frontend:latest",
+  SOCKET_PROXY_STANDIN,
+];
 
 /**
  * A stand-in for images no registry here can provide: it ignores its arguments and sleeps, and its
