@@ -17,7 +17,7 @@ default:
 up:
     {{compose}} up -d
 
-# local: build the API and frontend images, then start them (the README's local run)
+# local: build the API and frontend images, then start them (docker compose, for working on the app itself)
 upb:
     {{compose}} up -d --build
 
@@ -36,7 +36,7 @@ swarm-label-edge NODE="kvm8":
 # swarm: the seed's name for labelling kvm8 as the edge
 swarm-label-kvm8: (swarm-label-edge "kvm8")
 
-# swarm: create the secrets github_webhook_secret and postgres_password from .env
+# swarm: create the secrets github_webhook_secret, postgres_password and history_token from .env
 swarm-secrets:
     bash scripts/swarm-bootstrap.sh secrets
 

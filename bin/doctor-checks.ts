@@ -91,6 +91,10 @@ export async function renderStack(d: DoctorDeps, stack: StackConfig): Promise<Re
   return r.ok ? ((parseYaml(r.out) as Rendered | null) ?? {}) : r.why;
 }
 
+/** The stack file rendered: the checks of its networks, secrets and labels read this. */
+export const checkRendered = (stack: StackConfig, doc: Rendered): Check =>
+  pass(`stack file of ${stack.name}`, `${stack.file} renders: ${Object.keys(doc.services ?? {}).join(", ") || "no services"}`);
+
 const externals = (m: Record<string, { external?: boolean; name?: string }> | undefined) =>
   Object.entries(m ?? {})
     .filter(([, v]) => v.external)
@@ -235,16 +239,28 @@ export async function checkSpoolDirs(d: DoctorDeps): Promise<Check> {
   );
 }
 
-export async function checkWatcher(d: DoctorDeps, hasSystemd: boolean, isActive: () => Promise<boolean>): Promise<Check[]> {
-  const unit = !hasSystemd
-    ? skip("watcher unit", "systemd is not running here")
-    : (await isActive())
-      ? pass("watcher unit", "webhook-watcher.service is active")
-      : fail(
-          "watcher unit",
-          "webhook-watcher.service is not active",
-          "systemctl start webhook-watcher; journalctl -u webhook-watcher -n 50",
-        );
+/** What systemd says of webhook-watcher.service on this node. */
+export type UnitState = "no-systemd" | "not-installed" | "active" | "inactive";
+
+function unitCheck(state: UnitState): Check {
+  switch (state) {
+    case "no-systemd":
+      return skip("watcher unit", "systemd is not running here");
+    case "not-installed":
+      return skip("watcher unit", "webhook-watcher.service is not installed on this node (on kvm8: sudo bash scripts/watcher-install.sh)");
+    case "active":
+      return pass("watcher unit", "webhook-watcher.service is active");
+    case "inactive":
+      return fail(
+        "watcher unit",
+        "webhook-watcher.service is not active",
+        "systemctl start webhook-watcher; journalctl -u webhook-watcher -n 50",
+      );
+  }
+}
+
+export async function checkWatcher(d: DoctorDeps, unitState: UnitState): Promise<Check[]> {
+  const unit = unitCheck(unitState);
   const spool = openSpool(d.config.spoolDir);
   const status = await readWatcherStatus(spool);
   if (status) return [unit, fail("watcher last outcome", `not deploying since ${status.waitingSince}: ${status.problem}`, status.fix)];

@@ -19,7 +19,20 @@ export const DOCTOR_HELP = `swarmhook doctor [--json]
 `;
 
 /** Every check, in the order an operator walks them after a reboot. */
-export async function runDoctor(deps: c.DoctorDeps, o: { hasSystemd?: boolean } = {}): Promise<c.Check[]> {
+/** systemd running (or degraded) here, the unit installed, and whether it is active. */
+async function unitState(): Promise<c.UnitState> {
+  const ok = (args: string[]) =>
+    run("systemctl", args).then(
+      (r) => r.stdout.trim(),
+      (e: { stdout?: string }) => (e.stdout ?? "").trim(),
+    );
+  // "offline" (or no systemctl at all): systemd is not PID 1; running, degraded, starting… : it is
+  if (["offline", ""].includes(await ok(["is-system-running"]))) return "no-systemd";
+  if ((await ok(["show", "-p", "LoadState", "--value", "webhook-watcher.service"])) !== "loaded") return "not-installed";
+  return (await ok(["is-active", "webhook-watcher.service"])) === "active" ? "active" : "inactive";
+}
+
+export async function runDoctor(deps: c.DoctorDeps, o: { unitState?: c.UnitState } = {}): Promise<c.Check[]> {
   const out: c.Check[] = [await c.checkCli(deps), await c.checkManager(deps)];
   if (out[1]?.ok) {
     out.push(await c.checkNodes(deps));
@@ -30,23 +43,18 @@ export async function runDoctor(deps: c.DoctorDeps, o: { hasSystemd?: boolean } 
         out.push({ check: `stack file of ${stack.name}`, ok: true, detail: `from git, ${stack.git?.path} at each pushed commit`, fix: "" });
       else if (typeof doc === "string")
         out.push({ check: `stack file of ${stack.name}`, ok: false, detail: doc, fix: `docker stack config -c ${stack.file}` });
-      else out.push(await c.checkNetworks(deps, stack, doc), await c.checkSecrets(deps, stack, doc), await c.checkLabels(deps, stack, doc));
+      else
+        out.push(
+          c.checkRendered(stack, doc),
+          await c.checkNetworks(deps, stack, doc),
+          await c.checkSecrets(deps, stack, doc),
+          await c.checkLabels(deps, stack, doc),
+        );
       out.push(await c.checkServices(deps, stack), await c.checkHealthUrl(stack));
     }
   }
   out.push(await c.checkMount(deps), await c.checkSpoolDirs(deps));
-  const systemd =
-    o.hasSystemd ??
-    (await run("systemctl", ["is-system-running"]).then(
-      () => true,
-      (e: { stdout?: string }) => /running|degraded/.test(e.stdout ?? ""),
-    ));
-  const active = () =>
-    run("systemctl", ["is-active", "--quiet", "webhook-watcher"]).then(
-      () => true,
-      () => false,
-    );
-  out.push(...(await c.checkWatcher(deps, systemd, active)));
+  out.push(...(await c.checkWatcher(deps, o.unitState ?? (await unitState()))));
   return out;
 }
 

@@ -44,14 +44,21 @@ export async function reserveDelivery(spool: Spool, id: string, jobFile: string,
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw toSpoolError(err, `reserving delivery ${id}`);
     }
     const seen = await readMark(spool, id, now);
+    if (seen.status === "gone") continue; // a concurrent writer took the marker over between our link and our read
     if (seen.status !== "retry") return seen;
     await takeOver(spool, id);
   }
   return { status: "pending" }; // another writer keeps winning: it holds the id
 }
 
-async function readMark(spool: Spool, id: string, now: number): Promise<Reservation | { status: "retry" }> {
-  const text = await readBounded(spool.file("ids", id), MAX_MARK_BYTES);
+async function readMark(spool: Spool, id: string, now: number): Promise<Reservation | { status: "retry" } | { status: "gone" }> {
+  const text = await readBounded(spool.file("ids", id), MAX_MARK_BYTES).catch(async (err: unknown) => {
+    // the marker alone vanished (ids/ is still there): moved aside by a writer taking it over
+    const missing = (err as { cause?: NodeJS.ErrnoException }).cause?.code === "ENOENT";
+    if (missing && (await fs.stat(spool.dir("ids")).catch(() => null))) return null;
+    throw err;
+  });
+  if (text === null) return { status: "gone" };
   if (isUnreadable(text)) return { status: "retry" }; // not a marker of ours: replaced
   let data: unknown;
   try {

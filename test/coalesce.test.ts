@@ -86,6 +86,12 @@ describe("coalesce", () => {
     const d = coalesce([pending({ sha: c, before: b }), pending({ sha: b, before: a })], deployedAt(a));
     assert.deepEqual(d.moves.map((m) => m.after).sort(), [b, c].sort());
     const many = Array.from({ length: 600 }, () => ({ before: randomSha(), after: randomSha() }));
-    assert.equal(coalesce([pending()], deployedAt(a, many.slice(0, 500))).moves.length, 500);
+    const bound = (n: number) => coalesce([pending()], deployedAt(a, many.slice(0, n))).moves;
+    assert.equal(bound(500).length, 500, "500 moves are all kept");
+    const kept = bound(501);
+    assert.equal(kept.length, 500, "the 501st drops one");
+    assert.deepEqual(kept.at(0), many[1], "the oldest is the one dropped");
+    assert.deepEqual(kept.at(-1), many[500], "newest last");
+    assert.equal(bound(600).length, 500);
   });
 });

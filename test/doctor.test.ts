@@ -7,7 +7,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { Check } from "../bin/doctor-checks.ts";
+import { checkWatcher, type Check, type DoctorDeps, type UnitState } from "../bin/doctor-checks.ts";
 import { SUBDIRS, ensureSpool, finishJob, openSpool, publishJob, claimJob } from "../spool/index.ts";
 import { stackFile } from "./helpers/agent.ts";
 import { mountBindfs, type BindfsMount } from "./helpers/bindfs.ts";
@@ -109,7 +109,9 @@ describe("swarmhook doctor on the one-node swarm", { timeout: 300_000 }, () => {
     ]) {
       assert.equal(byName[name]?.ok, true, `${name}: ${JSON.stringify(byName[name])}`);
     }
-    assert.equal(byName["watcher unit"]?.ok, null, "no systemd on this machine: not applicable, not failed");
+    // not applicable here, whether systemd is PID 1 (the unit is not installed) or absent
+    assert.equal(byName["watcher unit"]?.ok, null, JSON.stringify(byName["watcher unit"]));
+    assert.match(byName["watcher unit"]?.detail ?? "", /systemd is not running here|is not installed on this node/);
     const text = spawnTs("bin/swarmhook.ts", ["doctor"], env);
     assert.equal(await text.exited, 0);
     assert.match(text.out(), /^✓ docker CLI: \d+\.\d+/m);
@@ -118,7 +120,9 @@ describe("swarmhook doctor on the one-node swarm", { timeout: 300_000 }, () => {
 
   it("renders a stack file the way the watcher does (IMAGE_TAG and DEPLOY_SHA set)", async () => {
     const r = await doctor({ ...env, STACK_FILE: path.join(import.meta.dirname, "..", "stack", "local-demo.yaml") });
-    assert.equal(r.checks.find((c) => c.check.startsWith("stack file of"))?.ok, undefined, JSON.stringify(r.checks, null, 2));
+    const rendered = r.checks.find((c) => c.check.startsWith("stack file of"));
+    assert.equal(rendered?.ok, true, JSON.stringify(r.checks, null, 2));
+    assert.match(rendered?.detail ?? "", /local-demo\.yaml renders: hello$/);
   });
 
   const faults: [string, () => Promise<Record<string, string>>, () => Promise<void>, string, RegExp][] = [
@@ -176,4 +180,24 @@ describe("swarmhook doctor on the one-node swarm", { timeout: 300_000 }, () => {
       }
     });
   }
+});
+
+describe("swarmhook doctor's watcher unit check", () => {
+  it("is not applicable without systemd or where the unit is not installed, passes active, fails inactive with its fix", async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), "swarmhook-unit-"));
+    try {
+      await ensureSpool(openSpool(root));
+      const d = { config: { spoolDir: root }, env: {} } as unknown as DoctorDeps;
+      const unit = async (state: UnitState) => (await checkWatcher(d, state))[0];
+      assert.equal((await unit("no-systemd"))?.ok, null);
+      assert.equal((await unit("not-installed"))?.ok, null);
+      assert.match((await unit("not-installed"))?.detail ?? "", /watcher-install\.sh/);
+      assert.equal((await unit("active"))?.ok, true);
+      const inactive = await unit("inactive");
+      assert.equal(inactive?.ok, false);
+      assert.match(inactive?.fix ?? "", /systemctl start webhook-watcher/);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
 });
