@@ -53,12 +53,13 @@ export interface AgentDeps {
   reporter?: Reporter;
   /** Where reports wait; STATE_DIR/outbox when not given. */
   outbox?: Outbox;
+  /** How often a lasting engine problem is logged again (default a minute). */
+  engineLogEveryMs?: number;
 }
 
 const CLEAN_EVERY_MS = 60_000;
 const PRUNE_EVERY_MS = 3600_000;
 const ENGINE_OK_MS = 30_000;
-const ENGINE_LOG_EVERY_MS = 60_000;
 
 /**
  * The watcher: claims jobs, coalesces them per stack (newest received wins, the rest superseded, what
@@ -72,7 +73,7 @@ const ENGINE_LOG_EVERY_MS = 60_000;
 export function createAgent(deps: AgentDeps): Agent {
   const { config, spool, log } = deps;
   const clock = deps.clock ?? systemClock;
-  const state = createState(config);
+  const state = createState(config, deps.engineLogEveryMs);
   const metrics = deps.metrics ?? createAgentMetrics("unknown");
   const github = config.reports.github;
   const gh = github ? createGithubClient(github, log, deps.version ?? "unknown") : undefined;
@@ -179,7 +180,7 @@ async function engineReady(state: AgentState, ctx: StackContext, waiting: number
   }
   const w = state.engineWait?.problem === p.problem ? state.engineWait : { since: now, problem: p.problem, loggedAt: 0 };
   state.engineWait = w;
-  if (now.getTime() - w.loggedAt >= ENGINE_LOG_EVERY_MS) {
+  if (now.getTime() - w.loggedAt >= state.engineLogEveryMs) {
     w.loggedAt = now.getTime();
     ctx.log.warn({ ...p, waiting, since: w.since.toISOString() }, "waiting for the Docker engine: jobs stay in new/");
     await writeWatcherStatus(ctx.spool, { waitingSince: w.since.toISOString(), checkedAt: now.toISOString(), ...p }).catch((err: unknown) =>

@@ -31,6 +31,8 @@ export interface AgentState {
   entryProblems: Map<string, string>;
   /** Until when the last good engine check is trusted (ms since the epoch); 0 = check before claiming. */
   engineOkUntil: number;
+  /** How often a problem with the engine is logged again while it lasts (a minute; tests shorten it). */
+  engineLogEveryMs: number;
   /** The engine problem being waited out: since when, and when it was last logged. */
   engineWait: { since: Date; problem: string; loggedAt: number } | undefined;
   timer: NodeJS.Timeout | undefined;
@@ -40,7 +42,7 @@ export interface AgentState {
 /** Jobs claimed into work/ and waiting for their stack's next deploy, over all stacks. */
 export const claimedCount = (state: AgentState): number => [...state.stacks.values()].reduce((n, s) => n + s.pending.length, 0);
 
-export function createState(config: Readonly<AgentConfig>): AgentState {
+export function createState(config: Readonly<AgentConfig>, engineLogEveryMs = 60_000): AgentState {
   return {
     stacks: new Map(config.stacks.map((s) => [s.name, { config: s, pending: [], running: null }])),
     unrecorded: [],
@@ -53,6 +55,7 @@ export function createState(config: Readonly<AgentConfig>): AgentState {
     spoolProblem: undefined,
     entryProblems: new Map(),
     engineOkUntil: 0,
+    engineLogEveryMs,
     engineWait: undefined,
     timer: undefined,
     watcher: undefined,

@@ -21,7 +21,8 @@ export function startServer(app: Hono, opts: { port: number; host: string }): Pr
       fetch: app.fetch,
       port: opts.port,
       hostname: opts.host,
-      serverOptions: { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS },
+      // Node checks the two timeouts every connectionsCheckingInterval (30 s by default): each second
+      serverOptions: { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1000 },
     }) as Server;
     server.once("error", reject);
     server.once("listening", () => {

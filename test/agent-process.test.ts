@@ -182,7 +182,7 @@ describe("a spool that is missing when the watcher starts", () => {
 });
 
 describe("pickup through a bindfs mount (the NFS case)", () => {
-  it("sees a job written underneath the mount within 2 x the poll interval", async () => {
+  it("sees a job written underneath the mount by polling (no inotify event arrives)", async () => {
     const t = await tempSpool();
     const mount = await mountBindfs(t.root);
     const POLL = 500;
@@ -208,7 +208,9 @@ describe("pickup through a bindfs mount (the NFS case)", () => {
         delays.push(claimed.at - published);
         await waitForRecord(t.root, id);
       }
-      for (const d of delays) assert.ok(d <= 2 * POLL, `picked up after ${d} ms (limit ${2 * POLL})`);
+      // seen by polling, with no inotify event from the mount (a watcher waiting for one would time
+      // out above); the bound is loose on purpose: pickup latency is bench/pickup's (p99 vs its target)
+      for (const d of delays) assert.ok(d <= 10 * POLL, `picked up after ${d} ms (a poll is ${POLL} ms)`);
     } finally {
       await a.stop();
       await mount.unmount();

@@ -199,14 +199,25 @@ describe("agent on the real one-node swarm", () => {
     await buildWebImage(sha);
     const sock = path.join(os.tmpdir(), `swarmhook-engine-${randomUUID()}.sock`);
     onEnd(t, () => rm(sock, { force: true }));
-    const a = await startTestAgent(s.root, { STACK_FILE: stackFile("web"), STACK_NAME: stack }, { DOCKER_HOST: `unix://${sock}` });
+    // the problem is logged again every 3 s here (a minute in production), polls every 200 ms
+    const dockerEnv = { DOCKER_HOST: `unix://${sock}` };
+    const a = await startTestAgent(s.root, { STACK_FILE: stackFile("web"), STACK_NAME: stack }, dockerEnv, undefined, {
+      engineLogEveryMs: 3000,
+    });
     onEnd(t, () => a.stop());
     const id = await publish(s.root, sha);
-    await new Promise((r) => setTimeout(r, 20_000));
+    const since = Date.now();
+    await new Promise((r) => setTimeout(r, 10_000));
     assert.deepEqual(await readdir(path.join(s.root, "new")), [`${id}.json`], "still waiting in new/");
     assert.deepEqual(await readRecords(s.root), [], "nothing failed");
     const waits = a.logs.filter((l) => l.msg === "waiting for the Docker engine: jobs stay in new/");
-    assert.equal(waits.length, 1, "logged once a minute, not once a poll");
+    // 10 s of waiting: at 0, 3, 6, 9 s — neither once ever (1) nor once a poll (about 50)
+    assert.ok(waits.length >= 3 && waits.length <= 4, `${waits.length} lines in ${Date.now() - since} ms`);
+    const gaps = waits.slice(1).map((w, i) => w.at - (waits[i]?.at ?? 0));
+    assert.ok(
+      gaps.every((g) => g >= 2900 && g < 4500),
+      `a line every 3 s: ${gaps.join(", ")} ms apart`,
+    );
     assert.match(String(waits[0]?.problem), new RegExp(`Cannot connect to the Docker daemon at unix://${sock}`));
     assert.match(
       await listJobs(s.root, 5),
@@ -267,7 +278,7 @@ describe("agent on the real one-node swarm", () => {
     }
   });
 
-  it("waits for HEALTH_URL to report the deployed commit", async () => {
+  it("waits for HEALTH_URL to report the deployed commit, and fails a deploy whose health keeps naming another", async () => {
     const stack = stackName();
     stacks.push(stack);
     const sha = randomSha();
@@ -276,7 +287,13 @@ describe("agent on the real one-node swarm", () => {
     const t = await tempSpool();
     const a = await startTestAgent(
       t.root,
-      { STACK_FILE: stackFile("web-health"), STACK_NAME: stack, HEALTH_URL: `http://127.0.0.1:${port}/health`, HEALTH_TIMEOUT_S: "60" },
+      {
+        STACK_FILE: stackFile("web-health"),
+        STACK_NAME: stack,
+        HEALTH_URL: `http://127.0.0.1:${port}/health`,
+        HEALTH_TIMEOUT_S: "20",
+        ON_FAILURE: "stay",
+      },
       { WEB_PORT: String(port) },
     );
     try {
@@ -284,6 +301,13 @@ describe("agent on the real one-node swarm", () => {
       assert.equal(r.outcome, "success", r.reason);
       const res = await fetch(`http://127.0.0.1:${port}/health`);
       assert.equal(((await res.json()) as { commit: string }).commit, sha);
+      // the next commit's image converges, but its /health still names the old commit: the health
+      // URL is what tells, so the deploy fails naming it
+      const next = randomSha();
+      await buildWebImage(next, { reports: sha });
+      const bad = await waitForRecord(t.root, await publish(t.root, next), 90_000);
+      assert.equal(bad.outcome, "failed", bad.reason);
+      assert.match(bad.reason ?? "", new RegExp(`127\\.0\\.0\\.1:${port}/health not healthy within 20 s: .*${sha.slice(0, 7)}`));
     } finally {
       await a.stop();
       await t.cleanup();
@@ -291,16 +315,80 @@ describe("agent on the real one-node swarm", () => {
   });
 });
 
+// The paths test/deploy.test.ts walks in virtual time with a scripted docker, here on the real
+// engine (the backoff cap, a minute per try, stays virtual-time only).
+describe("deploy failures on the real engine (the scripted paths' twins)", () => {
+  it("a permanent deploy failure (a network that does not exist) is not retried, naming docker's line", async (t) => {
+    const s = await useTempSpool(t);
+    const stack = uniqueStack(t);
+    const sha = randomSha();
+    await buildWebImage(sha);
+    const a = await startTestAgent(s.root, { STACK_FILE: stackFile("missing-network"), STACK_NAME: stack, DEPLOY_RETRIES: "3" });
+    onEnd(t, () => a.stop());
+    const r = await waitForRecord(s.root, await publish(s.root, sha));
+    assert.equal(r.outcome, "failed", r.reason);
+    assert.equal(r.attempts.length, 1, "a permanent failure is tried once");
+    assert.match(r.reason ?? "", /swarmhook-test-no-such-network/);
+  });
+
+  it("the deadline reached mid-verification fails the deploy with the services' state", async (t) => {
+    const s = await useTempSpool(t);
+    const stack = uniqueStack(t);
+    const sha = randomSha();
+    await buildWebImage(sha);
+    const a = await startTestAgent(s.root, { STACK_FILE: stackFile("unplaceable"), STACK_NAME: stack, DEPLOY_TIMEOUT_S: "8" });
+    onEnd(t, () => a.stop());
+    const r = await waitForRecord(s.root, await publish(s.root, sha), 60_000);
+    assert.equal(r.outcome, "failed", r.reason);
+    assert.match(r.reason ?? "", new RegExp(`not converged within the deploy timeout: ${stack}_web`));
+    assert.equal(r.attempts.length, 1, "docker stack deploy itself succeeded");
+    assert.deepEqual(
+      r.services.map((x) => [x.name, x.running, x.desired]),
+      [[`${stack}_web`, 0, 1]],
+    );
+  });
+
+  it("a health URL that keeps answering 503 fails the deploy once HEALTH_TIMEOUT_S has passed, saying so", async (t) => {
+    const s = await useTempSpool(t);
+    const stack = uniqueStack(t);
+    const sha = randomSha();
+    await buildWebImage(sha);
+    const srv = http.createServer((_req, res) => res.writeHead(503).end("starting"));
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
+    onEnd(t, () => new Promise<void>((r) => srv.close(() => r())));
+    const url = `http://127.0.0.1:${(srv.address() as { port: number }).port}/health`;
+    const a = await startTestAgent(s.root, {
+      STACK_FILE: stackFile("web"),
+      STACK_NAME: stack,
+      HEALTH_URL: url,
+      HEALTH_TIMEOUT_S: "3",
+      ON_FAILURE: "stay",
+    });
+    onEnd(t, () => a.stop());
+    const r = await waitForRecord(s.root, await publish(s.root, sha), 90_000);
+    assert.equal(r.outcome, "failed", r.reason);
+    assert.match(r.reason ?? "", new RegExp(`${url.replace(/[.]/g, "\\.")} not healthy within 3 s: HTTP 503$`));
+  });
+});
+
 describe("an agent facing a jammed spool", () => {
-  it("quarantines or skips what is not a job (a directory in work/, a FIFO in state/, a link and a directory in new/), naming each, and still deploys", async (t) => {
+  it("quarantines or skips what is not a job (a directory and a FIFO in work/, a FIFO in state/, a link, a directory and a FIFO in new/), naming each, and still deploys", async (t) => {
     const s = await useTempSpool(t);
     const stack = uniqueStack(t);
     const [v1, v2] = [randomSha(), randomSha()];
     await Promise.all([buildWebImage(v1), buildWebImage(v2)]);
-    const planted = { workDir: `${randomUUID()}.json`, newDir: `${randomUUID()}.json`, newLink: `${randomUUID()}.json` };
+    const planted = {
+      workDir: `${randomUUID()}.json`,
+      workFifo: `${randomUUID()}.json`,
+      newDir: `${randomUUID()}.json`,
+      newLink: `${randomUUID()}.json`,
+      newFifo: `${randomUUID()}.json`,
+    };
     await mkdir(path.join(s.root, "work", planted.workDir));
+    await run("mkfifo", [path.join(s.root, "work", planted.workFifo)]); // a read would block forever
     await mkdir(path.join(s.root, "new", planted.newDir));
     await symlink("/dev/zero", path.join(s.root, "new", planted.newLink));
+    await run("mkfifo", [path.join(s.root, "new", planted.newFifo)]);
     await run("mkfifo", [path.join(s.root, "state", `${stack}.json`)]);
     const a = await startTestAgent(s.root, { STACK_FILE: stackFile("web"), STACK_NAME: stack });
     onEnd(t, () => a.stop());
@@ -309,7 +397,14 @@ describe("an agent facing a jammed spool", () => {
     const r2 = await waitForRecord(s.root, await publish(s.root, v2, { before: v1 }));
     assert.equal(r2.outcome, "success", r2.reason);
     const said = a.logs.map((l) => JSON.stringify(l)).join("\n");
-    for (const entry of [`work/${planted.workDir}`, `new/${planted.newDir}`, `new/${planted.newLink}`, `state/${stack}.json`])
+    for (const entry of [
+      `work/${planted.workDir}`,
+      `work/${planted.workFifo}`,
+      `new/${planted.newDir}`,
+      `new/${planted.newLink}`,
+      `new/${planted.newFifo}`,
+      `state/${stack}.json`,
+    ])
       assert.ok(said.includes(entry), `${entry} named in the log`);
     const invalid = (await readRecords(s.root))
       .filter((r) => r.outcome === "invalid")
@@ -318,8 +413,10 @@ describe("an agent facing a jammed spool", () => {
     // what the API's side (new/) held is removed, never moved where its writer could still reach it
     assert.deepEqual(invalid, [
       "a symbolic link, not a job file (removed: a symbolic link, nothing kept)",
+      "not a regular file (FIFO)", // work/'s FIFO: opened without blocking, never read
       "not a regular file (directory)",
       "not a regular file (removed: a directory, nothing kept)",
+      "not a regular file (removed: a special file, nothing kept)", // new/'s FIFO
       "state file: not a regular file (FIFO)",
     ]);
     const state = JSON.parse(await readFile(path.join(s.root, "state", `${stack}.json`), "utf8")) as { sha: string };

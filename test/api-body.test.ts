@@ -160,9 +160,27 @@ describe("webhook bodies under a flood (compiled API process)", () => {
       }, 2000);
     });
     assert.match(third, /^HTTP\/1\.1 503[\s\S]*more than 2 large request bodies from one client/);
+    assert.match(third, /^retry-after: [1-9]\d*\r$/im, "the 503 says when to come back");
     const body = JSON.stringify(pushPayload({ ref: "refs/heads/main", after: randomSha() }));
     assert.equal((await deliver(`http://127.0.0.1:${port}`, { event: "push", body })).status, 202);
     for (const c of held) c.socket.destroy();
+  });
+
+  it("a client that never finishes its headers (slowloris) gets 408 once the headers timeout passes, and a push still gets 202 meanwhile", async () => {
+    const socket = net.connect(port, "127.0.0.1");
+    socket.on("error", () => undefined);
+    socket.write("POST /api/webhook/github HTTP/1.1\r\nHost: 127.0.0.1\r\nX-GitHub-Event: push\r\n"); // and never the blank line
+    let text = "";
+    socket.on("data", (d: Buffer) => (text += d.toString()));
+    const opened = Date.now();
+    const closed = new Promise<number>((resolve) => socket.on("close", () => resolve(Date.now())));
+    const body = JSON.stringify(pushPayload({ ref: "refs/heads/main", after: randomSha() }));
+    assert.equal((await deliver(`http://127.0.0.1:${port}`, { event: "push", body })).status, 202);
+    const at = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 20_000))]);
+    socket.destroy();
+    assert.ok(at > 0, "the connection was closed by the server");
+    assert.match(text, /^HTTP\/1\.1 408 /, `answered: ${JSON.stringify(text.slice(0, 80))}`);
+    assert.ok(at - opened >= 9_000, `not before the 10 s headers timeout: ${at - opened} ms`);
   });
 
   it("twenty 26 MB bodies get twenty readable 413s (declared or chunked), no connection reset", async () => {

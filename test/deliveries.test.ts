@@ -16,7 +16,7 @@ import { uniqueStack } from "./helpers/swarm.ts";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("one delivery, one job", () => {
-  it("30 deliveries of one id over 2 s to two API replicas, the watcher polling every 50 ms: one record, one deploy", async (t) => {
+  it("30 deliveries of one id over 2 s to two API replicas (3 bursts of 10 at once), the watcher polling every 50 ms: one record, one deploy", async (t) => {
     const s = await useTempSpool(t);
     const stack = uniqueStack(t);
     const sha = randomSha();
@@ -30,7 +30,7 @@ describe("one delivery, one job", () => {
     const answers: number[] = [];
     await Promise.all(
       Array.from({ length: 30 }, async (_, i) => {
-        await sleep(i * 66);
+        await sleep(Math.floor(i / 10) * 700); // 10 at once, then 10 more as the watcher claims, then 10 after
         answers.push((await deliver((apis[i % 2] as { url: string }).url, { event: "push", body, deliveryId })).status);
       }),
     );

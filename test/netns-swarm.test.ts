@@ -190,7 +190,11 @@ describe("three-node swarm in network namespaces", () => {
           )}${p.err()}`,
         );
         const nodes = checks.find((c) => c.check === "swarm nodes");
-        assert.match(nodes?.detail ?? "", /3 ready: .*kvm2.*kvm4.*kvm8|3 ready/);
+        // every node named once, each a leader or a reachable manager (node ls order is Docker's)
+        assert.match(nodes?.detail ?? "", /^3 ready: /);
+        const named = (nodes?.detail ?? "").replace(/^3 ready: /, "").split(", ");
+        assert.deepEqual(named.map((n) => n.split(" ")[0]).sort(), ["kvm2", "kvm4", "kvm8"]);
+        assert.deepEqual(named.map((n) => n.split(" ")[1]).sort(), ["(leader)", "(reachable)", "(reachable)"]);
         for (const name of [
           "networks of app",
           "secrets of app",

@@ -209,6 +209,8 @@ describe("justfile", () => {
     "watcher-logs",
     "watcher-status",
     "deploy-now",
+    "rollback",
+    "plan",
     "jobs",
     "doctor",
     "test",
@@ -238,6 +240,13 @@ describe("justfile", () => {
       [
         ["deploy-now", "0123456789abcdef0123456789abcdef01234567"],
         "node dist/bin/swarmhook.js enqueue --spool /mnt/nfs/webhook_jobs --sha 0123456789abcdef0123456789abcdef01234567",
+      ],
+      [["rollback", "app"], "node dist/bin/swarmhook.js rollback --spool /mnt/nfs/webhook_jobs --stack app"],
+      [["rollback", "app", "3f2a9c1"], "node dist/bin/swarmhook.js rollback --spool /mnt/nfs/webhook_jobs --stack app --to 3f2a9c1"],
+      [["plan", "app"], "set -a && . /etc/swarmhook/webhook-watcher.env && set +a && node dist/bin/swarmhook.js plan --stack app"],
+      [
+        ["plan", "app", "3f2a9c1"],
+        "set -a && . /etc/swarmhook/webhook-watcher.env && set +a && node dist/bin/swarmhook.js plan --stack app --sha 3f2a9c1",
       ],
       [["jobs"], "node dist/bin/swarmhook.js jobs --spool /mnt/nfs/webhook_jobs"],
       [["doctor", "--json"], "set -a && . /etc/swarmhook/webhook-watcher.env && set +a && node dist/bin/swarmhook.js doctor --json"],

@@ -96,6 +96,25 @@ describe("GitHub reports from real deploys", () => {
     assert.equal(commitStatus?.body.context, `swarmhook/${stack}`);
     assert.ok(gh.requests.every((r) => r.authorization === `token ${TOKEN}`));
 
+    // a late push the branch has moved past: its Deployment ends inactive (it never ran), not failed
+    const [next, late] = [randomSha(), randomSha()];
+    await buildWebImage(next);
+    // the branch moved late → next (GitHub's push chain says so); late's own push arrives after
+    assert.equal((await waitForRecord(s.root, await publish(s.root, next, { repository: REPO, before: late }))).outcome, "success");
+    await delivered(s.root, gh, next);
+    const lateId = await publish(s.root, late, { repository: REPO, before: good });
+    assert.equal((await waitForRecord(s.root, lateId)).outcome, "stale");
+    const gone = await waitFor(
+      "the stale push's Deployment to end",
+      async () => {
+        const story = commitStory(gh, late);
+        return story.deployments[0]?.states.at(-1) === "inactive" && (await outbox(s.root)).length === 0 ? story : undefined;
+      },
+      60_000,
+      250,
+    );
+    assert.deepEqual(gone.deployments[0]?.states, ["queued", "inactive"]);
+
     const badId = await publish(s.root, broken, { repository: REPO });
     const rec = await waitForRecord(s.root, badId);
     assert.equal(rec.outcome, "rolled_back");
@@ -127,10 +146,54 @@ describe("GitHub reports from real deploys", () => {
     assert.equal(story.deployments.length, 1, "one Deployment, however often its creation was retried");
     assert.deepEqual(story.deployments[0]?.states, ["queued", "in_progress", "success"]);
     assert.deepEqual(story.commit, ["pending", "success"]);
-    assert.ok(gh.requests.some((r) => r.status === 502) && gh.requests.some((r) => r.status === 403), "both faults were met");
-    const firstOk = gh.requests.find((r) => r.status === 201);
-    assert.ok((firstOk?.at ?? 0) - started >= 30_000, "nothing got through during the outage");
+    // what the watcher did about the faults (not what the fake did): kept retrying through the
+    // outage, came back soon after it, and waited out the rate limit until x-ratelimit-reset
+    const failed = gh.requests.filter((r) => r.status === 502);
+    assert.ok(failed.length >= 3, `${failed.length} tries during a 30 s outage`);
+    const gaps = gh.requests.slice(1).map((r, i) => r.at - (gh.requests[i]?.at ?? 0));
+    assert.ok(Math.max(...gaps) <= 60_000, `at most a minute between tries: ${gaps.join(", ")} ms`);
+    const firstOk = gh.requests.find((r) => r.status >= 200 && r.status < 300);
+    assert.ok((firstOk?.at ?? Infinity) - started < 30_000 + 60_000, "back within a minute of GitHub's return");
+    const limited = gh.requests.findIndex((r) => r.status === 403);
+    assert.ok(limited >= 0, "the rate limit was met");
+    const afterLimit = gh.requests[limited + 1];
+    assert.ok(
+      afterLimit && afterLimit.at - (gh.requests[limited]?.at ?? 0) >= 2000,
+      `the next request waited for x-ratelimit-reset (3 s): ${afterLimit ? afterLimit.at - (gh.requests[limited]?.at ?? 0) : "none"} ms`,
+    );
     assert.deepEqual(gh.violations, []);
+  });
+
+  it("OUTBOX_MAX bounds what waits for a GitHub that is down: the oldest reports go first, each logged", async (t) => {
+    const { s, gh, stack, sha } = await githubCase(t);
+    gh.failFor(3600_000, 503);
+    const more = [randomSha(), randomSha()];
+    await Promise.all(more.map((x) => buildWebImage(x)));
+    const agent = await githubAgent(t, s.root, gh, stack, { OUTBOX_MAX: "10" });
+    let before: string | undefined;
+    for (const c of [sha, ...more]) {
+      assert.equal(
+        (await waitForRecord(s.root, await publish(s.root, c, { repository: REPO, ...(before ? { before } : {}) }))).outcome,
+        "success",
+      );
+      before = c;
+    }
+    const left = await waitFor(
+      "the last deploy's reports written",
+      async () => {
+        const names = (await outbox(s.root)).sort();
+        return agent.logs.filter((l) => l.msg === "outbox full: dropped its oldest report").length >= 2 ? names : undefined;
+      },
+      20_000,
+    );
+    assert.ok(left.length <= 10, `${left.length} reports wait (OUTBOX_MAX 10)`);
+    const dropped = agent.logs.filter((l) => l.msg === "outbox full: dropped its oldest report").map((l) => String(l.report));
+    for (const name of dropped)
+      assert.ok(
+        left.every((kept) => kept > name),
+        `${name} was older than every report kept`,
+      );
+    assert.ok(gh.requests.length > 0 && gh.requests.every((r) => r.status === 503), "GitHub was down throughout");
   });
 
   it("a watcher restarted with reports pending delivers them once", async (t) => {
@@ -256,6 +319,22 @@ describe("chat notifications from real deploys", () => {
       ["deploy", stack, REPO, broken, "rolled_back", jobId],
     );
     assert.equal(typeof body.durationMs, "number");
+
+    // the next good commit: every endpoint hears that the stack recovered, and after how many failures
+    const fixed = randomSha();
+    await buildWebImage(fixed);
+    const fixedId = await publish(s.root, fixed, { repository: REPO, before: good });
+    assert.equal((await waitForRecord(s.root, fixedId)).outcome, "success");
+    await waitFor("three more messages", async () => (r.got.length >= 6 ? true : undefined), 30_000);
+    const later = r.got.slice(3);
+    const back = JSON.parse(later.find((g) => g.path === "/generic")?.body ?? "{}") as Record<string, unknown>;
+    assert.deepEqual([back.event, back.stack, back.sha, back.outcome, back.failures], ["recovered", stack, fixed, "success", 1]);
+    const slackBack = JSON.parse(later.find((g) => g.path === "/slack")?.body ?? "{}") as { text: string };
+    assert.match(slackBack.text, new RegExp(`^:white_check_mark: ${stack}`));
+    const discordBack = JSON.parse(later.find((g) => g.path === "/discord")?.body ?? "{}") as {
+      embeds: { fields: { name: string; value: string }[] }[];
+    };
+    assert.equal(discordBack.embeds[0]?.fields.find((f) => f.name === "outcome")?.value, "recovered after 1");
     assert.ok(!r.got.some((g) => g.body.includes(SECRET)), "the secret is never in a message");
   });
 

@@ -201,10 +201,13 @@ describe("claimJob", () => {
 });
 
 describe("crash safety", () => {
-  it("a writer SIGKILLed mid-write leaves only complete jobs in new/", async () => {
+  it("a writer SIGKILLed mid-write leaves only complete jobs in new/", async (ctx) => {
     const t = await tempSpool();
     try {
-      for (let round = 0; round < 4; round++) {
+      // until a kill is seen to land mid-write (a temp file left in tmp/), at least 4 rounds
+      let midWrite = 0;
+      for (let round = 0; round < 4 || (midWrite === 0 && round < 40); round++) {
+        const tmpBefore = (await fs.readdir(path.join(t.root, "tmp"))).length;
         const writer = spawnTs("test/fixtures/writer.ts", [t.root], {});
         await waitForLine(writer, "ready", undefined, 30_000);
         await new Promise((r) => setTimeout(r, 50 + Math.random() * 250));
@@ -219,7 +222,10 @@ describe("crash safety", () => {
           const r = await readClaimedCopy(t, name);
           assert.equal(r, "valid", `${name} is complete and valid`);
         }
+        if ((await fs.readdir(path.join(t.root, "tmp"))).length > tmpBefore) midWrite += 1;
       }
+      assert.ok(midWrite > 0, "no kill landed mid-write: the test proved nothing");
+      ctx.diagnostic(`${midWrite} kill(s) landed mid-write`);
       // what the killed writers left in tmp/ is removed, and was never published
       const tmpLeft = (await fs.readdir(path.join(t.root, "tmp"))).map((n) => `tmp/${n}`);
       const before = await listPending(t.spool);

@@ -34,6 +34,7 @@ export async function startTestAgent(
   env: Record<string, string>,
   dockerEnv: Record<string, string> = {},
   docker: DockerRunner = createDockerRunner({ env: dockerEnv }),
+  deps: { engineLogEveryMs?: number } = {},
 ): Promise<TestAgent> {
   const config = loadAgentConfig({
     SPOOL_DIR: spoolDir,
@@ -58,6 +59,7 @@ export async function startTestAgent(
     docker,
     log: pino({ level: "debug" }, sink),
     metrics,
+    ...deps,
   });
   await agent.start();
   return { agent, metrics, logs, stop: () => agent.stop() };

@@ -10,7 +10,9 @@ export interface Answer {
 /**
  * An in-process DockerRunner answering from a script, for the virtual-time tests of retry, backoff
  * and deadline logic. Every behaviour it stands in for is also tested on the real engine
- * (test/agent.test.ts). `answer` sees the argv and returns what docker would have.
+ * (test/agent.test.ts: retries, a permanent failure, the deadline mid-verification, a health URL
+ * answering 503) but the backoff cap, whose minute per try stays virtual. `answer` sees the argv
+ * and returns what docker would have.
  */
 export function scriptedDocker(answer: (args: string[], opts: RunOptions) => Answer): DockerRunner & { calls: string[][] } {
   const calls: string[][] = [];
