@@ -3,6 +3,7 @@ import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { logFormatVar, type LogFormat } from "../lib/log.ts";
+import { variableRows, type VariableRow } from "../lib/config-table.ts";
 import { ConfigError, cleanEnv, listVar, logLevelVar, parseEnv, secretVar, tagsVar } from "../lib/config.ts";
 import { describeIssues } from "../lib/zod.ts";
 import { REPOSITORY, STACK_NAME } from "../spool/index.ts";
@@ -78,7 +79,7 @@ export interface AgentConfig {
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,99}$/;
 
-const envSchema = z.object({
+const shape = {
   SPOOL_DIR: z.string({ error: "SPOOL_DIR is required: the spool root, e.g. /mnt/nfs/webhook_jobs" }),
   STACK_FILE: z.string().optional(),
   STACK_NAME: z.string().regex(STACK_NAME, "STACK_NAME must be a Docker stack name ([a-zA-Z0-9_-], starting alphanumeric)").optional(),
@@ -141,7 +142,58 @@ const envSchema = z.object({
   // not used by the watcher, but handed to the stack it deploys: a placeholder would only fail there, later
   VISIT_SALT: secretVar("VISIT_SALT", 16).optional(),
   POSTGRES_PASSWORD: secretVar("POSTGRES_PASSWORD", 12).optional(),
-});
+};
+
+const FILE_VARS = ["GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY", "NOTIFY_SECRET", "NOTIFY_URLS"];
+
+/** What each variable means: docs/reference.md's table and `swarmhook config` are made from these and the schema. */
+const MEANINGS: Record<keyof typeof shape, string> = {
+  SPOOL_DIR: "the spool root: the NFS mount (on kvm8 its bind mount), never created by the code",
+  STACK_FILE: "the stack file to deploy (one stack; or AGENT_CONFIG for several)",
+  STACK_NAME: "the Docker stack name STACK_FILE is deployed as, e.g. `app`",
+  POLL_INTERVAL_MS: "how often `new/` is scanned, in ms (NFS gives no inotify for other clients' writes)",
+  DEPLOY_TIMEOUT_S: "outer limit for one deploy, verification included, in seconds",
+  DEPLOY_RETRIES: "retries of a transient deploy failure",
+  RETRY_BACKOFF_MS: "first retry's wait in ms, doubling, at most 60 s",
+  HEALTH_URL: "polled after a deploy until it answers 200 naming the deployed commit",
+  HEALTH_TIMEOUT_S: "seconds HEALTH_URL has to answer so",
+  DIGEST_POLICY: "`warn` or `fail` when an image could not be pinned to a digest (`fail` on a cluster pulling from a registry)",
+  LOG_LEVEL: "pino level: fatal, error, warn, info, debug, trace, silent",
+  LOG_FORMAT: "`auto`: readable lines at a terminal, JSON otherwise (journald); `pretty` or `json` forces one",
+  METRICS_ADDR: "`host:port` serving Prometheus `/metrics`, e.g. `10.100.0.8:9464` (WireGuard, never public); unset: off",
+  AGENT_CONFIG: "a YAML file of several stacks (docs/reference.md), instead of STACK_FILE and STACK_NAME",
+  DEPLOY_REPOSITORY: "the repository whose jobs deploy (owner/name), judged again here; default of AGENT_CONFIG stacks; unset: any",
+  DEPLOY_BRANCHES: "branches that deploy, judged again here; default of AGENT_CONFIG stacks",
+  DEPLOY_TAGS: "tag pushes that deploy (as the API's); default of AGENT_CONFIG stacks",
+  STACK_ENV:
+    "the watcher's variables every stack is rendered with, besides IMAGE_TAG and DEPLOY_SHA (unset: those a file on this node references)",
+  STATE_DIR: "local state: git mirrors, checkouts, the outbox, claim copies (never on the NFS spool)",
+  KEEP_OBJECT_VERSIONS: "versions of each content-named config and secret kept after a deploy (stacks from git)",
+  DRY_RUN: "`1`: every job is planned and recorded `planned`; nothing is deployed",
+  ON_FAILURE: "after a deploy that failed once Swarm had applied it: `rollback` to the last good release, or `stay`",
+  HISTORY_KEEP_DAYS: "records older than this are removed (hourly)",
+  DEPLOY_ENVIRONMENT: "GitHub Deployments: the environment's name (unset: the stack's name)",
+  ENVIRONMENT_URL: "GitHub Deployments: the environment's URL",
+  PRODUCTION_ENVIRONMENT: "GitHub Deployments: whether the environment is production",
+  GITHUB_TOKEN: "a fine-grained token (Deployments and Commit statuses, read and write); or the three GITHUB_APP_* below",
+  GITHUB_APP_ID: "a GitHub App's ID or client ID (with the two below)",
+  GITHUB_APP_PRIVATE_KEY: "the App's private key (.pem); set GITHUB_APP_PRIVATE_KEY_FILE",
+  GITHUB_APP_INSTALLATION_ID: "the App's installation on the repository",
+  GITHUB_API_URL: "GitHub's REST API (GitHub Enterprise: its /api/v3)",
+  LOG_URL_TEMPLATE: "a link per deployment (`{id}`, `{stack}`, `{sha}` filled in), e.g. the history page",
+  NOTIFY_URLS: "chat endpoints, comma separated: Slack and Discord webhooks are known by host, `slack+`/`discord+`/`json+` forces a format",
+  NOTIFY_SECRET: "signs the generic JSON messages (X-Swarmhook-Signature-256)",
+  NOTIFY_ON: "`failure`: failures and the first success after one; `all`: every outcome",
+  NOTIFY_REPEAT_S: "a failure repeating for the same stack is told again at most this often",
+  OUTBOX_MAX: "undelivered reports kept; beyond, the oldest is dropped (logged)",
+  VISIT_SALT: "not used by the watcher: checked because it is handed to the stack",
+  POSTGRES_PASSWORD: "not used by the watcher: checked because it is handed to the stack",
+};
+
+/** The watcher's variables, one row each, from the schema: `swarmhook config --program watcher`. */
+export const watcherVariableRows = (): VariableRow[] => variableRows("watcher", shape, MEANINGS, FILE_VARS);
+
+const envSchema = z.object(shape);
 
 const fileSchema = z.strictObject({
   stacks: z
@@ -313,7 +365,7 @@ function splitAddr(addr: string): { host: string; port: number } {
  * loadAgentConfig({ SPOOL_DIR: "/srv/nfs/webhook_jobs", STACK_FILE: "/opt/app/stack/stack.yaml", STACK_NAME: "app" });
  */
 export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<AgentConfig> {
-  const v = parseEnv(envSchema, cleanEnv(env, ["GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY", "NOTIFY_SECRET", "NOTIFY_URLS"]));
+  const v = parseEnv(envSchema, cleanEnv(env, FILE_VARS));
   let stacks: StackConfig[];
   if (v.AGENT_CONFIG) {
     if (v.STACK_FILE || v.STACK_NAME) throw new ConfigError("AGENT_CONFIG and STACK_FILE/STACK_NAME are both set: use one");

@@ -6,6 +6,7 @@ import { COMMIT_SHA, REPOSITORY, STACK_NAME, shortSha } from "../spool/index.ts"
 import { loadAgentConfig } from "../agent/config.ts";
 import { createDockerRunner } from "../agent/docker.ts";
 import { loadConfigOrExit } from "../lib/config.ts";
+import { CONFIG_HELP, configTable } from "./config.ts";
 import { DOCTOR_HELP, doctorStatus, formatDoctor, runDoctor } from "./doctor.ts";
 import { ENQUEUE_HELP, enqueue } from "./enqueue.ts";
 import { JOBS_HELP, listJobs } from "./jobs.ts";
@@ -24,6 +25,7 @@ Commands:
   rollback  redeploy a recorded release by its image digests (just rollback STACK [SHA])
   plan      what a deploy would change in a stack, before it happens (just plan STACK [SHA])
   doctor    check what a deploy needs on this manager, one line per check (just doctor)
+  config    every variable the API and the watcher read: default and meaning
 
 ${LOCAL_HELP}
 ${SEND_HELP}
@@ -31,7 +33,8 @@ ${ENQUEUE_HELP}
 ${JOBS_HELP}
 ${ROLLBACK_HELP}
 ${PLAN_HELP}
-${DOCTOR_HELP}`;
+${DOCTOR_HELP}
+${CONFIG_HELP}`;
 
 /** Bad usage exits 2, except for `plan`, whose 2 means "something would change": there every error is 1. */
 function fail(message: string): never {
@@ -62,6 +65,7 @@ async function main(argv: string[]): Promise<void> {
       state: { type: "string" },
       setup: { type: "boolean" },
       json: { type: "boolean" },
+      program: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -74,6 +78,7 @@ async function main(argv: string[]): Promise<void> {
     rollback: ROLLBACK_HELP,
     plan: PLAN_HELP,
     doctor: DOCTOR_HELP,
+    config: CONFIG_HELP,
   }[command ?? ""];
   if (values.help || command === undefined || command === "help" || command === "--help" || command === "-h") {
     process.stdout.write(help ?? HELP);
@@ -116,6 +121,11 @@ async function main(argv: string[]): Promise<void> {
       return runRollback(spoolDir, values.stack, values.to);
     case "plan":
       return runPlan(values.stack, values.sha, values.json === true);
+    case "config":
+      if (values.program !== undefined && values.program !== "api" && values.program !== "watcher")
+        return fail(`--program must be api or watcher (not ${values.program})`);
+      process.stdout.write(configTable(values.program));
+      return;
     default:
       return fail(`unknown command "${command}" (swarmhook --help)`);
   }
