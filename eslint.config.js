@@ -9,7 +9,7 @@ const noShell = {
 };
 
 /**
- * What each folder may import (README, Development): lib/ nothing of ours, spool/ only lib/, api/ and
+ * What each folder may import (docs/development.md: layout and import rules): lib/ nothing of ours, spool/ only lib/, api/ and
  * agent/ spool/ and lib/ but never each other; bin/, test/ and bench/ may import anything.
  */
 const imports = (...forbidden) => ({
@@ -19,7 +19,7 @@ const imports = (...forbidden) => ({
       paths: [noShell],
       patterns: forbidden.map((dir) => ({
         group: [`**/${dir}/*`, `../${dir}/*`, `../../${dir}/*`],
-        message: `this folder may not import ${dir}/ (README: layout and import rules)`,
+        message: `this folder may not import ${dir}/ (docs/development.md: layout and import rules)`,
       })),
     },
   ],

@@ -18,7 +18,7 @@ import {
   shortSha,
 } from "../spool/index.ts";
 
-/** The group that owns the spool on every node (README: Setting up the cluster). */
+/** The group that owns the spool on every node (docs/install.md: the runbook). */
 export const APP_GID = 1011;
 
 /** One line of the report: passed, failed (with the command that fixes it), or not applicable here (null). */
@@ -56,7 +56,7 @@ export async function checkCli(d: DoctorDeps): Promise<Check> {
   return fail(
     "docker CLI",
     version ? `${version} is older than ${MIN_CLI_MAJOR}` : "not found",
-    "install a Docker CLI >= 26 (README: Software)",
+    "install a Docker CLI >= 26 (docs/install.md, step 0: Software)",
   );
 }
 

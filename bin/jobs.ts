@@ -8,7 +8,8 @@ export const JOBS_HELP = `swarmhook jobs [--spool DIR] [--state DIR] [--last N]
   Lists the jobs waiting in new/ and work/, the reports to GitHub and chat not yet delivered (read
   from the watcher's outbox in --state, default STATE_DIR or /var/lib/swarmhook: run it on the
   watcher's node, kvm8, to see them), then the last N (default 10) outcomes from done/ and failed/,
-  newest last: time, outcome, stack, commit, delivery, reason.
+  newest last: time, outcome, stack, commit, delivery, reason. Without --spool and SPOOL_DIR, after
+  npm start (swarmhook local), the local spool and state in .swarmhook/.
 `;
 
 /** Only what is printable reaches the terminal: a reason may quote docker's output or a payload. */

@@ -40,6 +40,31 @@ function secretFile(dir: string, name: string): string {
   return file;
 }
 
+/** The watcher's side of `swarmhook local`'s defaults: also what `doctor` and `jobs` check when run after it. */
+export function localWatcherEnv(dir: string, root: string): NodeJS.ProcessEnv {
+  return {
+    SPOOL_DIR: path.join(dir, "spool"),
+    STATE_DIR: path.join(dir, "state"),
+    DEPLOY_REPOSITORY: "local/demo",
+    STACK_FILE: path.join(root, "stack", "local-demo.yaml"),
+    STACK_NAME: "swarmhook-demo",
+    HEALTH_TIMEOUT_S: "30",
+    DEPLOY_TIMEOUT_S: "120",
+  };
+}
+
+/**
+ * The environment `doctor`, `jobs` and `plan` read: the caller's own, or, where it names no spool and
+ * no stack and `swarmhook local` has laid out `dir` (a spool in it), the local set-up, so a newcomer's
+ * first `swarmhook doctor` after `npm start` checks what npm start made instead of asking for SPOOL_DIR.
+ */
+export function operatorEnv(env: NodeJS.ProcessEnv, dir: string, root: string): { env: NodeJS.ProcessEnv; local: boolean } {
+  const configured = ["SPOOL_DIR", "STACK_FILE", "STACK_NAME", "AGENT_CONFIG"].some((k) => env[k]?.trim());
+  if (configured || !existsSync(path.join(dir, "spool"))) return { env, local: false };
+  const own = Object.fromEntries(Object.entries(env).filter(([, v]) => v?.trim()));
+  return { env: { ...localWatcherEnv(dir, root), ...own }, local: true };
+}
+
 export async function runLocal(dir: string, root: string, o: { setupOnly?: boolean } = {}): Promise<void> {
   const problem = await prepareLocal({ root, env: process.env, docker: createDockerRunner(), say: (l) => process.stdout.write(`${l}\n`) });
   if (problem) {
@@ -49,16 +74,10 @@ export async function runLocal(dir: string, root: string, o: { setupOnly?: boole
   if (o.setupOnly) return;
   mkdirSync(path.join(dir, "spool"), { recursive: true, mode: 0o2770 });
   const defaults: NodeJS.ProcessEnv = {
-    SPOOL_DIR: path.join(dir, "spool"),
+    ...localWatcherEnv(dir, root),
     GITHUB_WEBHOOK_SECRET_FILE: secretFile(dir, "webhook-secret"),
     HISTORY_TOKEN_FILE: secretFile(dir, "history-token"),
-    STATE_DIR: path.join(dir, "state"),
     HOST: "127.0.0.1",
-    DEPLOY_REPOSITORY: "local/demo",
-    STACK_FILE: path.join(root, "stack", "local-demo.yaml"),
-    STACK_NAME: "swarmhook-demo",
-    HEALTH_TIMEOUT_S: "30",
-    DEPLOY_TIMEOUT_S: "120",
   };
   const env = { ...defaults, ...Object.fromEntries(Object.entries(process.env).filter(([, v]) => v)) };
   if (env.GITHUB_WEBHOOK_SECRET) delete env.GITHUB_WEBHOOK_SECRET_FILE;

@@ -10,7 +10,7 @@ import { CONFIG_HELP, configTable } from "./config.ts";
 import { DOCTOR_HELP, doctorStatus, formatDoctor, runDoctor } from "./doctor.ts";
 import { ENQUEUE_HELP, enqueue } from "./enqueue.ts";
 import { JOBS_HELP, listJobs } from "./jobs.ts";
-import { LOCAL_HELP, runLocal } from "./local.ts";
+import { LOCAL_HELP, operatorEnv, runLocal } from "./local.ts";
 import { PLAN_HELP, PlanError, formatPlan, planFor } from "./plan.ts";
 import { NothingToRollBack, ROLLBACK_HELP, rollback } from "./rollback.ts";
 import { SEND_HELP, send } from "./send.ts";
@@ -84,7 +84,11 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(help ?? HELP);
     return;
   }
-  const spoolDir = values.spool ?? process.env.SPOOL_DIR;
+  // after `npm start`, doctor, jobs and plan look at what it laid out in .swarmhook/ (unless told otherwise)
+  const { env, local } = operatorEnv(process.env, path.resolve(values.dir), ROOT);
+  if (local && ["doctor", "jobs", "plan"].includes(command))
+    process.stderr.write(`swarmhook: the local set-up in ${values.dir}/ (swarmhook local)\n`);
+  const spoolDir = values.spool ?? env.SPOOL_DIR;
   switch (command) {
     case "local":
       return runLocal(path.resolve(values.dir), ROOT, { setupOnly: values.setup });
@@ -110,17 +114,17 @@ async function main(argv: string[]): Promise<void> {
     case "enqueue":
       return runEnqueue(spoolDir, values.sha, values.repository, values.branch);
     case "doctor":
-      return runDoctorCommand(values.json === true);
+      return runDoctorCommand(env, values.json === true);
     case "jobs":
       if (!spoolDir) return fail("--spool or SPOOL_DIR is required");
       process.stdout.write(
-        await listJobs(spoolDir, Math.max(1, Number(values.last) || 10), values.state ?? process.env.STATE_DIR ?? "/var/lib/swarmhook"),
+        await listJobs(spoolDir, Math.max(1, Number(values.last) || 10), values.state ?? env.STATE_DIR ?? "/var/lib/swarmhook"),
       );
       return;
     case "rollback":
       return runRollback(spoolDir, values.stack, values.to);
     case "plan":
-      return runPlan(values.stack, values.sha, values.json === true);
+      return runPlan(env, values.stack, values.sha, values.json === true);
     case "config":
       if (values.program !== undefined && values.program !== "api" && values.program !== "watcher")
         return fail(`--program must be api or watcher (not ${values.program})`);
@@ -131,19 +135,19 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-async function runDoctorCommand(json: boolean): Promise<void> {
-  const config = loadConfigOrExit("swarmhook doctor", () => loadAgentConfig());
+async function runDoctorCommand(env: NodeJS.ProcessEnv, json: boolean): Promise<void> {
+  const config = loadConfigOrExit("swarmhook doctor", () => loadAgentConfig(env));
   // rendered as the watcher would, which sets these per deploy
-  const env = { IMAGE_TAG: process.env.IMAGE_TAG ?? "latest", DEPLOY_SHA: process.env.DEPLOY_SHA ?? "0".repeat(40) };
-  const checks = await runDoctor({ config, docker: createDockerRunner(), env });
+  const rendered = { IMAGE_TAG: env.IMAGE_TAG ?? "latest", DEPLOY_SHA: env.DEPLOY_SHA ?? "0".repeat(40) };
+  const checks = await runDoctor({ config, docker: createDockerRunner(), env: rendered });
   process.stdout.write(formatDoctor(checks, json));
   process.exitCode = doctorStatus(checks);
 }
 
-async function runPlan(stack: string | undefined, sha: string | undefined, json: boolean): Promise<void> {
+async function runPlan(env: NodeJS.ProcessEnv, stack: string | undefined, sha: string | undefined, json: boolean): Promise<void> {
   if (!stack || !STACK_NAME.test(stack)) return fail("--stack NAME is required: the Docker stack name, e.g. app");
   if (sha !== undefined && !/^[0-9a-f]{7,40}$/.test(sha)) return fail("--sha must be a commit SHA: 7 to 40 lowercase hex digits");
-  const config = loadConfigOrExit("swarmhook plan", () => loadAgentConfig());
+  const config = loadConfigOrExit("swarmhook plan", () => loadAgentConfig(env));
   try {
     const r = await planFor(config, stack, createDockerRunner(), sha);
     process.stdout.write(formatPlan(stack, r.sha, r, json));

@@ -88,7 +88,8 @@ ensure_just() {
     return
   fi
   command -v npm >/dev/null || die "no npm: install just (https://just.systems) or Node.js with npm"
-  # rust-just ships the real binary; as a dev dependency it would break 'npm ci' here (see DESIGN.md)
+  # rust-just ships the real binary; as a dev dependency it would break `npm ci` here (its per-platform
+  # optional packages are missing from this npm registry)
   npm install -g --silent "rust-just@$JUST_VERSION" >/dev/null 2>&1 || die "npm install -g rust-just@$JUST_VERSION failed"
   command -v just >/dev/null || die "rust-just installed but 'just' is not on PATH ($(npm prefix -g)/bin)"
   say just "installed: $(just --version)"

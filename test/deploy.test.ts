@@ -89,7 +89,7 @@ describe("deployJob in virtual time", () => {
       clock,
     });
     assert.equal(r.attempts.length, 6);
-    assert.equal(MAX_BACKOFF_MS, 60_000, "a minute, as the README says");
+    assert.equal(MAX_BACKOFF_MS, 60_000, "a minute, as docs/reference.md says");
     assert.deepEqual(clock.sleeps, [20_000, 40_000, 60_000, 60_000, 60_000]);
   });
 
