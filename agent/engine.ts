@@ -23,7 +23,10 @@ export interface EngineProblem {
 export async function checkEngine(docker: DockerRunner): Promise<EngineProblem | null> {
   const v = await docker.capture(["version", "--format", "{{.Client.Version}}|{{.Server.Version}}"], { timeoutMs: 15_000 });
   if (v.spawnError)
-    return { problem: `the docker CLI cannot be run: ${v.spawnError}`, fix: "install a Docker CLI >= 26 on PATH (docs/install.md, step 0: Software)" };
+    return {
+      problem: `the docker CLI cannot be run: ${v.spawnError}`,
+      fix: "install a Docker CLI >= 26 on PATH (docs/install.md, step 0: Software)",
+    };
   const [client = "", server = ""] = v.stdout.trim().split("\n")[0]?.split("|") ?? [];
   const major = cliMajor(client);
   if (major > 0 && major < MIN_CLI_MAJOR) {

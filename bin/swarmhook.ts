@@ -44,42 +44,46 @@ function fail(message: string): never {
 
 const ROOT = path.resolve(import.meta.dirname, path.basename(path.dirname(import.meta.dirname)) === "dist" ? "../.." : "..");
 
+const OPTIONS = {
+  url: { type: "string" },
+  "secret-file": { type: "string" },
+  repository: { type: "string" },
+  branch: { type: "string", default: "main" },
+  sha: { type: "string" },
+  before: { type: "string" },
+  "committed-at": { type: "string" },
+  sender: { type: "string" },
+  spool: { type: "string" },
+  dir: { type: "string", default: ".swarmhook" },
+  last: { type: "string", default: "10" },
+  stack: { type: "string" },
+  to: { type: "string" },
+  state: { type: "string" },
+  setup: { type: "boolean" },
+  json: { type: "boolean" },
+  program: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+const COMMAND_HELP: Record<string, string | undefined> = {
+  local: LOCAL_HELP,
+  send: SEND_HELP,
+  enqueue: ENQUEUE_HELP,
+  jobs: JOBS_HELP,
+  rollback: ROLLBACK_HELP,
+  plan: PLAN_HELP,
+  doctor: DOCTOR_HELP,
+  config: CONFIG_HELP,
+};
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   const { values } = parseArgs({
     args: rest,
-    options: {
-      url: { type: "string" },
-      "secret-file": { type: "string" },
-      repository: { type: "string" },
-      branch: { type: "string", default: "main" },
-      sha: { type: "string" },
-      before: { type: "string" },
-      "committed-at": { type: "string" },
-      sender: { type: "string" },
-      spool: { type: "string" },
-      dir: { type: "string", default: ".swarmhook" },
-      last: { type: "string", default: "10" },
-      stack: { type: "string" },
-      to: { type: "string" },
-      state: { type: "string" },
-      setup: { type: "boolean" },
-      json: { type: "boolean" },
-      program: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
+    options: OPTIONS,
     strict: true,
   });
-  const help = {
-    local: LOCAL_HELP,
-    send: SEND_HELP,
-    enqueue: ENQUEUE_HELP,
-    jobs: JOBS_HELP,
-    rollback: ROLLBACK_HELP,
-    plan: PLAN_HELP,
-    doctor: DOCTOR_HELP,
-    config: CONFIG_HELP,
-  }[command ?? ""];
+  const help = COMMAND_HELP[command ?? ""];
   if (values.help || command === undefined || command === "help" || command === "--help" || command === "-h") {
     process.stdout.write(help ?? HELP);
     return;
