@@ -34,6 +34,8 @@ export interface DoctorDeps {
   docker: DockerRunner;
   /** The environment the watcher renders stack files with. */
   env: Record<string, string>;
+  /** The local set-up of `swarmhook local` (.swarmhook/): its spool is a directory of this user, no NFS, no group app. */
+  local?: boolean;
 }
 
 const pass = (check: string, detail: string): Check => ({ check, ok: true, detail });
@@ -190,6 +192,7 @@ export async function checkMount(d: DoctorDeps): Promise<Check> {
   if (real === null)
     return fail("spool mount", `${dir} does not exist`, "on kvm8: bash scripts/nfs-server.sh; on kvm2/kvm4: bash scripts/nfs-client.sh");
   if ((await mountPoints()).has(real)) return pass("spool mount", `${dir} is a mount point`);
+  if (d.local) return skip("spool mount", `${dir}: the local set-up's spool is a directory, not the NFS mount`);
   return fail(
     "spool mount",
     `${dir} is a bare directory, not the mounted spool`,
@@ -217,7 +220,7 @@ export async function checkSpoolDirs(d: DoctorDeps): Promise<Check> {
     if (mode !== want && want === WATCHER_DIR_MODE && (mode & 0o022) !== 0)
       problems.push(`${sub}/ is group-writable (mode ${mode.toString(8)}, want 2750): the API could change what the watcher decides from`);
     else if (mode !== want) problems.push(`${sub}/ mode ${mode.toString(8)} (want ${want.toString(8)})`);
-    if (st.gid !== APP_GID) problems.push(`${sub}/ group ${st.gid} (want ${APP_GID}, app)`);
+    if (!d.local && st.gid !== APP_GID) problems.push(`${sub}/ group ${st.gid} (want ${APP_GID}, app)`);
     if (
       want === API_DIR_MODE &&
       !(await fs.access(dir, constants.W_OK).then(
@@ -230,7 +233,7 @@ export async function checkSpoolDirs(d: DoctorDeps): Promise<Check> {
   if (problems.length === 0)
     return pass(
       "spool directories",
-      `tmp/ new/ ids/ 2770 (the API's), ${WATCHER_DIRS.map((s) => `${s}/`).join(" ")} 2750 (the watcher's), group app (${APP_GID})`,
+      `tmp/ new/ ids/ 2770 (the API's), ${WATCHER_DIRS.map((s) => `${s}/`).join(" ")} 2750 (the watcher's), ${d.local ? `in ${root} (the local set-up: one user, any group)` : `group app (${APP_GID})`}`,
     );
   return fail(
     "spool directories",

@@ -15,8 +15,8 @@ export const DOCTOR_HELP = `swarmhook doctor [--json]
   (not the bare mount point) and its directories mode 2770, group app (1011), writable; the watcher
   unit and its last outcome. One line per check (✓ passed, ✗ failed with the command that fixes it,
   – not applicable here); exit status = the number of failed checks (at most 125). --json prints
-  [{"check","ok","detail","fix"}] for scripts. With none of SPOOL_DIR, STACK_FILE, STACK_NAME and
-  AGENT_CONFIG set, after npm start (swarmhook local), it checks the local set-up in .swarmhook/.
+  [{"check","ok","detail","fix"}] for scripts. With none of SPOOL_DIR, STACK_FILE and AGENT_CONFIG
+  set, after npm start (swarmhook local), it checks the local set-up in .swarmhook/.
 `;
 
 /** Every check, in the order an operator walks them after a reboot. */

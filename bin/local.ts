@@ -55,11 +55,11 @@ export function localWatcherEnv(dir: string, root: string): NodeJS.ProcessEnv {
 
 /**
  * The environment `doctor`, `jobs` and `plan` read: the caller's own, or, where it names no spool and
- * no stack and `swarmhook local` has laid out `dir` (a spool in it), the local set-up, so a newcomer's
+ * no stack file and `swarmhook local` has laid out `dir` (a spool in it), the local set-up, so a newcomer's
  * first `swarmhook doctor` after `npm start` checks what npm start made instead of asking for SPOOL_DIR.
  */
 export function operatorEnv(env: NodeJS.ProcessEnv, dir: string, root: string): { env: NodeJS.ProcessEnv; local: boolean } {
-  const configured = ["SPOOL_DIR", "STACK_FILE", "STACK_NAME", "AGENT_CONFIG"].some((k) => env[k]?.trim());
+  const configured = ["SPOOL_DIR", "STACK_FILE", "AGENT_CONFIG"].some((k) => env[k]?.trim());
   if (configured || !existsSync(path.join(dir, "spool"))) return { env, local: false };
   const own = Object.fromEntries(Object.entries(env).filter(([, v]) => v?.trim()));
   return { env: { ...localWatcherEnv(dir, root), ...own }, local: true };

@@ -118,7 +118,7 @@ async function main(argv: string[]): Promise<void> {
     case "enqueue":
       return runEnqueue(spoolDir, values.sha, values.repository, values.branch);
     case "doctor":
-      return runDoctorCommand(env, values.json === true);
+      return runDoctorCommand(env, local, values.json === true);
     case "jobs":
       if (!spoolDir) return fail("--spool or SPOOL_DIR is required");
       process.stdout.write(
@@ -139,11 +139,11 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-async function runDoctorCommand(env: NodeJS.ProcessEnv, json: boolean): Promise<void> {
+async function runDoctorCommand(env: NodeJS.ProcessEnv, local: boolean, json: boolean): Promise<void> {
   const config = loadConfigOrExit("swarmhook doctor", () => loadAgentConfig(env));
   // rendered as the watcher would, which sets these per deploy
   const rendered = { IMAGE_TAG: env.IMAGE_TAG ?? "latest", DEPLOY_SHA: env.DEPLOY_SHA ?? "0".repeat(40) };
-  const checks = await runDoctor({ config, docker: createDockerRunner(), env: rendered });
+  const checks = await runDoctor({ config, docker: createDockerRunner(), env: rendered, local });
   process.stdout.write(formatDoctor(checks, json));
   process.exitCode = doctorStatus(checks);
 }

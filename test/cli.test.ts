@@ -100,6 +100,20 @@ describe("swarmhook local (the quick start's main job)", () => {
       assert.ok(env.includes(`DEPLOY_SHA=${sha}`));
       const jobs = await cli(["jobs", "--spool", path.join(dir, "spool")]).done;
       assert.match(jobs.out, new RegExp(`success\\s+${stack}\\s+${sha.slice(0, 12)}`));
+      // right after npm start, with no SPOOL_DIR anywhere: jobs and doctor read the local set-up
+      const localJobs = await cli(["jobs", "--dir", dir]).done;
+      assert.equal(localJobs.code, 0, localJobs.err);
+      assert.match(localJobs.err, /the local set-up in .*\(swarmhook local\)/);
+      assert.match(localJobs.out, new RegExp(`success\\s+${stack}\\s+${sha.slice(0, 12)}`));
+      const doctor = await cli(["doctor", "--dir", dir, "--json"], { STACK_NAME: stack }).done;
+      assert.doesNotMatch(doctor.err, /SPOOL_DIR is required|invalid configuration/);
+      const checks = JSON.parse(doctor.out) as { check: string; ok: boolean | null; detail: string }[];
+      assert.equal(checks.find((c) => c.check === `stack file of ${stack}`)?.ok, true, doctor.out);
+      const dirs = checks.find((c) => c.check === "spool directories");
+      assert.equal(dirs?.ok, true, doctor.out);
+      assert.match(dirs?.detail ?? "", new RegExp(`in ${path.join(dir, "spool")} \\(the local set-up`));
+      assert.equal(checks.find((c) => c.check === "spool mount")?.ok, null, "no NFS mount to find in the local set-up");
+      assert.equal(checks.filter((c) => c.ok === false).length, doctor.code, "exit status = failed checks");
       assert.equal((await readFile(path.join(dir, "webhook-secret"), "utf8")).trim().length, 64);
       // the history page of the quick start, behind the generated token
       const token = (await readFile(path.join(dir, "history-token"), "utf8")).trim();
