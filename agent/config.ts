@@ -7,7 +7,7 @@ import { variableRows, type VariableRow } from "../lib/config-table.ts";
 import { ConfigError, cleanEnv, listVar, logLevelVar, parseEnv, secretVar, tagsVar } from "../lib/config.ts";
 import { describeIssues } from "../lib/zod.ts";
 import { REPOSITORY, STACK_NAME } from "../spool/index.ts";
-import { ALLOW_ALL, type StackPolicy } from "./stack-policy.ts";
+import { ALLOW_ALL, type StackPolicy } from "./prepare/index.ts";
 
 export interface StackConfig {
   name: string;

@@ -14,15 +14,15 @@ import {
 } from "../spool/index.ts";
 import { coalesce, type Pending } from "./coalesce.ts";
 import type { AgentConfig, StackConfig } from "./config.ts";
-import { deployJob, type DeployResult } from "./deploy.ts";
-import { outsideCheckout } from "./confine.ts";
-import { checkout, prepareGitBatch, type GitBatch } from "./git-stack.ts";
-import { pruneObjectVersions } from "./release.ts";
-import type { GitToken, Mirror } from "./git.ts";
+import { deployJob, type DeployResult } from "./apply/index.ts";
+import { outsideCheckout } from "./prepare/index.ts";
+import { checkout, prepareGitBatch, type GitBatch } from "./prepare/index.ts";
+import { pruneObjectVersions } from "./prepare/index.ts";
+import type { GitToken, Mirror } from "./prepare/index.ts";
 import type { DockerRunner } from "./docker.ts";
 import type { AgentMetrics } from "./metrics.ts";
-import type { Recorder } from "./records.ts";
-import type { Reporter } from "./reporter.ts";
+import type { Recorder } from "./record/index.ts";
+import type { Reporter } from "./report/index.ts";
 import type { StackRuntime } from "./state.ts";
 
 /** What one stack's deploy loop needs; built once by createAgent. */

@@ -2,7 +2,7 @@
 import { promises as fs } from "node:fs";
 import { stripControl } from "../lib/text.ts";
 import { listRecords, openSpool, readWatcherStatus, shortSha } from "../spool/index.ts";
-import { listReports, openOutbox, readReport, type Outbox } from "../agent/outbox.ts";
+import { listReports, openOutbox, readReport, type Outbox } from "../agent/report/outbox.ts";
 
 export const JOBS_HELP = `swarmhook jobs [--spool DIR] [--state DIR] [--last N]
   Lists the jobs waiting in new/ and work/, the reports to GitHub and chat not yet delivered (read

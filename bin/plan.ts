@@ -1,12 +1,12 @@
 // `swarmhook plan`: what a deploy of a commit would change in a stack, before it happens.
 import type { AgentConfig, StackConfig } from "../agent/config.ts";
 import type { DockerRunner } from "../agent/docker.ts";
-import { outsideCheckout } from "../agent/confine.ts";
-import { policyRefusals } from "../agent/stack-policy.ts";
-import { checkout } from "../agent/git-stack.ts";
-import { openMirror } from "../agent/git.ts";
-import { planStack, type Plan } from "../agent/plan.ts";
-import { deployEnv, renderStack } from "../agent/release.ts";
+import { outsideCheckout } from "../agent/prepare/confine.ts";
+import { policyRefusals } from "../agent/prepare/stack-policy.ts";
+import { checkout } from "../agent/prepare/git-stack.ts";
+import { openMirror } from "../agent/prepare/git.ts";
+import { planStack, type Plan } from "../agent/prepare/plan.ts";
+import { deployEnv, renderStack } from "../agent/prepare/render.ts";
 import { JOB_VERSION, openSpool, readDeployed, shortSha, type DeployJob } from "../spool/index.ts";
 
 export const PLAN_HELP = `swarmhook plan --stack NAME [--sha SHA] [--json]

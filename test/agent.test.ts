@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { checkHealth } from "../agent/verify.ts";
+import { checkHealth } from "../agent/verify/verify.ts";
 import { WEB_REPO, buildWebImage } from "./helpers/images.ts";
 import { publish, readRecords, startTestAgent, stackFile, waitForRecord, type TestAgent } from "./helpers/agent.ts";
 import { randomSha } from "./helpers/jobs.ts";

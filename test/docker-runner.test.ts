@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { createDockerRunner } from "../agent/docker.ts";
-import { isTransient } from "../agent/deploy.ts";
+import { isTransient } from "../agent/apply/deploy.ts";
 import { pidAlive } from "./helpers/proc.ts";
 import { waitFor } from "./helpers/swarm.ts";
 

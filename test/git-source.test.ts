@@ -354,8 +354,8 @@ describe("stacks from git", () => {
     const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/shop.git`;
     const stateDir = await mkdtemp(path.join(os.tmpdir(), "swarmhook-state-"));
     onEnd(t, () => rm(stateDir, { recursive: true, force: true }));
-    const { createGitToken, createGithubClient } = await import("../agent/github.ts");
-    const { openMirror } = await import("../agent/git.ts");
+    const { createGitToken, createGithubClient } = await import("../agent/report/github.ts");
+    const { openMirror } = await import("../agent/prepare/git.ts");
     const github = (apiUrl: string) => ({ apiUrl, auth: { type: "token" as const, token } });
     const gh = createGithubClient(github("http://127.0.0.1:1"), pino({ level: "silent" }), "test");
 

@@ -9,7 +9,7 @@ import { execa } from "execa";
 import { parse as parseYaml } from "yaml";
 import { loadAgentConfig } from "../agent/config.ts";
 import { ConfigError } from "../lib/config.ts";
-import { ALLOW_ALL, policyRefusals } from "../agent/stack-policy.ts";
+import { ALLOW_ALL, policyRefusals } from "../agent/prepare/stack-policy.ts";
 
 const NONE = { bindMounts: false, hostPorts: false, privileged: false };
 

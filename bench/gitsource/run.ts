@@ -7,11 +7,11 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
 import { createDockerRunner } from "../../agent/docker.ts";
-import { openMirror } from "../../agent/git.ts";
-import { checkout } from "../../agent/git-stack.ts";
-import { planStack } from "../../agent/plan.ts";
-import { deployEnv, renderStack } from "../../agent/release.ts";
-import { ALLOW_ALL } from "../../agent/stack-policy.ts";
+import { openMirror } from "../../agent/prepare/git.ts";
+import { checkout } from "../../agent/prepare/git-stack.ts";
+import { planStack } from "../../agent/prepare/plan.ts";
+import { deployEnv, renderStack } from "../../agent/prepare/render.ts";
+import { ALLOW_ALL } from "../../agent/prepare/stack-policy.ts";
 import { JOB_VERSION, type DeployJob } from "../../spool/index.ts";
 
 const COMMITS = Number(process.env.BENCH_COMMITS ?? 1000);

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Logger } from "pino";
-import type { Clock } from "../lib/clock.ts";
+import type { Clock } from "../../lib/clock.ts";
 import {
   listReports,
   readDeploymentId,
@@ -11,7 +11,7 @@ import {
   type Outbox,
   type OutboxEntry,
 } from "./outbox.ts";
-import type { ReportsConfig } from "./config.ts";
+import type { ReportsConfig } from "../config.ts";
 import { describeGithubError, isPermanent, sendGithubStep, type GithubClient } from "./github.ts";
 import { PermanentNotifyError, sendNotification } from "./notify.ts";
 

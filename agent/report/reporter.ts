@@ -1,8 +1,8 @@
 import type { Logger } from "pino";
-import type { Clock } from "../lib/clock.ts";
-import type { ResultRecord } from "../spool/index.ts";
-import type { Pending } from "./coalesce.ts";
-import type { ReportsConfig, StackConfig } from "./config.ts";
+import type { Clock } from "../../lib/clock.ts";
+import type { ResultRecord } from "../../spool/index.ts";
+import type { Pending } from "../coalesce.ts";
+import type { ReportsConfig, StackConfig } from "../config.ts";
 import { createGithubClient, type GithubClient } from "./github.ts";
 import { listReports, whenReady, putReport, removeReport, type GithubStep, type Outbox, type OutboxEntry } from "./outbox.ts";
 import { deliverDue, urlHash, type SenderContext } from "./outbox-sender.ts";

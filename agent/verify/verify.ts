@@ -1,7 +1,7 @@
-import { systemClock, type Clock } from "../lib/clock.ts";
-import { shortSha, type ServiceState } from "../spool/index.ts";
-import type { DockerRunner, RunOptions } from "./docker.ts";
-import { query } from "./release.ts";
+import { systemClock, type Clock } from "../../lib/clock.ts";
+import { shortSha, type ServiceState } from "../../spool/index.ts";
+import type { DockerRunner, RunOptions } from "../docker.ts";
+import { query } from "../prepare/index.ts";
 
 /** Strip a pinned digest: the spec says `img:tag@sha256:…` once a registry resolved it. */
 export const imageName = (image: string | null | undefined): string | null => (image ? image.replace(/@sha256:[0-9a-f]{64}$/, "") : null);

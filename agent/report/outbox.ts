@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { isoTime } from "../lib/zod.ts";
+import { isoTime } from "../../lib/zod.ts";
 import {
   COMMIT_SHA,
   REPOSITORY,
@@ -15,7 +15,7 @@ import {
   syncDir,
   toSpoolError,
   writeTempFile,
-} from "../spool/index.ts";
+} from "../../spool/index.ts";
 
 /**
  * The outbox: reports of deploy outcomes waiting to reach GitHub or a chat, one file each, so they

@@ -4,7 +4,7 @@ import { retry } from "@octokit/plugin-retry";
 import { throttling } from "@octokit/plugin-throttling";
 import type { Logger } from "pino";
 import type { OutboxEntry } from "./outbox.ts";
-import type { GithubAuth } from "./config.ts";
+import type { GithubAuth } from "../config.ts";
 
 const ReportingOctokit = Octokit.plugin(retry, throttling);
 export type GithubClient = InstanceType<typeof ReportingOctokit>;

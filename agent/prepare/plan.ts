@@ -1,5 +1,5 @@
-import type { DockerRunner, RunOptions } from "./docker.ts";
-import { query } from "./release.ts";
+import type { DockerRunner, RunOptions } from "../docker.ts";
+import { query } from "./render.ts";
 
 /** One field of one service that a deploy would change; secret values never appear, only names and keys. */
 export interface FieldChange {

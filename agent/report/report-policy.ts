@@ -1,4 +1,4 @@
-import { recordDurationMs, shortSha, type Outcome, type ResultRecord } from "../spool/index.ts";
+import { recordDurationMs, shortSha, type Outcome, type ResultRecord } from "../../spool/index.ts";
 import { MAX_DESCRIPTION, type GithubStep, type NotifyMessage } from "./outbox.ts";
 
 /** GitHub's Deployment status for each outcome: a deploy that never ran is `inactive`, not failed. */

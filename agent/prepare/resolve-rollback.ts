@@ -1,5 +1,5 @@
 import { promises as fs } from "node:fs";
-import { readRecord, type RollbackJob, type RollbackRequest, type Spool } from "../spool/index.ts";
+import { readRecord, type RollbackJob, type RollbackRequest, type Spool } from "../../spool/index.ts";
 
 /**
  * Turn a rollback request into the rollback to deploy, from the watcher's own record only: the

@@ -1,13 +1,13 @@
 import type { Logger } from "pino";
-import type { Clock } from "../lib/clock.ts";
-import type { Attempt, Job, Release, ServiceState } from "../spool/index.ts";
-import type { AgentConfig, StackConfig } from "./config.ts";
-import type { DockerResult, DockerRunner } from "./docker.ts";
-import { createLineFilter, decisiveLine } from "./docker-lines.ts";
-import { planStack, type Plan } from "./plan.ts";
-import { deployEnv, releaseOf, renderStack, type Rendered, type VersionedObject } from "./release.ts";
-import { policyRefusals } from "./stack-policy.ts";
-import { checkHealth, inspectStack, type Verdict } from "./verify.ts";
+import type { Clock } from "../../lib/clock.ts";
+import type { Attempt, Job, Release, ServiceState } from "../../spool/index.ts";
+import type { AgentConfig, StackConfig } from "../config.ts";
+import type { DockerResult, DockerRunner } from "../docker.ts";
+import { createLineFilter, decisiveLine } from "../docker-lines.ts";
+import { planStack, type Plan } from "../prepare/index.ts";
+import { deployEnv, releaseOf, renderStack, type Rendered, type VersionedObject } from "../prepare/index.ts";
+import { policyRefusals } from "../prepare/index.ts";
+import { checkHealth, inspectStack, type Verdict } from "../verify/index.ts";
 
 /** Output that means "try again later": the daemon, the network or a registry, not the stack. */
 const TRANSIENT = [

@@ -1,9 +1,9 @@
 import { promises as fs } from "node:fs";
 import type { Logger } from "pino";
 import path from "node:path";
-import { branchOf, shortSha, type Deployed } from "../spool/index.ts";
-import type { Ancestry, Pending } from "./coalesce.ts";
-import type { StackConfig } from "./config.ts";
+import { branchOf, shortSha, type Deployed } from "../../spool/index.ts";
+import type { Ancestry, Pending } from "../coalesce.ts";
+import type { StackConfig } from "../config.ts";
 import { fileInCheckout, openMirror, type GitToken, type Mirror } from "./git.ts";
 
 export interface GitBatch {

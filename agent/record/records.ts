@@ -1,8 +1,8 @@
 import type { Logger } from "pino";
-import { finishJob, triggerOf, type Outcome, type ResultRecord, type Spool } from "../spool/index.ts";
-import type { Clock } from "../lib/clock.ts";
-import type { Pending } from "./coalesce.ts";
-import type { AgentMetrics } from "./metrics.ts";
+import { finishJob, triggerOf, type Outcome, type ResultRecord, type Spool } from "../../spool/index.ts";
+import type { Clock } from "../../lib/clock.ts";
+import type { Pending } from "../coalesce.ts";
+import type { AgentMetrics } from "../metrics.ts";
 
 /** What a finished job adds to its record beyond the job itself. */
 export type RecordExtra = Partial<Omit<ResultRecord, "outcome" | "jobId" | "job" | "timings">> & { started?: Date | null };

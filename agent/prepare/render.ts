@@ -3,8 +3,8 @@ import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
-import type { Job, Release } from "../spool/index.ts";
-import type { DockerRunner, RunOptions } from "./docker.ts";
+import type { Job, Release } from "../../spool/index.ts";
+import type { DockerRunner, RunOptions } from "../docker.ts";
 
 /** A stack file as one deploy uses it: the files handed to Docker, what each service asks for, and what to record. */
 export interface Rendered {

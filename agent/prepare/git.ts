@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
-import { allowedEnv } from "./docker.ts";
+import { allowedEnv } from "../docker.ts";
 
 /** A stack whose file comes from git: the repository and the stack file's path in it. */
 export interface GitSource {

@@ -1,7 +1,7 @@
 import { createHmac } from "node:crypto";
-import { shortSha } from "../spool/index.ts";
+import { shortSha } from "../../spool/index.ts";
 import type { NotifyMessage } from "./outbox.ts";
-import type { NotifyFormat } from "./config.ts";
+import type { NotifyFormat } from "../config.ts";
 import { summary } from "./report-policy.ts";
 
 const TIMEOUT_MS = 10_000;

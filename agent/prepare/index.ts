@@ -1,0 +1,8 @@
+// the prepare step: what the rest of the agent may use of it
+export * from "./confine.ts";
+export * from "./git-stack.ts";
+export * from "./git.ts";
+export * from "./plan.ts";
+export * from "./render.ts";
+export * from "./resolve-rollback.ts";
+export * from "./stack-policy.ts";

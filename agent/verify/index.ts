@@ -1,0 +1,2 @@
+// the verify step: what the rest of the agent may use of it
+export * from "./verify.ts";
