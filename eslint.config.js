@@ -12,18 +12,36 @@ const noShell = {
  * What each folder may import (docs/development.md: layout and import rules): lib/ nothing of ours, spool/ only lib/, api/ and
  * agent/ spool/ and lib/ but never each other; bin/, test/ and bench/ may import anything.
  */
-const imports = (...forbidden) => ({
-  "no-restricted-imports": [
-    "error",
-    {
-      paths: [noShell],
-      patterns: forbidden.map((dir) => ({
-        group: [`**/${dir}/*`, `../${dir}/*`, `../../${dir}/*`],
-        message: `this folder may not import ${dir}/ (docs/development.md: layout and import rules)`,
-      })),
-    },
-  ],
-});
+const folders = (forbidden) =>
+  forbidden.map((dir) => ({
+    group: [`**/${dir}/*`, `../${dir}/*`, `../../${dir}/*`],
+    message: `this folder may not import ${dir}/ (docs/development.md: layout and import rules)`,
+  }));
+const imports = (...forbidden) => ({ "no-restricted-imports": ["error", { paths: [noShell], patterns: folders(forbidden) }] });
+
+/**
+ * The agent's steps, in the order a deploy walks them. A step imports an earlier one, and the agent's
+ * top (the scheduler, the pipeline) imports any, only through its index.ts; a step never imports a
+ * later one. Files inside a step import each other freely.
+ */
+const STEPS = ["prepare", "apply", "verify", "record", "report"];
+const stepRule = (step) => {
+  const at = STEPS.indexOf(step);
+  const prefix = step === null ? "./" : "../";
+  const later = (other) => at >= 0 && STEPS.indexOf(other) > at;
+  const patterns = STEPS.filter((s) => s !== step).map((other) =>
+    later(other)
+      ? {
+          group: [`${prefix}${other}/*`],
+          message: `${step}/ comes before ${other}/ in a deploy and may not import it (docs/development.md)`,
+        }
+      : {
+          group: [`${prefix}${other}/*`, `!${prefix}${other}/index.ts`],
+          message: `import ${other}/ through ${other}/index.ts, not its files (docs/development.md: layout and import rules)`,
+        },
+  );
+  return { "no-restricted-imports": ["error", { paths: [noShell], patterns: [...folders(["api", "bin"]), ...patterns] }] };
+};
 
 export default tseslint.config(
   { ignores: ["dist/", "node_modules/", "stack/frontend/", ".swarmhook/"] },
@@ -39,6 +57,8 @@ export default tseslint.config(
   { files: ["spool/**"], rules: imports("api", "agent", "bin") },
   { files: ["api/**"], rules: imports("agent", "bin") },
   { files: ["agent/**"], rules: imports("api", "bin") },
+  { files: ["agent/*.ts"], rules: stepRule(null) },
+  ...STEPS.map((step) => ({ files: [`agent/${step}/**`], rules: stepRule(step) })),
   {
     files: ["api/**", "agent/**", "spool/**", "lib/**"],
     rules: { "no-console": "error" },

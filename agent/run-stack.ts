@@ -14,7 +14,7 @@ import {
 } from "../spool/index.ts";
 import { coalesce, type Pending } from "./coalesce.ts";
 import type { AgentConfig, StackConfig } from "./config.ts";
-import { deployJob, type DeployResult } from "./apply/index.ts";
+import { deployJob, type DeployResult } from "./pipeline.ts";
 import { outsideCheckout } from "./prepare/index.ts";
 import { checkout, prepareGitBatch, type GitBatch } from "./prepare/index.ts";
 import { pruneObjectVersions } from "./prepare/index.ts";

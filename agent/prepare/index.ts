@@ -3,6 +3,7 @@ export * from "./confine.ts";
 export * from "./git-stack.ts";
 export * from "./git.ts";
 export * from "./plan.ts";
+export * from "./prepare.ts";
 export * from "./render.ts";
 export * from "./resolve-rollback.ts";
 export * from "./stack-policy.ts";

@@ -1,2 +1,3 @@
 // the verify step: what the rest of the agent may use of it
+export * from "./release.ts";
 export * from "./verify.ts";

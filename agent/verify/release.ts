@@ -1,0 +1,76 @@
+import type { DeployResult, Deploying } from "../deploying.ts";
+import { ended } from "../deploying.ts";
+import { deployEnv, releaseOf } from "../prepare/index.ts";
+import { checkHealth, inspectStack, type Verdict } from "./verify.ts";
+
+/** Inspect the stack until it converged on the asked images, rolled back, or `deadline` passed. */
+async function waitConverged(r: Deploying, deadline: number): Promise<Verdict> {
+  const { docker, stack, clock, policy, job } = r.d;
+  for (;;) {
+    const verdict = await inspectStack(docker, stack.name, r.rendered.asked, r.since, deployEnv(job.sha, stack.vars));
+    if (verdict.status !== "pending" || clock.now().getTime() > deadline) return verdict;
+    await clock.sleep(policy.verifyEveryMs ?? 1000);
+  }
+}
+
+/** The health URL, when the stack has one: a problem, or null. */
+const health = (r: Deploying) =>
+  r.d.stack.healthUrl
+    ? checkHealth(r.d.stack.healthUrl, r.d.job.sha, r.d.policy.healthTimeoutMs, { clock: r.d.clock, everyMs: r.d.policy.healthEveryMs })
+    : Promise.resolve(null);
+
+const succeeded = (r: Deploying, verdict: Verdict, reason?: string): DeployResult => ({
+  outcome: "success",
+  ...(reason ? { reason } : {}),
+  attempts: r.attempts,
+  services: verdict.services,
+  warnings: r.warnings,
+  applied: r.applied,
+  release: releaseOf(r.d.stack.name, verdict.specImages, r.rendered.stackFileHash),
+  objects: r.rendered.objects,
+  ...(r.plan ? { plan: r.plan } : {}),
+});
+
+/**
+ * Prove an applied release took: every service converged on the asked images (a rollback or the
+ * deadline ends it), then the health URL, then DIGEST_POLICY. On success the result holds the release.
+ */
+export async function verifyRelease(r: Deploying): Promise<DeployResult> {
+  let verdict: Verdict;
+  try {
+    verdict = await waitConverged(r, Math.max(r.deadline, r.d.clock.now().getTime() + 10_000));
+  } catch (err) {
+    return ended(r, "failed", `verification failed: ${(err as Error).message}`);
+  }
+  if (verdict.status === "pending")
+    return ended(r, "failed", `not converged within the deploy timeout: ${verdict.reason}`, verdict.services);
+  if (verdict.status !== "converged") return ended(r, verdict.status, verdict.reason, verdict.services);
+  const problem = await health(r);
+  if (problem) return ended(r, "failed", problem, verdict.services);
+  if (r.unpinned && r.d.policy.digestPolicy === "fail")
+    return ended(
+      r,
+      "failed",
+      "the stack was updated, but an image digest could not be pinned, so nodes may run different builds (DIGEST_POLICY=fail)",
+      verdict.services,
+    );
+  return succeeded(r, verdict);
+}
+
+/**
+ * The plan is empty (and no image tag could have moved): nothing is deployed, and the stack is
+ * still proven to run the commit (converged on the asked images, the health URL) before `success`.
+ */
+export async function verifyUnchanged(r: Deploying): Promise<DeployResult> {
+  r.d.log.info("no changes: docker stack deploy is not run; verifying what runs");
+  let verdict: Verdict;
+  try {
+    verdict = await waitConverged(r, r.deadline);
+  } catch (err) {
+    return ended(r, "failed", `verification failed: ${(err as Error).message}`);
+  }
+  if (verdict.status !== "converged") return ended(r, "failed", `no changes, but ${verdict.reason}`, verdict.services);
+  const problem = await health(r);
+  if (problem) return ended(r, "failed", `no changes, but ${problem}`, verdict.services);
+  return succeeded(r, verdict, "no changes");
+}
