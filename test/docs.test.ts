@@ -75,6 +75,27 @@ describe("the documents", () => {
     for (const doc of DOCS.slice(1)) assert.ok(readme.includes(`](${doc})`), `README.md links ${doc}`);
   });
 
+  it("the layout table in docs/development.md names every folder ls shows, the agent's steps included, and no other", () => {
+    const doc = read("docs/development.md");
+    const section = doc.slice(doc.indexOf("## Layout and import rules"));
+    const rows = section.split("\n").filter((l) => l.startsWith("| `"));
+    const named = new Set(
+      rows.flatMap((l) => [...(l.split(" | ")[0] as string).matchAll(/`([a-z]+\/(?:[a-z]+\/)?)`/g)].map((m) => m[1] as string)),
+    );
+    const dirs = (at: string) =>
+      readdirSync(path.join(ROOT, at), { withFileTypes: true })
+        .filter((e) => e.isDirectory() && !e.name.startsWith(".") && !["node_modules", "dist"].includes(e.name))
+        .map((e) => `${at === "." ? "" : `${at}/`}${e.name}/`);
+    const onDisk = new Set([...dirs("."), ...dirs("agent")]);
+    assert.deepEqual([...named].sort(), [...onDisk].sort());
+    // each file the agent's rows name is there
+    for (const row of rows.filter((l) => l.startsWith("| `agent/"))) {
+      const folder = /^\| `(agent\/(?:[a-z]+\/)?)`/.exec(row)?.[1] as string;
+      for (const m of (row.split(" | ")[1] as string).matchAll(/`([a-z-]+\.ts)`/g))
+        assert.ok(existsSync(path.join(ROOT, folder, m[1] as string)), `${folder}${m[1]}`);
+    }
+  });
+
   it("the example env files hold every variable the programs read", () => {
     const api = read(".env.example");
     const both = api + read("systemd/webhook-watcher.env.example");
