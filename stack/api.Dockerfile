@@ -13,7 +13,8 @@ ENV NODE_ENV=production
 WORKDIR /app
 # uid/gid 1011 = group app, which owns the spool on every node
 RUN addgroup -g 1011 app && adduser -S -D -H -u 1011 -G app app
-COPY package.json package-lock.json ./
+# the API's own dependency set (api/package.json): no octokit, execa or yaml of the watcher's
+COPY api/package.json api/package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /src/dist ./dist
 ARG GIT_SHA=""

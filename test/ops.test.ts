@@ -156,6 +156,45 @@ describe("the API image", () => {
     const dockerfile = readFileSync(path.join(ROOT, "stack/api.Dockerfile"), "utf8");
     for (const dir of include) assert.match(dockerfile, new RegExp(`^COPY ${dir} ${dir}$`, "m"), dir);
   });
+
+  it("installs only the API's dependency set: what api/, spool/ and lib/ import, at the versions the tests ran", () => {
+    const dockerfile = readFileSync(path.join(ROOT, "stack/api.Dockerfile"), "utf8");
+    assert.match(dockerfile, /^COPY api\/package\.json api\/package-lock\.json \.\/\nRUN npm ci --omit=dev/m);
+    const own = JSON.parse(readFileSync(path.join(ROOT, "api/package.json"), "utf8")) as {
+      type: string;
+      dependencies: Record<string, string>;
+    };
+    const root = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string> };
+    assert.equal(own.type, "module", "api/*.ts stay ES modules under their own package.json");
+    // every bare import of the API's sources (and pino's pretty transport, named by string)
+    const imported = new Set(["pino-pretty"]);
+    const walk = (dir: string): string[] =>
+      readdirSync(path.join(ROOT, dir), { withFileTypes: true }).flatMap((e) =>
+        e.isDirectory() ? walk(`${dir}/${e.name}`) : e.name.endsWith(".ts") ? [`${dir}/${e.name}`] : [],
+      );
+    for (const f of ["api", "spool", "lib"].flatMap(walk))
+      for (const m of readFileSync(path.join(ROOT, f), "utf8").matchAll(/from "([^."][^"]*)"/g)) {
+        const spec = m[1] as string;
+        if (spec.startsWith("node:")) continue;
+        imported.add(spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : (spec.split("/")[0] as string));
+      }
+    assert.deepEqual(Object.keys(own.dependencies).sort(), [...imported].sort());
+    for (const [name, range] of Object.entries(own.dependencies)) assert.equal(range, root.dependencies[name], `${name}: the root's range`);
+    // its lock: the same versions as the root's lock (what the tests ran), and nothing of the watcher's
+    type Lock = { packages: Record<string, { version?: string }> };
+    const lock = JSON.parse(readFileSync(path.join(ROOT, "api/package-lock.json"), "utf8")) as Lock;
+    const rootLock = JSON.parse(readFileSync(path.join(ROOT, "package-lock.json"), "utf8")) as Lock;
+    const nameOf = (k: string) => k.split("node_modules/").pop() as string;
+    const tested = new Set(Object.entries(rootLock.packages).map(([k, v]) => `${nameOf(k)}@${v.version}`));
+    const locked = Object.entries(lock.packages).filter(([k]) => k !== "");
+    assert.ok(locked.length > 20);
+    for (const [k, v] of locked) assert.ok(tested.has(`${nameOf(k)}@${v.version}`), `${nameOf(k)}@${v.version} is not what the tests ran`);
+    assert.deepEqual(
+      locked.map(([k]) => nameOf(k)).filter((n) => /^(@octokit\/|execa$|yaml$|puppeteer)/.test(n)),
+      [],
+      "no watcher or test package in the API image",
+    );
+  });
 });
 
 describe("systemd unit", () => {
