@@ -109,10 +109,20 @@ describe("the watcher's /metrics (METRICS_ADDR)", () => {
       const bad = await publish(t.root, randomSha(), { ref: "refs/heads/broken" });
       assert.equal((await waitForRecord(t.root, good)).outcome, "success");
       assert.equal((await waitForRecord(t.root, bad)).outcome, "failed");
-      const res = await fetch(`http://127.0.0.1:${port}/metrics`);
-      assert.equal(res.status, 200);
-      assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
-      const text = await res.text();
+      // a job is counted just after its record is written: scrape once both are counted
+      const res = await waitFor(
+        "both outcomes counted",
+        async () => {
+          const r = await fetch(`http://127.0.0.1:${port}/metrics`);
+          const body = await r.text();
+          return /^swarmhook_deployments_total\{stack="shbroken",outcome="failed"\} 1$/m.test(body) ? { r, body } : undefined;
+        },
+        5000,
+        50,
+      );
+      assert.equal(res.r.status, 200);
+      assert.match(res.r.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+      const text = res.body;
       assertPrometheusText(text);
       const has = (re: string) => assert.match(text, new RegExp(`^${re}$`, "m"), re);
       has(`swarmhook_deployments_total\\{stack="${ok}",outcome="success"\\} 1`);

@@ -230,9 +230,18 @@ describe("agent on the real one-node swarm", () => {
     const r = await waitForRecord(s.root, id);
     assert.equal(r.outcome, "success", r.reason);
     assert.ok(a.logs.some((l) => l.msg.startsWith("Docker engine available again")));
-    const after = await a.metrics.registry.metrics();
+    // the counter moves just after the record is written (count once recorded): read it once it has
+    const counted = new RegExp(`^swarmhook_deployments_total\\{stack="${stack}",outcome="success"\\} 1$`, "m");
+    const after = await waitFor(
+      "the deploy counted",
+      async () => {
+        const text = await a.metrics.registry.metrics();
+        return counted.test(text) ? text : undefined;
+      },
+      5000,
+      50,
+    );
     assert.match(after, /^swarmhook_engine_up 1$/m);
-    assert.match(after, new RegExp(`^swarmhook_deployments_total\\{stack="${stack}",outcome="success"\\} 1$`, "m"));
     assert.doesNotMatch(await listJobs(s.root, 5), /NOT DEPLOYING/);
   });
 
