@@ -52,6 +52,8 @@ export interface Deploying {
   /** Update states from before this are not this deploy's. */
   since: Date;
   deadline: number;
+  /** What every docker command of this deploy is run with (prepare derives it once). */
+  env: Record<string, string>;
   attempts: Attempt[];
   warnings: string[];
   /** Swarm took the new spec. */

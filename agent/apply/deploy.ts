@@ -2,7 +2,6 @@ import type { Attempt } from "../../spool/index.ts";
 import type { DockerResult } from "../docker.ts";
 import { createLineFilter, decisiveLine } from "../docker-lines.ts";
 import { ended, type Deploying, type DeployResult } from "../deploying.ts";
-import { deployEnv } from "../prepare/index.ts";
 
 /** Output that means "try again later": the daemon, the network or a registry, not the stack. */
 const TRANSIENT = [
@@ -33,8 +32,8 @@ function toAttempt(n: number, r: DockerResult): Attempt {
 
 /** `docker stack deploy`, retried with exponential backoff (at most MAX_BACKOFF_MS) while the failure is transient. */
 async function runDeploy(r: Deploying): Promise<DockerResult | undefined> {
-  const { docker, log, policy, stack, clock, job } = r.d;
-  const env = deployEnv(job.sha, stack.vars);
+  const { docker, log, policy, stack, clock } = r.d;
+  const env = r.env;
   const args = ["stack", "deploy", ...r.rendered.files.flatMap((f) => ["-c", f]), stack.name, "--with-registry-auth", "--detach=false"];
   let last: DockerResult | undefined;
   for (let n = 1; n <= policy.retries + 1; n++) {

@@ -9,6 +9,8 @@ export interface Prepared {
   plan: Plan | undefined;
   since: Date;
   deadline: number;
+  /** What every docker command of this deploy is run with: IMAGE_TAG, DEPLOY_SHA and the stack's variables. */
+  env: Record<string, string>;
 }
 
 const before = (outcome: DeployResult["outcome"], reason: string): DeployResult => ({
@@ -39,10 +41,11 @@ export async function prepareRelease(d: DeployDeps): Promise<Prepared | DeployRe
   }
   for (const w of rendered.warnings) d.log.warn(w);
   const startedAt = d.clock.now().getTime();
-  const plan = await planStack(d.docker, d.stack.name, rendered.doc, deployEnv(d.job.sha, d.stack.vars)).catch((err: unknown) => {
+  const env = deployEnv(d.job.sha, d.stack.vars);
+  const plan = await planStack(d.docker, d.stack.name, rendered.doc, env).catch((err: unknown) => {
     d.log.warn({ err }, "could not plan the deploy: deploying without a plan");
     return undefined;
   });
   if (plan) d.log.info({ plan: plan.summary }, "plan");
-  return { rendered, plan, since: new Date(startedAt - 1000), deadline: startedAt + d.policy.deployTimeoutMs };
+  return { rendered, plan, since: new Date(startedAt - 1000), deadline: startedAt + d.policy.deployTimeoutMs, env };
 }

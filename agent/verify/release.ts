@@ -1,13 +1,13 @@
 import type { DeployResult, Deploying } from "../deploying.ts";
 import { ended } from "../deploying.ts";
-import { deployEnv, releaseOf } from "../prepare/index.ts";
+import { releaseOf } from "../prepare/index.ts";
 import { checkHealth, inspectStack, type Verdict } from "./verify.ts";
 
 /** Inspect the stack until it converged on the asked images, rolled back, or `deadline` passed. */
 async function waitConverged(r: Deploying, deadline: number): Promise<Verdict> {
-  const { docker, stack, clock, policy, job } = r.d;
+  const { docker, stack, clock, policy } = r.d;
   for (;;) {
-    const verdict = await inspectStack(docker, stack.name, r.rendered.asked, r.since, deployEnv(job.sha, stack.vars));
+    const verdict = await inspectStack(docker, stack.name, r.rendered.asked, r.since, r.env);
     if (verdict.status !== "pending" || clock.now().getTime() > deadline) return verdict;
     await clock.sleep(policy.verifyEveryMs ?? 1000);
   }
