@@ -13,10 +13,8 @@ export const CONFIG_HELP = `Usage: swarmhook config [--program api|watcher]
   --program api|watcher   one program's variables only (default: both)
 `;
 
-/** The configuration table, for one program or both; throws on an unknown program. */
-export function configTable(program: string | undefined): string {
-  if (program !== undefined && program !== "api" && program !== "watcher")
-    throw new Error(`--program must be api or watcher (not ${program})`);
+/** The configuration table, for one program or both. */
+export function configTable(program: "api" | "watcher" | undefined): string {
   const rows = [...(program !== "watcher" ? apiVariableRows() : []), ...(program !== "api" ? watcherVariableRows() : [])];
   return markdownTable(rows);
 }
