@@ -19,29 +19,28 @@ const slug = (heading: string) =>
     .replace(/[^\p{L}\p{N} _-]/gu, "")
     .replace(/ /g, "-");
 
-function anchors(markdown: string): Set<string> {
-  const out = new Set<string>();
+/** The lines outside code fences: where headings and links are. */
+function proseLines(markdown: string): string[] {
   let fenced = false;
-  for (const line of markdown.split("\n")) {
+  return markdown.split("\n").filter((line) => {
     if (line.startsWith("```")) fenced = !fenced;
-    const h = !fenced && /^#{1,6} (.+)$/.exec(line);
-    if (h) out.add(slug(h[1] as string));
-  }
-  return out;
+    return !fenced && !line.startsWith("```");
+  });
 }
 
+const anchors = (markdown: string) =>
+  new Set(
+    proseLines(markdown)
+      .map((line) => /^#{1,6} (.+)$/.exec(line)?.[1])
+      .filter((h): h is string => h !== undefined)
+      .map(slug),
+  );
+
 /** Relative links `[text](target)` outside code fences and inline code. */
-function links(markdown: string): string[] {
-  const out: string[] = [];
-  let fenced = false;
-  for (const line of markdown.split("\n")) {
-    if (line.startsWith("```")) fenced = !fenced;
-    if (fenced) continue;
-    for (const m of line.replace(/`[^`]*`/g, "").matchAll(/\]\(([^)\s]+)\)/g))
-      if (!/^[a-z]+:/.test(m[1] as string)) out.push(m[1] as string);
-  }
-  return out;
-}
+const links = (markdown: string) =>
+  proseLines(markdown).flatMap((line) =>
+    [...line.replace(/`[^`]*`/g, "").matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1] as string).filter((t) => !/^[a-z]+:/.test(t)),
+  );
 
 describe("the documents", () => {
   it("docs/reference.md holds the configuration table the schemas make (swarmhook config)", () => {
