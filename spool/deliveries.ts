@@ -2,7 +2,7 @@ import { promises as fs } from "node:fs";
 import { z } from "zod";
 import { isoTime } from "../lib/zod.ts";
 import { replaceWith, toSpoolError, writeTemp, type Spool } from "./layout.ts";
-import { isUnreadable, parseJson, readBounded } from "./read.ts";
+import { isUnreadable, readBounded } from "./read.ts";
 import { OUTCOMES, type Outcome } from "./record.ts";
 import { JobSchema } from "./schema.ts";
 
@@ -24,17 +24,24 @@ export const RETRYABLE: ReadonlySet<Outcome> = new Set(["failed", "rolled_back",
 /** A pending marker with no job in new/ or work/ for this long belongs to a writer that died between the two. */
 export const ABANDONED_MARK_MS = 60_000;
 
-export type Reservation = { status: "reserved" } | { status: "pending" } | { status: "handled"; outcome: Outcome };
+export type Reservation =
+  | { status: "reserved" }
+  | { status: "pending" }
+  | { status: "handled"; outcome: Outcome }
+  /** The id's marker holds a retryable outcome: reserve again with the job labelled a redelivery. */
+  | { status: "retaken" };
 
 const MAX_MARK_BYTES = MAX_JOB_BYTES;
 
 /**
  * Reserve a delivery id for the complete job file `jobFile` (in tmp/): link it as `ids/<id>`, which
- * fails when the name exists. Then the id is pending (same job), handled (no new job) or retryable (a
- * failed outcome: the marker is taken over by an atomic rename, which one concurrent writer alone can
- * win, and reserved again).
+ * fails when the name exists. Then the id is pending (same job), handled (no new job) or retryable. A
+ * retryable outcome's marker is answered `retaken` until the job is `labelled` a redelivery (the caller
+ * rewrites it and comes back); then, like a marker that is not ours or was abandoned, it is replaced by
+ * this job in one step (replaceMark), which one concurrent writer alone can win. A new delivery costs
+ * one link.
  */
-export async function reserveDelivery(spool: Spool, id: string, jobFile: string, now = Date.now()): Promise<Reservation> {
+export async function reserveDelivery(spool: Spool, id: string, jobFile: string, now = Date.now(), labelled = false): Promise<Reservation> {
   const marker = spool.file("ids", id);
   for (let round = 0; round < 5; round++) {
     try {
@@ -44,14 +51,57 @@ export async function reserveDelivery(spool: Spool, id: string, jobFile: string,
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw toSpoolError(err, `reserving delivery ${id}`);
     }
     const seen = await readMark(spool, id, now);
-    if (seen.status === "gone") continue; // a concurrent writer took the marker over between our link and our read
-    if (seen.status !== "retry") return seen;
-    await takeOver(spool, id);
+    if (seen.status === "gone") continue; // removed between our link and our read (pruned): link again
+    if (seen.status === "finished" && !labelled) return { status: "retaken" };
+    if (seen.status !== "retry" && seen.status !== "finished") return seen;
+    return (await replaceMark(spool, id, jobFile, now)) ? { status: "reserved" } : { status: "pending" };
   }
   return { status: "pending" }; // another writer keeps winning: it holds the id
 }
 
-async function readMark(spool: Spool, id: string, now: number): Promise<Reservation | { status: "retry" } | { status: "gone" }> {
+/**
+ * Replace the marker by this job with no moment without one: link the job as `ids/<id>.next` (fails
+ * if another writer is replacing it: false, that writer holds the id), then rename it over the marker.
+ * A `.next` left by a writer that died is removed after ABANDONED_MARK_MS.
+ */
+async function replaceMark(spool: Spool, id: string, jobFile: string, now: number): Promise<boolean> {
+  const next = spool.file("ids", `${id}.next`);
+  const marker = spool.file("ids", id);
+  try {
+    if (!(await linkNext(jobFile, next, now))) return false;
+    await fs.rename(next, marker).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== "EISDIR" && err.code !== "ENOTEMPTY" && err.code !== "EEXIST") throw err;
+      await fs.rm(marker, { recursive: true, force: true }); // a directory planted there: ours to replace
+      await fs.rename(next, marker);
+    });
+    return true;
+  } catch (err) {
+    // ENOENT: our .next was taken for abandoned and removed by a writer that now holds the id
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw toSpoolError(err, `retrying delivery ${id}`);
+  }
+}
+
+async function linkNext(jobFile: string, next: string, now: number): Promise<boolean> {
+  for (let round = 0; round < 3; round++) {
+    try {
+      await fs.link(jobFile, next);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    const st = await fs.lstat(next).catch(() => null);
+    if (st && now - st.mtimeMs <= ABANDONED_MARK_MS) return false; // another writer is replacing the marker
+    if (st) await fs.rm(next, { recursive: true, force: true }); // gone (renamed into place): link again
+  }
+  return false;
+}
+
+async function readMark(
+  spool: Spool,
+  id: string,
+  now: number,
+): Promise<Reservation | { status: "retry" } | { status: "finished" } | { status: "gone" }> {
   const text = await readBounded(spool.file("ids", id), MAX_MARK_BYTES).catch(async (err: unknown) => {
     // the marker alone vanished (ids/ is still there): moved aside by a writer taking it over
     const missing = (err as { cause?: NodeJS.ErrnoException }).cause?.code === "ENOENT";
@@ -67,7 +117,7 @@ async function readMark(spool: Spool, id: string, now: number): Promise<Reservat
     return { status: "retry" };
   }
   const mark = DeliveryMarkSchema.safeParse(data);
-  if (mark.success) return RETRYABLE.has(mark.data.outcome) ? { status: "retry" } : { status: "handled", outcome: mark.data.outcome };
+  if (mark.success) return RETRYABLE.has(mark.data.outcome) ? { status: "finished" } : { status: "handled", outcome: mark.data.outcome };
   if (!JobSchema.safeParse(data).success) return { status: "retry" };
   return (await isAbandoned(spool, id, now)) ? { status: "retry" } : { status: "pending" };
 }
@@ -84,24 +134,6 @@ async function isAbandoned(spool: Spool, id: string, now: number): Promise<boole
   }
   const st = await fs.lstat(spool.file("ids", id)).catch(() => null);
   return st !== null && now - st.mtimeMs > ABANDONED_MARK_MS;
-}
-
-/** Move the marker out of the way; a concurrent writer that moved it first makes this a no-op (ENOENT). */
-async function takeOver(spool: Spool, id: string): Promise<void> {
-  const aside = spool.file("tmp", `${id}.taken-${process.pid}-${Math.random().toString(36).slice(2)}`);
-  try {
-    await fs.rename(spool.file("ids", id), aside);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-    throw toSpoolError(err, `retrying delivery ${id}`);
-  }
-  await fs.rm(aside, { recursive: true, force: true });
-}
-
-/** Whether this delivery id already ended once (its marker holds an outcome): a label for the next attempt, never a decision. */
-export async function deliveryFinished(spool: Spool, id: string): Promise<boolean> {
-  const text = await readBounded(spool.file("ids", id), MAX_MARK_BYTES).catch((err: Error) => ({ reason: err.message }));
-  return "value" in parseJson(text, DeliveryMarkSchema);
 }
 
 /** Give back a reservation whose job was not written, so a redelivery is not answered "pending". */

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { constants, promises as fs } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 
 /**
@@ -234,13 +235,26 @@ export async function writeTemp(spool: Spool, base: string, data: string | Uint8
   return writeTempFile(spool.dir(tempDir(spool)), base, data, FILE_MODE);
 }
 
+/**
+ * Whether a file created with a mode keeps it, i.e. the process's umask cuts none of its bits: learnt
+ * from the first file made with that mode, so the hot path makes no fchmod where the umask is harmless
+ * (022, 027) and always makes one where it is not (077).
+ */
+const modeKept = new Map<number, boolean>();
+
+async function keepMode(handle: FileHandle, mode: number): Promise<void> {
+  let kept = modeKept.get(mode);
+  if (kept === undefined) modeKept.set(mode, (kept = ((await handle.stat()).mode & 0o7777) === mode));
+  if (!kept) await handle.chmod(mode);
+}
+
 /** Write `data` to a fresh file in `dir` with `mode`, fsync it, and return its path. The file is complete or absent. */
 export async function writeTempFile(dir: string, base: string, data: string | Uint8Array, mode: number): Promise<string> {
   const tmp = path.join(dir, tmpName(base));
   const handle = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
   try {
     await handle.writeFile(data);
-    await handle.chmod(mode);
+    await keepMode(handle, mode);
     await handle.sync();
   } catch (err) {
     await handle.close().catch(() => undefined);

@@ -377,6 +377,9 @@ describe("POST /api/webhook/github", () => {
       JSON.stringify(retries.map((r) => r.json)),
     );
     assert.equal((await pending(t.root)).filter((n) => n === `${deliveryId}.json`).length, 1);
+    // whichever of the 20 won, its job says it is a redelivery (every writer that saw the outcome labels its job)
+    const requeued = JSON.parse(await fs.readFile(path.join(t.root, "new", `${deliveryId}.json`), "utf8")) as { redelivery?: boolean };
+    assert.equal(requeued.redelivery, true);
     await finishAs("success");
     const handled = await deliver(api.url, { event: "push", body, deliveryId });
     assert.equal(handled.status, 200);

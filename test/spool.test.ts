@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { promises as fs } from "node:fs";
 import os from "node:os";
@@ -58,6 +59,33 @@ describe("spool layout", () => {
       const st = await fs.stat(path.join(t.root, "new", `${jobId}.json`));
       assert.equal(st.mode & 0o777, 0o640);
       assert.deepEqual(await fs.readdir(path.join(t.root, "wtmp")), [], "the API writes through tmp/, never the watcher's wtmp/");
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  it("makes files 0640 under a umask that would cut them (077), as under one that would not", async () => {
+    const t = await tempSpool();
+    try {
+      // a process of its own: whether the umask cuts the mode is learnt once per process
+      const writer = spawn("bash", ["-c", 'umask 077 && exec "$0" --import tsx test/fixtures/writer.ts "$1"', process.execPath, t.root], {
+        cwd: path.join(import.meta.dirname, ".."),
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      const ids: string[] = [];
+      await new Promise<void>((resolve) =>
+        writer.stdout.on("data", (d: Buffer) => {
+          ids.push(
+            ...d
+              .toString()
+              .split("\n")
+              .filter((l) => l && l !== "ready"),
+          );
+          if (ids.length >= 3) resolve();
+        }),
+      );
+      writer.kill("SIGKILL");
+      for (const id of ids.slice(0, 3)) assert.equal((await fs.stat(path.join(t.root, "new", `${id}.json`))).mode & 0o777, 0o640, id);
     } finally {
       await t.cleanup();
     }

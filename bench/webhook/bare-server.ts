@@ -1,9 +1,12 @@
-// The baseline: a bare node:http server doing the same raw-body HMAC verify and the same durable job
-// write, one fsync pair per request, no group commit: write + fsync the file in tmp/, link it into
-// new/, fsync new/. It keeps no delivery markers (less work than the real thing) and shares nothing.
+// The baseline: a bare node:http server doing the same work with the same durability, written the
+// plain way: raw-body HMAC verify, the job checked by the same schema, write + fsync it in tmp/, one
+// job per delivery id (a link into ids/, which fails if the id came before: answered 200), link it
+// into new/, fsync new/. One fsync pair per request (no group commit); no logging, metrics, body budget
+// or redelivery rules.
+import { promises as fs } from "node:fs";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import http from "node:http";
-import { JOB_VERSION, JobSchema, ensureSpool, jobFileName, openSpool, publishNoClobber, syncDir, writeTemp } from "../../spool/index.ts";
+import { JOB_VERSION, JobSchema, ensureSpool, jobFileName, openSpool, syncDir, writeTemp } from "../../spool/index.ts";
 
 const [root = "", secret = "", port = "0"] = process.argv.slice(2);
 const spool = openSpool(root);
@@ -27,9 +30,18 @@ async function write(
     receivedAt: now,
   });
   const tmp = await writeTemp(spool, id, `${JSON.stringify(job, null, 2)}\n`);
-  await publishNoClobber(tmp, spool.file("new", jobFileName(job)));
+  try {
+    await fs.link(tmp, spool.file("ids", id));
+  } catch {
+    return { jobId: id, duplicate: true };
+  }
+  try {
+    await fs.link(tmp, spool.file("new", jobFileName(job)));
+  } finally {
+    await fs.unlink(tmp);
+  }
   await syncDir(spool.dir("new"));
-  return job.deliveryId;
+  return { jobId: id };
 }
 
 const server = http.createServer((req, res) => {
@@ -43,8 +55,8 @@ const server = http.createServer((req, res) => {
       res.writeHead(401).end();
       return;
     }
-    const jobId = await write(JSON.parse(body.toString("utf8")), String(req.headers["x-github-delivery"]));
-    res.writeHead(202, { "content-type": "application/json" }).end(JSON.stringify({ jobId }));
+    const answer = await write(JSON.parse(body.toString("utf8")), String(req.headers["x-github-delivery"]));
+    res.writeHead(answer.duplicate ? 200 : 202, { "content-type": "application/json" }).end(JSON.stringify(answer));
   });
 });
 server.listen(Number(port), "127.0.0.1", () => process.stdout.write("listening\n"));
