@@ -148,16 +148,17 @@ export async function readSignedBody(c: Context, o: ReadOptions): Promise<Signed
 function finish(chunks: Buffer[], total: number, hmac: ReturnType<typeof createHmac>, o: ReadOptions, leave: () => void): SignedBody {
   const expected = hmac.digest();
   const given = Buffer.from(o.signature.slice("sha256=".length), "hex");
+  const valid = given.length === expected.length && timingSafeEqual(given, expected);
+  // copied out at once, even a single chunk: a chunk is a view of the socket's 64 KiB read buffer, which
+  // it would keep alive (and off the V8 heap, so unseen by the scavenger) for as long as the request
+  // runs; a body that failed verification is never copied
+  const body = valid ? Buffer.concat(chunks, total) : Buffer.alloc(0);
+  chunks.length = 0;
   let released = false;
-  let body: Buffer | undefined;
   return {
-    get body() {
-      // joined only when asked for: a body that failed verification is never copied
-      body ??= chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total);
-      return body;
-    },
+    body,
     length: total,
-    valid: given.length === expected.length && timingSafeEqual(given, expected),
+    valid,
     release() {
       if (!released) {
         o.budget.give(total); // what the body took is what it received
