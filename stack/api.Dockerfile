@@ -1,5 +1,8 @@
 # The API image: built from the repository root (docker build -f stack/api.Dockerfile --build-arg GIT_SHA=$(git rev-parse HEAD) .)
-FROM node:24.11.1-alpine3.22 AS build
+# NODE_IMAGE: any image with node, npm and a POSIX sh (the tests build one from this machine's node and
+# Debian's static busybox, test/helpers/images.ts, since no registry is reachable there)
+ARG NODE_IMAGE=node:24.11.1-alpine3.22
+FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json tsconfig.api.json ./
 RUN npm ci --no-audit --no-fund
@@ -8,17 +11,16 @@ COPY spool spool
 COPY api api
 RUN npx tsc -p tsconfig.api.json
 
-FROM node:24.11.1-alpine3.22
+FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
 WORKDIR /app
-# uid/gid 1011 = group app, which owns the spool on every node
-RUN addgroup -g 1011 app && adduser -S -D -H -u 1011 -G app app
 # the API's own dependency set (api/package.json): no octokit, execa or yaml of the watcher's
 COPY api/package.json api/package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /src/dist ./dist
 ARG GIT_SHA=""
 ENV GIT_SHA=${GIT_SHA}
+# uid/gid 1011 = group app, which owns the spool on every node (numeric: no passwd entry is needed)
 USER 1011:1011
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, mkdir, realpath, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -79,4 +79,67 @@ export async function buildStandinImage(tags: string[]): Promise<void> {
   } finally {
     await rm(ctx, { recursive: true, force: true });
   }
+}
+
+/**
+ * A Node image made from this machine's own node and npm (no registry here serves `node:*`): the
+ * node binary with the shared libraries ldd names, npm, and the static busybox base for sh and env,
+ * as an Alpine node image offers them. Rebuilt only when node or npm change.
+ * @example
+ * const base = await buildNodeImage(); // swarmhook-test/node:v20.20.2
+ */
+export async function buildNodeImage(): Promise<string> {
+  const tag = `swarmhook-test/node:${process.version}`;
+  const npmDir = path.resolve(path.dirname(await realpath(await whichNpm())), "..");
+  const { stdout: npmVersion } = await run(process.execPath, [path.join(npmDir, "bin", "npm-cli.js"), "--version"]);
+  const want = `${process.version}-${npmVersion.trim()}-${(await stat(process.execPath)).size}`;
+  const { stdout: have } = await run("docker", ["image", "inspect", "-f", '{{index .Config.Labels "swarmhook.node"}}', tag]).catch(() => ({
+    stdout: "",
+  }));
+  if (have.trim() === want) return tag;
+  const ctx = await mkdtemp(path.join(os.tmpdir(), "swarmhook-node-"));
+  try {
+    const put = async (from: string, to: string) => {
+      await mkdir(path.dirname(path.join(ctx, "root", to)), { recursive: true });
+      await cp(from, path.join(ctx, "root", to), { recursive: true, dereference: true });
+    };
+    await put(process.execPath, "/usr/local/bin/node");
+    const { stdout: libs } = await run("ldd", [process.execPath]);
+    for (const m of libs.matchAll(/(\/\S+) \(0x/g)) await put(m[1] as string, m[1] as string);
+    await put(npmDir, "/usr/local/lib/node_modules/npm");
+    // this machine's CA bundle, as a node image's ca-certificates: the npm registry may be reached only through it
+    const cas = "/etc/ssl/certs/ca-certificates.crt";
+    const trust = (await stat(cas).catch(() => null)) ? [`ENV NODE_EXTRA_CA_CERTS=${cas}`] : [];
+    if (trust.length > 0) await put(cas, cas);
+    await writeFile(
+      path.join(ctx, "Dockerfile"),
+      [
+        "FROM swarmhook-test/busybox:latest",
+        "COPY root/ /",
+        'RUN ["/bin/busybox", "sh", "-c", "mkdir -p /usr/bin /etc /root /tmp && chmod 1777 /tmp && ln -s /bin/busybox /usr/bin/env && ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx"]',
+        ...trust,
+        `LABEL swarmhook.node="${want}"`,
+        'CMD ["node"]',
+        "",
+      ].join("\n"),
+    );
+    await run("docker", ["build", "-q", "-t", tag, ctx], { env: { ...process.env, DOCKER_BUILDKIT: "0" }, maxBuffer: 16 * 1024 * 1024 });
+    return tag;
+  } finally {
+    await rm(ctx, { recursive: true, force: true });
+  }
+}
+
+async function whichNpm(): Promise<string> {
+  for (const dir of (process.env.PATH ?? "").split(":")) {
+    const candidate = path.join(dir, "npm");
+    if (
+      await stat(candidate).then(
+        (s) => s.isFile(),
+        () => false,
+      )
+    )
+      return candidate;
+  }
+  throw new Error("npm not found on PATH");
 }
