@@ -103,7 +103,7 @@ async function readMark(
   now: number,
 ): Promise<Reservation | { status: "retry" } | { status: "finished" } | { status: "gone" }> {
   const text = await readBounded(spool.file("ids", id), MAX_MARK_BYTES).catch(async (err: unknown) => {
-    // the marker alone vanished (ids/ is still there): moved aside by a writer taking it over
+    // the marker alone vanished (ids/ is still there): pruned between our link and our read
     const missing = (err as { cause?: NodeJS.ErrnoException }).cause?.code === "ENOENT";
     if (missing && (await fs.stat(spool.dir("ids")).catch(() => null))) return null;
     throw err;

@@ -11,7 +11,7 @@ export type PublishResult =
   /** This delivery already ended with an outcome that a redelivery does not repeat (success, superseded, stale). */
   | { jobId: string; status: "handled"; outcome: Outcome };
 
-/** What one reservation gave: a result, or `retaken` (the id's retryable outcome was taken over: publish again, labelled). */
+/** What one reservation gave: a result, or `retaken` (the id ended with a retryable outcome: publish again, labelled a redelivery). */
 type Linked = PublishResult | { jobId: string; status: "retaken" };
 
 /**
