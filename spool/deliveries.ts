@@ -92,7 +92,8 @@ async function linkNext(jobFile: string, next: string, now: number): Promise<boo
     }
     const st = await fs.lstat(next).catch(() => null);
     if (st && now - st.mtimeMs <= ABANDONED_MARK_MS) return false; // another writer is replacing the marker
-    if (st) await fs.rm(next, { recursive: true, force: true }); // gone (renamed into place): link again
+    // a stale one (its writer died) is removed; one renamed into place since our link is gone: link again
+    if (st) await fs.rm(next, { recursive: true, force: true });
   }
   return false;
 }
