@@ -35,10 +35,12 @@ export async function publishJob(spool: Spool, input: SpoolJob, now = Date.now()
       // the id ended once with a retryable outcome: this attempt is a new one, and a deploy says it is a
       // redelivery (a labelled job is never answered `retaken`: this runs once)
       while (result.status === "retaken") {
-        if (job.kind === "deploy") job.redelivery = true;
-        const relabelled = await writeJob(spool, job);
-        await fs.unlink(tmp).catch(() => undefined);
-        tmp = relabelled;
+        if (job.kind === "deploy") {
+          job.redelivery = true;
+          const relabelled = await writeJob(spool, job);
+          await fs.unlink(tmp).catch(() => undefined);
+          tmp = relabelled;
+        }
         result = await reserveAndLink(spool, job, tmp, now, true);
       }
     } finally {

@@ -73,17 +73,16 @@ describe("spool layout", () => {
         stdio: ["ignore", "pipe", "inherit"],
       });
       const ids: string[] = [];
-      await new Promise<void>((resolve) =>
+      let partial = "";
+      await new Promise<void>((resolve, reject) => {
         writer.stdout.on("data", (d: Buffer) => {
-          ids.push(
-            ...d
-              .toString()
-              .split("\n")
-              .filter((l) => l && l !== "ready"),
-          );
+          const lines = (partial + d.toString()).split("\n");
+          partial = lines.pop() ?? ""; // a line cut between two chunks waits for its end
+          ids.push(...lines.filter((l) => l && l !== "ready"));
           if (ids.length >= 3) resolve();
-        }),
-      );
+        });
+        writer.on("exit", (code) => reject(new Error(`the writer exited (${code}) after ${ids.length} jobs`)));
+      });
       writer.kill("SIGKILL");
       for (const id of ids.slice(0, 3)) assert.equal((await fs.stat(path.join(t.root, "new", `${id}.json`))).mode & 0o777, 0o640, id);
     } finally {

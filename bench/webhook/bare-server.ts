@@ -31,11 +31,11 @@ async function write(
   });
   const tmp = await writeTemp(spool, id, `${JSON.stringify(job, null, 2)}\n`);
   try {
-    await fs.link(tmp, spool.file("ids", id));
-  } catch {
-    return { jobId: id, duplicate: true };
-  }
-  try {
+    const seen = await fs.link(tmp, spool.file("ids", id)).then(
+      () => false,
+      () => true,
+    );
+    if (seen) return { jobId: id, duplicate: true };
     await fs.link(tmp, spool.file("new", jobFileName(job)));
   } finally {
     await fs.unlink(tmp);

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { cp, mkdtemp, mkdir, realpath, rm, stat, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, mkdir, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -90,7 +90,8 @@ export async function buildStandinImage(tags: string[]): Promise<void> {
  */
 export async function buildNodeImage(): Promise<string> {
   const tag = `swarmhook-test/node:${process.version}`;
-  const npmDir = path.resolve(path.dirname(await realpath(await whichNpm())), "..");
+  // the npm that ships with this node, where every node distribution puts it: <prefix>/lib/node_modules/npm
+  const npmDir = path.resolve(path.dirname(process.execPath), "..", "lib", "node_modules", "npm");
   const { stdout: npmVersion } = await run(process.execPath, [path.join(npmDir, "bin", "npm-cli.js"), "--version"]);
   const want = `${process.version}-${npmVersion.trim()}-${(await stat(process.execPath)).size}`;
   const { stdout: have } = await run("docker", ["image", "inspect", "-f", '{{index .Config.Labels "swarmhook.node"}}', tag]).catch(() => ({
@@ -128,18 +129,4 @@ export async function buildNodeImage(): Promise<string> {
   } finally {
     await rm(ctx, { recursive: true, force: true });
   }
-}
-
-async function whichNpm(): Promise<string> {
-  for (const dir of (process.env.PATH ?? "").split(":")) {
-    const candidate = path.join(dir, "npm");
-    if (
-      await stat(candidate).then(
-        (s) => s.isFile(),
-        () => false,
-      )
-    )
-      return candidate;
-  }
-  throw new Error("npm not found on PATH");
 }
