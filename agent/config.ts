@@ -65,7 +65,10 @@ export interface AgentConfig {
   retries: number;
   retryBackoffMs: number;
   healthTimeoutMs: number;
-  digestPolicy: "warn" | "fail";
+  /** auto: `fail` for images naming a registry host, `warn` for Docker Hub names. */
+  digestPolicy: "auto" | "warn" | "fail";
+  /** How long a job waits for an image its registry does not have yet (0: not at all). */
+  imageWaitMs: number;
   logLevel: string;
   logFormat: LogFormat;
   /** Where /metrics is served (host and port), or undefined: off. */
@@ -94,7 +97,13 @@ const shape = {
   RETRY_BACKOFF_MS: z.coerce.number().int().min(0).max(600_000).default(2000),
   HEALTH_URL: z.url({ protocol: /^https?$/, error: "HEALTH_URL must be an http(s) URL" }).optional(),
   HEALTH_TIMEOUT_S: z.coerce.number().int().min(1).max(3600).default(120),
-  DIGEST_POLICY: z.enum(["warn", "fail"], { error: "DIGEST_POLICY must be warn or fail" }).default("warn"),
+  DIGEST_POLICY: z.enum(["auto", "warn", "fail"], { error: "DIGEST_POLICY must be auto, warn or fail" }).default("auto"),
+  IMAGE_WAIT_S: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(24 * 3600)
+    .default(900),
   LOG_LEVEL: logLevelVar,
   LOG_FORMAT: logFormatVar,
   METRICS_ADDR: z
@@ -157,7 +166,10 @@ const MEANINGS: Record<keyof typeof shape, string> = {
   RETRY_BACKOFF_MS: "first retry's wait in ms, doubling, at most 60 s",
   HEALTH_URL: "polled after a deploy until it answers 200 naming the deployed commit",
   HEALTH_TIMEOUT_S: "seconds HEALTH_URL has to answer so",
-  DIGEST_POLICY: "`warn` or `fail` when an image could not be pinned to a digest (`fail` on a cluster pulling from a registry)",
+  DIGEST_POLICY:
+    "when a registry cannot tell an image's digest before the deploy (unreachable, credentials refused): `fail` the job with nothing changed, or `warn` and deploy by reference; `auto`: fail for images that name a registry host (ghcr.io/…), warn for Docker Hub names",
+  IMAGE_WAIT_S:
+    "seconds a job waits for an image its registry does not have yet (a workflow still building it), asking again at most 15 s apart; 0: fail at once",
   LOG_LEVEL: "pino level: fatal, error, warn, info, debug, trace, silent",
   LOG_FORMAT: "`auto`: readable lines at a terminal, JSON otherwise (journald); `pretty` or `json` forces one",
   METRICS_ADDR: "`host:port` serving Prometheus `/metrics`, e.g. `10.100.0.8:9464` (WireGuard, never public); unset: off",
@@ -402,6 +414,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
     retryBackoffMs: v.RETRY_BACKOFF_MS,
     healthTimeoutMs: v.HEALTH_TIMEOUT_S * 1000,
     digestPolicy: v.DIGEST_POLICY,
+    imageWaitMs: v.IMAGE_WAIT_S * 1000,
     logLevel: v.LOG_LEVEL,
     logFormat: v.LOG_FORMAT,
     metrics: v.METRICS_ADDR ? splitAddr(v.METRICS_ADDR) : undefined,

@@ -3,13 +3,16 @@ import type { Clock } from "../lib/clock.ts";
 import type { Attempt, Job, Release, ServiceState } from "../spool/index.ts";
 import type { AgentConfig, StackConfig } from "./config.ts";
 import type { DockerRunner } from "./docker.ts";
-import type { Plan, Rendered, VersionedObject } from "./prepare/index.ts";
+import type { Plan, RegistryClient, Rendered, VersionedObject } from "./prepare/index.ts";
 
 // The value one stack's deploy carries down its steps (agent/pipeline.ts): the steps import it from
 // here, never from each other's insides, and this file imports no step but for types.
 
 /** The part of the watcher's configuration a deploy follows. */
-export type DeployPolicy = Pick<AgentConfig, "deployTimeoutMs" | "retries" | "retryBackoffMs" | "healthTimeoutMs" | "digestPolicy"> & {
+export type DeployPolicy = Pick<
+  AgentConfig,
+  "deployTimeoutMs" | "retries" | "retryBackoffMs" | "healthTimeoutMs" | "digestPolicy" | "imageWaitMs"
+> & {
   /** DRY_RUN=1: plan and record, deploy nothing. */
   dryRun?: boolean;
   /** How often to inspect the services while they converge (default 1 s). */
@@ -19,9 +22,14 @@ export type DeployPolicy = Pick<AgentConfig, "deployTimeoutMs" | "retries" | "re
 };
 
 export interface DeployResult {
-  /** invalid: the commit's stack was refused before anything ran (it reaches outside its checkout, or its policy refuses it). */
-  outcome: "success" | "failed" | "rolled_back" | "planned" | "invalid";
+  /**
+   * invalid: the commit's stack was refused before anything ran (it reaches outside its checkout, or its policy refuses it).
+   * superseded: a newer job for the stack arrived while this one waited for its images.
+   */
+  outcome: "success" | "failed" | "rolled_back" | "planned" | "invalid" | "superseded";
   reason?: string;
+  /** The job that superseded this one while it waited for images. */
+  supersededBy?: string;
   attempts: Attempt[];
   services: ServiceState[];
   warnings: string[];
@@ -35,8 +43,20 @@ export interface DeployResult {
   objects?: VersionedObject[];
 }
 
+/** What the deploy tells the loop that runs it while it waits for images, and asks of it. */
+export interface DeployHooks {
+  /** A newer job pending for the same stack (its id), which ends an image wait at once. */
+  newer?: () => string | undefined;
+  /** The job started waiting for images its registry does not have yet. */
+  onWaiting?: (images: string[]) => Promise<void> | void;
+  /** The images are there: the deploy goes on to change the cluster. `waitedMs` is 0 when it did not wait. */
+  onResolved?: (waitedMs: number) => Promise<void> | void;
+}
+
 export interface DeployDeps {
   docker: DockerRunner;
+  registry: RegistryClient;
+  hooks?: DeployHooks;
   log: Logger;
   policy: DeployPolicy;
   stack: StackConfig;
@@ -54,12 +74,12 @@ export interface Deploying {
   deadline: number;
   /** What every docker command of this deploy is run with (prepare derives it once). */
   env: Record<string, string>;
+  /** When the images were resolved to the digests the deploy asks for. */
+  resolvedAt: string;
   attempts: Attempt[];
   warnings: string[];
   /** Swarm took the new spec. */
   applied: boolean;
-  /** `docker stack deploy` said an image could not be pinned to a digest. */
-  unpinned: boolean;
 }
 
 /** A DeployResult that ends the deploy at the step it is in, with what the release gathered so far. */

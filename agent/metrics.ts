@@ -11,6 +11,8 @@ export interface AgentMetrics {
   lastSuccess: Gauge<"stack">;
   spoolErrors: Counter;
   engineUp: Gauge;
+  registryRequests: Counter<"registry" | "outcome">;
+  imageWait: Histogram;
 }
 
 /**
@@ -53,6 +55,18 @@ export function createAgentMetrics(version: string): AgentMetrics {
     engineUp: new Gauge({
       name: "swarmhook_engine_up",
       help: "1 when the Docker engine answers and this node is a swarm manager; 0 while jobs wait for it",
+      registers,
+    }),
+    registryRequests: new Counter({
+      name: "swarmhook_registry_requests_total",
+      help: "Requests to image registries before a deploy, by registry host and outcome (HTTP status, timeout, error)",
+      labelNames: ["registry", "outcome"],
+      registers,
+    }),
+    imageWait: new Histogram({
+      name: "swarmhook_image_wait_seconds",
+      help: "How long a job waited for its images to appear in the registry (IMAGE_WAIT_S), for jobs that waited",
+      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 900, 1800],
       registers,
     }),
   };

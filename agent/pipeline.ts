@@ -7,7 +7,7 @@ import { verifyRelease, verifyUnchanged } from "./verify/index.ts";
 // verify (converged, healthy, pinned). Each step takes the Deploying value the one before produced
 // and gives it on, or ends the deploy with its DeployResult. Record and report follow in run-stack.ts.
 
-export type { DeployDeps, DeployPolicy, DeployResult, Deploying } from "./deploying.ts";
+export type { DeployDeps, DeployHooks, DeployPolicy, DeployResult, Deploying } from "./deploying.ts";
 
 /**
  * Deploy one job's commit to one stack and prove it took: the stack rendered (for a rollback, with
@@ -22,7 +22,7 @@ export async function deployJob(d: DeployDeps): Promise<DeployResult> {
   const prepared = await prepareRelease(d);
   if ("outcome" in prepared) return prepared;
   try {
-    const r: Deploying = { d, ...prepared, attempts: [], warnings: [...prepared.rendered.warnings], applied: false, unpinned: false };
+    const r: Deploying = { d, ...prepared, attempts: [], warnings: [...prepared.rendered.warnings], applied: false };
     if (d.policy.dryRun) return ended(r, "planned", `DRY_RUN: ${r.plan?.summary ?? "the plan failed"}; nothing deployed`);
     if (r.plan && r.plan.changes.length === 0 && r.plan.unresolved.length === 0) return await verifyUnchanged(r);
     const applied = await applyRelease(r);

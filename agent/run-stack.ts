@@ -8,17 +8,18 @@ import {
   rollbackJobId,
   shortSha,
   writeDeployed,
+  writeImageWait,
   type Deployed,
   type RollbackRequest,
   type Spool,
 } from "../spool/index.ts";
 import { coalesce, type Pending } from "./coalesce.ts";
 import type { AgentConfig, StackConfig } from "./config.ts";
-import { deployJob, type DeployResult } from "./pipeline.ts";
+import { deployJob, type DeployHooks, type DeployResult } from "./pipeline.ts";
 import { outsideCheckout } from "./prepare/index.ts";
 import { checkout, prepareGitBatch, type GitBatch } from "./prepare/index.ts";
 import { pruneObjectVersions } from "./prepare/index.ts";
-import type { GitToken, Mirror } from "./prepare/index.ts";
+import type { GitToken, Mirror, RegistryClient } from "./prepare/index.ts";
 import type { DockerRunner } from "./docker.ts";
 import type { AgentMetrics } from "./metrics.ts";
 import type { Recorder } from "./record/index.ts";
@@ -39,6 +40,8 @@ export interface StackContext {
   gitToken?: GitToken | undefined;
   /** Whether a commit is in a branch's history, asked of GitHub (when the watcher has credentials). */
   onBranch?: ((repository: string, branch: string, sha: string) => Promise<boolean>) | undefined;
+  /** Asks registries which digest an image names (the images-first step). */
+  registry: RegistryClient;
 }
 
 /**
@@ -78,8 +81,15 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
   if (!winner) return keep();
   const started = clock.now();
   const jobLog = log.child({ jobId: winner.jobId, deliveryId: winner.job.deliveryId, sha: winner.job.sha, stack: name });
-  await ctx.reporter.started(winner, stack.config);
-  const result = await deployFrom(ctx, stack.config, winner, judged.git?.mirror, jobLog);
+  const result = await deployFrom(ctx, stack, winner, judged.git?.mirror, jobLog);
+  if (result.outcome === "superseded") {
+    await recorder.finish(winner, "superseded", {
+      stack: name,
+      ...(result.supersededBy ? { supersededBy: result.supersededBy } : {}),
+      reason: result.reason ?? "superseded",
+    });
+    return keep();
+  }
   const followedBy = result.outcome === "failed" ? await rollBackAfter(ctx, stack, winner, result, deployed) : undefined;
   const { attempts, services, warnings, release, plan } = result;
   const where = await recorder.finish(winner, result.outcome, {
@@ -154,12 +164,22 @@ async function judgeRuns(ctx: StackContext, stack: StackConfig, batch: Pending[]
 /** Deploy one job: a git stack's file from a clean checkout of the job's commit, else the file on this node. */
 async function deployFrom(
   ctx: StackContext,
-  stack: StackConfig,
+  runtime: StackRuntime,
   job: Pending,
   mirror: Mirror | undefined,
   log: Logger,
 ): Promise<DeployResult> {
-  const deps = { docker: ctx.docker, log, policy: ctx.config, stack, job: job.job, clock: ctx.clock };
+  const stack = runtime.config;
+  const deps = {
+    docker: ctx.docker,
+    registry: ctx.registry,
+    hooks: deployHooks(ctx, runtime, job, log),
+    log,
+    policy: ctx.config,
+    stack,
+    job: job.job,
+    clock: ctx.clock,
+  };
   if (!mirror) return deployJob(deps);
   let co: Awaited<ReturnType<typeof checkout>>;
   try {
@@ -186,6 +206,39 @@ async function deployFrom(
   } finally {
     await co.cleanup();
   }
+}
+
+/**
+ * What the deploy tells this loop while it resolves images: a newer deploy job pending for the stack
+ * ends an image wait; the wait is shown to `swarmhook jobs` (state/) and to GitHub (still queued,
+ * saying for which images); once the images are there, GitHub hears the deploy started.
+ */
+function deployHooks(ctx: StackContext, runtime: StackRuntime, job: Pending, log: Logger): DeployHooks {
+  const name = runtime.config.name;
+  let waiting = false;
+  return {
+    newer: () =>
+      runtime.pending.find((p) => p.job.kind === "deploy" && Date.parse(p.job.receivedAt) >= Date.parse(job.job.receivedAt))?.jobId,
+    async onWaiting(images) {
+      waiting = true;
+      log.warn({ images, waitS: ctx.config.imageWaitMs / 1000 }, `waiting for images not in the registry yet: ${images.join(", ")}`);
+      await writeImageWait(ctx.spool, name, {
+        stack: name,
+        jobId: job.jobId,
+        sha: job.job.sha,
+        images,
+        since: ctx.clock.now().toISOString(),
+      }).catch((err: unknown) => log.warn({ err }, "could not note the image wait in state/"));
+      await ctx.reporter.waiting(job, runtime.config, images);
+    },
+    async onResolved(waitedMs) {
+      if (waiting) {
+        ctx.metrics.imageWait.observe(waitedMs / 1000);
+        await writeImageWait(ctx.spool, name, null);
+      }
+      await ctx.reporter.started(job, runtime.config);
+    },
+  };
 }
 
 /**

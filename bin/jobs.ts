@@ -1,11 +1,12 @@
 // `swarmhook jobs`: what is pending and how the last jobs ended, read from the spool.
 import { promises as fs } from "node:fs";
 import { stripControl } from "../lib/text.ts";
-import { listRecords, openSpool, readWatcherStatus, shortSha } from "../spool/index.ts";
+import { listRecords, openSpool, readImageWaits, readWatcherStatus, shortSha } from "../spool/index.ts";
 import { listReports, openOutbox, readReport, type Outbox } from "../agent/report/outbox.ts";
 
 export const JOBS_HELP = `swarmhook jobs [--spool DIR] [--state DIR] [--last N]
-  Lists the jobs waiting in new/ and work/, the reports to GitHub and chat not yet delivered (read
+  Lists the jobs waiting in new/ and work/ (and which of them waits for images its registry does
+  not have yet: IMAGE_WAIT_S), the reports to GitHub and chat not yet delivered (read
   from the watcher's outbox in --state, default STATE_DIR or /var/lib/swarmhook: run it on the
   watcher's node, kvm8, to see them), then the last N (default 10) outcomes from done/ and failed/,
   newest last: time, outcome, stack, commit, delivery, reason. Without --spool and SPOOL_DIR, after
@@ -25,6 +26,8 @@ export async function listJobs(spoolDir: string, last: number, stateDir = "/var/
     const names = (await fs.readdir(spool.dir(dir)).catch(() => [])).sort();
     lines.push(`${dir}/: ${names.length === 0 ? "empty" : clean(names.join(" "))}`);
   }
+  for (const w of await readImageWaits(spool))
+    lines.push(clean(`${w.stack}: job ${w.jobId} (${shortSha(w.sha)}) waiting for images: ${w.images.join(", ")} (since ${w.since})`));
   const undelivered = await outboxLine(openOutbox(stateDir));
   if (undelivered) lines.push(undelivered);
   const entries = (await listRecords(spool, { limit: last })).reverse();

@@ -7,12 +7,17 @@ import { checkout } from "../agent/prepare/git-stack.ts";
 import { openMirror } from "../agent/prepare/git.ts";
 import { planStack, type Plan } from "../agent/prepare/plan.ts";
 import { deployEnv, renderStack } from "../agent/prepare/render.ts";
+import { createRegistryClient, dockerCredentials, insecureRegistries, pinRendered } from "../agent/prepare/index.ts";
+import { pino } from "pino";
+import { systemClock } from "../lib/clock.ts";
 import { JOB_VERSION, openSpool, readDeployed, shortSha, type DeployJob } from "../spool/index.ts";
 
 export const PLAN_HELP = `swarmhook plan --stack NAME [--sha SHA] [--json]
   Renders the stack as the watcher would deploy it (its own configuration: AGENT_CONFIG, or
   STACK_FILE and STACK_NAME) and prints what would change in the running services: services added
-  or removed, image, replicas, environment keys (never values), ports, placement constraints,
+  or removed, image (each tag resolved through its registry as a deploy does, so a tag that moved
+  shows as "web: image app:v1 sha256:<old 12 hex> → sha256:<new 12 hex>"), replicas, environment
+  keys (never values), ports, placement constraints,
   networks, configs and secrets, resources, update and rollback config. A stack from git is planned
   at SHA (default: the tip of its first branch); a stack file on this node with IMAGE_TAG=SHA
   (default: the commit the stack runs). What the stack's policy (AGENT_CONFIG policy:) refuses is
@@ -20,10 +25,11 @@ export const PLAN_HELP = `swarmhook plan --stack NAME [--sha SHA] [--json]
   change, 2 something would, 1 the policy refuses it or any error (bad usage included). e.g. on kvm8:  just plan app   |   swarmhook plan --stack app --sha 3f2a9c1 --json
 `;
 
-/** What a deploy would change, and what in it the stack's policy refuses (one line per offence). */
+/** What a deploy would change, what in it the stack's policy refuses (one line per offence), and which images no registry resolved (and why). */
 export interface Planned {
   plan: Plan;
   refused: string[];
+  unpinned: string[];
 }
 
 /** A usage or lookup problem: printed, exit 1. */
@@ -65,7 +71,11 @@ async function planGit(config: AgentConfig, stack: StackConfig, docker: DockerRu
   }
 }
 
-/** Render the stack file as a deploy of `sha` would (renderStack) and plan that. */
+/**
+ * Render the stack file as a deploy of `sha` would (renderStack), resolve its images through their
+ * registries as a deploy does (never waiting, never failing on registry trouble: an image that cannot
+ * be resolved is compared by name and said why), and plan that.
+ */
 async function planRendered(
   docker: DockerRunner,
   stack: StackConfig,
@@ -73,12 +83,19 @@ async function planRendered(
   sha: string,
   versionObjects: boolean,
 ): Promise<Planned> {
-  const rendered = await renderStack(docker, file, stack.name, renderJob(sha), { versionObjects, vars: stack.vars });
+  const o = { versionObjects, vars: stack.vars };
+  const first = await renderStack(docker, file, stack.name, renderJob(sha), o);
+  const log = pino({ level: "silent" });
+  const registry = createRegistryClient({ credentials: dockerCredentials(), insecure: insecureRegistries(docker) });
+  const deps = { docker, registry, log, clock: systemClock, policy: { digestPolicy: "warn" as const, imageWaitMs: 0 } };
+  const r = await pinRendered(deps, first, (images) => renderStack(docker, file, stack.name, renderJob(sha), { ...o, images }));
+  if (r.status !== "resolved") throw new PlanError(r.status === "failed" ? r.reason : "superseded");
   try {
-    const plan = await planStack(docker, stack.name, rendered.doc, deployEnv(sha, stack.vars));
-    return { plan, refused: policyRefusals(rendered.doc, stack.policy) };
+    const plan = await planStack(docker, stack.name, r.rendered.doc, deployEnv(sha, stack.vars));
+    const unpinned = r.images.filter((i) => i.unpinned).map((i) => `${i.service}: ${i.image} not resolved (${i.unpinned as string})`);
+    return { plan, refused: policyRefusals(r.rendered.doc, stack.policy), unpinned };
   } finally {
-    await rendered.cleanup();
+    await r.rendered.cleanup();
   }
 }
 
@@ -102,9 +119,9 @@ export async function planFor(
   return { sha: at, ...(await planRendered(docker, stack, stack.file, at, false)) };
 }
 
-export function formatPlan(stack: string, sha: string, { plan, refused }: Planned, json: boolean): string {
+export function formatPlan(stack: string, sha: string, { plan, refused, unpinned }: Planned, json: boolean): string {
   if (json)
-    return `${JSON.stringify({ stack, sha, summary: plan.summary, changes: plan.changes, unresolved: plan.unresolved, refused }, null, 2)}\n`;
+    return `${JSON.stringify({ stack, sha, summary: plan.summary, changes: plan.changes, unresolved: plan.unresolved, unpinned, refused }, null, 2)}\n`;
   const lines = [`plan for ${stack} at ${shortSha(sha)}:`];
   if (refused.length > 0) {
     lines.push("  refused by the stack's policy (a deploy of this commit is recorded invalid, nothing changes):");
@@ -116,10 +133,9 @@ export function formatPlan(stack: string, sha: string, { plan, refused }: Planne
     for (const f of c.fields)
       lines.push(f.field === "environment" ? `  ${c.service}: environment ${f.to}` : `  ${c.service}: ${f.field} ${f.from} → ${f.to}`);
   }
+  for (const u of unpinned) lines.push(`  ${u}`);
   if (plan.unresolved.length > 0)
-    lines.push(
-      `  (image tags compared by name; the registry may have moved them: ${plan.unresolved.join(", ")} — a deploy re-resolves them)`,
-    );
+    lines.push(`  (compared by name, so a moved tag cannot be seen: ${plan.unresolved.join(", ")} — a deploy asks the registry again)`);
   if (plan.changes.length > 0) lines.push(`${plan.changes.length} service${plan.changes.length === 1 ? "" : "s"} would change`);
   return `${lines.join("\n")}\n`;
 }

@@ -20,7 +20,9 @@ service with what it found or did:
   netns     a three-node test swarm a dead run left behind is taken down
   fuse      /dev/fuse present for bindfs
   registry  Debian's docker-registry on 127.0.0.1:5000 (pushes give real digests;
-            data in /var/lib/swarmhook-test-registry, log /var/log/swarmhook-registry.log)
+            data in /var/lib/swarmhook-test-registry, log /var/log/swarmhook-registry.log);
+            apache2-utils' htpasswd and openssl for the authenticated registries (htpasswd,
+            token) the image tests start on loopback ports of their own
   chromium  Debian's chromium for the page tests
 
 --demo    only what `npm start` (swarmhook local) needs: docker.io, iptables and
@@ -40,7 +42,7 @@ DEMO=false
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 JUST_VERSION=${SWARMHOOK_JUST_VERSION:-1.57.0}
-PACKAGES=(docker.io iptables postgresql bindfs busybox-static shellcheck systemd docker-registry chromium curl)
+PACKAGES=(docker.io iptables postgresql bindfs busybox-static shellcheck systemd docker-registry apache2-utils openssl chromium curl)
 DEMO_PACKAGES=(docker.io iptables busybox-static)
 DOCKERD_LOG=${SWARMHOOK_DOCKERD_LOG:-/var/log/swarmhook-dockerd.log}
 DOCKERD_PIDFILE=${SWARMHOOK_DOCKERD_PIDFILE:-/var/run/docker.pid}

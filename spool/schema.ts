@@ -71,6 +71,8 @@ export const ReleaseSchema = z.strictObject({
       pinned: z.boolean(),
     }),
   ),
+  /** When the watcher resolved the images to these digests, before the deploy changed anything (absent in older records). */
+  resolvedAt: z.iso.datetime().optional(),
 });
 export type Release = z.infer<typeof ReleaseSchema>;
 

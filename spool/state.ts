@@ -91,3 +91,42 @@ export async function readWatcherStatus(spool: Spool): Promise<WatcherStatus | n
     return null;
   }
 }
+
+/**
+ * `state/_images.<stack>.json`: the job of `stack` waiting for images its registry does not have yet
+ * (IMAGE_WAIT_S), for `swarmhook jobs`. Written when the wait starts, removed when it ends.
+ */
+export const ImageWaitSchema = z.object({
+  stack: z.string(),
+  jobId: z.string(),
+  sha: z.string().regex(COMMIT_SHA),
+  images: z.array(z.string().max(512)).max(100),
+  since: isoTime,
+});
+export type ImageWait = z.infer<typeof ImageWaitSchema>;
+const imageWaitName = (stack: string) => `_images.${stack}.json`;
+
+export async function writeImageWait(spool: Spool, stack: string, wait: ImageWait | null): Promise<void> {
+  const file = spool.file("state", imageWaitName(stack));
+  if (wait === null) {
+    await fs.unlink(file).catch(() => undefined);
+    return;
+  }
+  await replaceWith(await writeTemp(spool, `images-${stack}`, `${JSON.stringify(ImageWaitSchema.parse(wait))}\n`), file);
+}
+
+/** Every job waiting for images now; a file that is not valid is left out. */
+export async function readImageWaits(spool: Spool): Promise<ImageWait[]> {
+  const names = (await fs.readdir(spool.dir("state")).catch(() => [])).filter((n) => /^_images\..+\.json$/.test(n)).sort();
+  const out: ImageWait[] = [];
+  for (const n of names) {
+    const text = await readBounded(spool.file("state", n), 64 * 1024).catch(() => null);
+    if (text === null || isUnreadable(text)) continue;
+    try {
+      out.push(ImageWaitSchema.parse(JSON.parse(text)));
+    } catch {
+      // not one of ours: not shown
+    }
+  }
+  return out;
+}

@@ -245,25 +245,33 @@ describe("agent on the real one-node swarm", () => {
     assert.doesNotMatch(await listJobs(s.root, 5), /NOT DEPLOYING/);
   });
 
-  it("fails a deploy whose image digest could not be pinned when DIGEST_POLICY=fail", async () => {
+  it("with DIGEST_POLICY=fail, refuses an image no registry serves before anything changes; auto deploys it by reference, warning", async () => {
     const stack = stackName();
     stacks.push(stack);
     const [v1, v2] = [randomSha(), randomSha()];
     await Promise.all([buildWebImage(v1), buildWebImage(v2)]);
     const t = await tempSpool();
-    const a = await startTestAgent(t.root, { STACK_FILE: stackFile("web"), STACK_NAME: stack, DIGEST_POLICY: "fail" });
+    let a = await startTestAgent(t.root, { STACK_FILE: stackFile("web"), STACK_NAME: stack });
     try {
-      // Docker warns only when it updates a service, so the first deploy (a create) passes
-      assert.equal((await waitForRecord(t.root, await publish(t.root, v1, minutesAgo(2)))).outcome, "success");
+      // swarmhook-test/web names no registry host and the engine holds it: deployed by reference, said once
+      const ok = await waitForRecord(t.root, await publish(t.root, v1, minutesAgo(2)));
+      assert.equal(ok.outcome, "success", ok.reason);
+      assert.ok(
+        ok.warnings.some((w) => w.includes(`image ${WEB_REPO}:${v1} not pinned`)),
+        JSON.stringify(ok.warnings),
+      );
+      assert.equal(ok.release?.images[0]?.pinned, false);
+      await a.stop();
+      a = await startTestAgent(t.root, { STACK_FILE: stackFile("web"), STACK_NAME: stack, DIGEST_POLICY: "fail" });
+      const index = await docker(["service", "inspect", `${stack}_web`, "-f", "{{.Version.Index}}"]);
       const r = await waitForRecord(t.root, await publish(t.root, v2, minutesAgo(1)));
       assert.equal(r.outcome, "failed");
-      assert.match(r.reason ?? "", /digest could not be pinned.*DIGEST_POLICY=fail/);
-      assert.equal(r.services[0]?.image, `${WEB_REPO}:${v2}`, "the record shows what runs");
-      assert.equal(r.attempts.length, 1, "not retried");
-      assert.ok(
-        a.logs.some((l) => l.level === 40 && /digest/.test(l.msg)),
-        "logged as a warning",
+      assert.match(
+        r.reason ?? "",
+        new RegExp(`image ${WEB_REPO}:${v2} is held only by the engine.*DIGEST_POLICY=fail.*nothing was changed`),
       );
+      assert.equal(r.attempts.length, 0, "decided before docker stack deploy");
+      assert.equal(await docker(["service", "inspect", `${stack}_web`, "-f", "{{.Version.Index}}"]), index, "the service untouched");
     } finally {
       await a.stop();
       await t.cleanup();

@@ -5,6 +5,7 @@ import http from "node:http";
 import { describe, it } from "node:test";
 import { pino } from "pino";
 import type { StackConfig } from "../agent/config.ts";
+import type { RegistryClient } from "../agent/prepare/registry.ts";
 import { ALLOW_ALL } from "../agent/prepare/stack-policy.ts";
 import { MAX_BACKOFF_MS } from "../agent/apply/deploy.ts";
 import { deployJob, type DeployPolicy } from "../agent/pipeline.ts";
@@ -28,14 +29,29 @@ const stack: StackConfig = {
   environmentUrl: undefined,
   productionEnvironment: true,
 };
-const policy: DeployPolicy = { deployTimeoutMs: 600_000, retries: 3, retryBackoffMs: 2000, healthTimeoutMs: 120_000, digestPolicy: "warn" };
+const policy: DeployPolicy = {
+  deployTimeoutMs: 600_000,
+  retries: 3,
+  retryBackoffMs: 2000,
+  healthTimeoutMs: 120_000,
+  digestPolicy: "warn",
+  imageWaitMs: 0,
+};
+/** The images here are held by the (scripted) engine, so no registry is asked; one that is fails the test. */
+const registry: RegistryClient = {
+  lookup: (ref) => Promise.reject(new Error(`no registry in these tests, asked for ${ref.text}`)),
+};
 const DAEMON_DOWN = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?";
 
 /** `docker stack config` renders locally (no daemon needed, as on the real CLI); every other call answers `other`. */
 const rendersThen =
   (other: Answer) =>
   (args: string[]): Answer =>
-    args[1] === "config" ? { exitCode: 0, stdout: "services:\n  web:\n    image: busybox:1\n" } : other;
+    args[1] === "config"
+      ? { exitCode: 0, stdout: "services:\n  web:\n    image: busybox:1\n" }
+      : args[0] === "image" && args[1] === "inspect"
+        ? { exitCode: 0, stdout: "sha256:1\n" }
+        : other;
 
 /** A stack of one service `app_web` asking for `image`; `running(round)` says how many of 2 replicas run it at each inspection. */
 function swarm(image: string, running: (round: number) => number, clock: { now(): Date }): (args: string[]) => Answer {
@@ -44,6 +60,7 @@ function swarm(image: string, running: (round: number) => number, clock: { now()
   return (args) => {
     const verb = args.slice(0, 2).join(" ");
     if (verb === "network ls") return { exitCode: 0, stdout: "" };
+    if (verb === "image inspect") return { exitCode: 0, stdout: "sha256:1\n" };
     if (verb === "stack deploy") {
       deployed = true;
       return { exitCode: 0, output: "Updating service app_web (id: abc)" };
@@ -71,7 +88,7 @@ describe("deployJob in virtual time", () => {
   it("retries a transient failure with exponential backoff, then fails naming the attempts", async () => {
     const clock = virtualClock();
     const docker = scriptedDocker(rendersThen({ exitCode: 1, output: DAEMON_DOWN }));
-    const r = await deployJob({ docker, log, policy, stack, job: makeJob(), clock });
+    const r = await deployJob({ docker, registry, log, policy, stack, job: makeJob(), clock });
     assert.equal(r.outcome, "failed");
     assert.equal(r.attempts.length, 4);
     assert.deepEqual(clock.sleeps, [2000, 4000, 8000]);
@@ -83,6 +100,7 @@ describe("deployJob in virtual time", () => {
     const docker = scriptedDocker(rendersThen({ exitCode: 1, output: DAEMON_DOWN }));
     const r = await deployJob({
       docker,
+      registry,
       log,
       policy: { ...policy, retries: 5, retryBackoffMs: 20_000, deployTimeoutMs: 3_600_000 },
       stack,
@@ -97,7 +115,7 @@ describe("deployJob in virtual time", () => {
   it("does not retry a permanent failure", async () => {
     const clock = virtualClock();
     const docker = scriptedDocker(rendersThen({ exitCode: 1, output: 'service web: undefined network "nope"' }));
-    const r = await deployJob({ docker, log, policy, stack, job: makeJob(), clock });
+    const r = await deployJob({ docker, registry, log, policy, stack, job: makeJob(), clock });
     assert.equal(r.attempts.length, 1);
     assert.deepEqual(clock.sleeps, []);
     assert.match(r.reason ?? "", /permanent failure/);
@@ -107,7 +125,7 @@ describe("deployJob in virtual time", () => {
     const clock = virtualClock();
     const started = clock.now().getTime();
     const docker = scriptedDocker(swarm("web:2", () => 1, clock));
-    const r = await deployJob({ docker, log, policy: { ...policy, deployTimeoutMs: 30_000 }, stack, job: makeJob(), clock });
+    const r = await deployJob({ docker, registry, log, policy: { ...policy, deployTimeoutMs: 30_000 }, stack, job: makeJob(), clock });
     assert.equal(r.outcome, "failed");
     assert.match(r.reason ?? "", /not converged within the deploy timeout: app_web: update in progress/);
     assert.deepEqual(
@@ -122,7 +140,7 @@ describe("deployJob in virtual time", () => {
   it("succeeds once the services converge before the deadline", async () => {
     const clock = virtualClock();
     const docker = scriptedDocker(swarm("web:2", (round) => (round < 5 ? 1 : 2), clock));
-    const r = await deployJob({ docker, log, policy: { ...policy, deployTimeoutMs: 30_000 }, stack, job: makeJob(), clock });
+    const r = await deployJob({ docker, registry, log, policy: { ...policy, deployTimeoutMs: 30_000 }, stack, job: makeJob(), clock });
     assert.equal(r.outcome, "success", r.reason);
     assert.deepEqual(clock.sleeps, [1000, 1000, 1000, 1000]);
   });
@@ -153,6 +171,7 @@ describe("checkHealth in virtual time", () => {
       const job = makeJob({ sha: "a".repeat(40) });
       const r = await deployJob({
         docker,
+        registry,
         log,
         policy: { ...policy, healthTimeoutMs: 30_000 },
         stack: { ...stack, healthUrl },

@@ -17,7 +17,6 @@ const TRANSIENT = [
   /rpc error: code = (Unavailable|DeadlineExceeded)/i,
   /The swarm does not have a leader/i,
 ];
-const DIGEST_WARNING = /could not be accessed on a registry to record/;
 /** The longest wait between two attempts. */
 export const MAX_BACKOFF_MS = 60_000;
 
@@ -58,17 +57,12 @@ export async function applyRelease(r: Deploying): Promise<Deploying | DeployResu
   const last = await runDeploy(r);
   if (!last) return ended(r, "failed", "no attempt ran");
   if (last.spawnError) return ended(r, "failed", `docker could not be run: ${last.spawnError}`);
-  const unpinned = DIGEST_WARNING.test(last.outputTail); // printed when a service is updated, not created
-  if (unpinned) {
-    r.warnings.push("an image could not be accessed on a registry to record its digest: nodes may run different versions");
-    r.d.log.warn(r.warnings.at(-1) as string);
-  }
   if (!last.timedOut && last.exitCode !== 0) {
     const why = isTransient(last) ? `still failing after ${r.attempts.length} attempts` : "permanent failure";
     const said = decisiveLine(last.outputTail);
-    return ended({ ...r, unpinned }, "failed", `docker stack deploy exited ${last.exitCode}: ${why}${said ? `: ${said}` : ""}`);
+    return ended(r, "failed", `docker stack deploy exited ${last.exitCode}: ${why}${said ? `: ${said}` : ""}`);
   }
   if (last.timedOut)
     r.warnings.push(`docker stack deploy did not return within ${r.d.policy.deployTimeoutMs / 1000} s; judged by the services' state`);
-  return { ...r, applied: true, unpinned };
+  return { ...r, applied: true };
 }

@@ -15,8 +15,8 @@ export interface ServiceChange {
 export interface Plan {
   changes: ServiceChange[];
   /**
-   * Services whose image is a tag the running spec pinned to a digest: whether the tag has moved is
-   * known only to the registry, which `docker stack deploy` asks. Compared by name in `changes`.
+   * Services whose image could not be resolved to a digest before the deploy (no registry answered)
+   * while the running spec is pinned: whether the tag has moved cannot be told. Compared by name in `changes`.
    */
   unresolved: string[];
   /** One line: "no changes", or what changes ("web: replicas 1 → 2; api added"). */
@@ -142,7 +142,8 @@ function running(s: Spec, want: Shape, wanted: ComposeService | undefined, netwo
   const res = (r: { NanoCPUs?: number; MemoryBytes?: number } | undefined) =>
     `cpus ${(r?.NanoCPUs ?? 0) / 1e9}, memory ${r?.MemoryBytes ?? 0}`;
   return {
-    image: want.image === undefined ? undefined : c.Image.replace(/@sha256:[0-9a-f]{64}$/, ""),
+    // a pinned image is compared by its digest (a moved tag is a change); a tag alone by name
+    image: want.image === undefined ? undefined : PINNED.test(want.image) ? c.Image : c.Image.replace(PINNED, ""),
     replicas: s.Spec.Mode.Global ? "global" : String(s.Spec.Mode.Replicated?.Replicas ?? 1),
     environment: list(c.Env ?? []),
     ports: list(
@@ -161,8 +162,19 @@ function running(s: Spec, want: Shape, wanted: ComposeService | undefined, netwo
   };
 }
 
-/** An environment change shows keys only: values may be secrets. */
+const PINNED = /@sha256:[0-9a-f]{64}$/;
+
+/** `sha256:` and the first 12 hex digits of a pinned reference's digest, or the reference when not pinned. */
+const shortDigest = (image: string) => (PINNED.test(image) ? image.slice(image.lastIndexOf("@") + 1, image.lastIndexOf("@") + 20) : image);
+
+/** An image change of one name shows the digests ("app:v1 sha256:<12> → sha256:<12>"); an environment change keys only: values may be secrets. */
 function fieldChange(field: string, from: string, to: string): FieldChange {
+  if (field === "image") {
+    const name = (i: string) => i.replace(PINNED, "");
+    if (name(from) === name(to) && (PINNED.test(from) || PINNED.test(to)))
+      return { field, from: `${name(to)} ${shortDigest(from)}`, to: shortDigest(to) };
+    return { field, from, to };
+  }
   if (field !== "environment") return { field, from, to };
   const keys = (s: string) => new Map(s === "none" ? [] : s.split(", ").map((kv) => [kv.split("=")[0] ?? "", kv] as const));
   const [a, b] = [keys(from), keys(to)];
@@ -205,8 +217,7 @@ export async function planStack(docker: DockerRunner, stack: string, rendered: u
       continue;
     }
     const have = running(spec, want, def, networkName);
-    const pinned = /@sha256:[0-9a-f]{64}$/;
-    if (def.image && !pinned.test(def.image) && pinned.test(spec.Spec.TaskTemplate.ContainerSpec.Image)) unresolved.push(name);
+    if (def.image && !PINNED.test(def.image) && PINNED.test(spec.Spec.TaskTemplate.ContainerSpec.Image)) unresolved.push(name);
     const fields = Object.keys(want)
       .filter((k) => want[k] !== undefined && want[k] !== have[k])
       .map((k) => fieldChange(k, have[k] ?? "none", want[k] as string));

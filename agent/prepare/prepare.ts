@@ -1,4 +1,5 @@
 import type { DeployDeps, DeployResult } from "../deploying.ts";
+import { resolveImages, type ImageDeps, type ImageResolution, type ResolvedImage } from "./images.ts";
 import { planStack, type Plan } from "./plan.ts";
 import { deployEnv, renderStack, type Rendered } from "./render.ts";
 import { policyRefusals } from "./stack-policy.ts";
@@ -11,6 +12,8 @@ export interface Prepared {
   deadline: number;
   /** What every docker command of this deploy is run with: IMAGE_TAG, DEPLOY_SHA and the stack's variables. */
   env: Record<string, string>;
+  /** When every image was resolved to the digest the deploy asks for (before anything changed). */
+  resolvedAt: string;
 }
 
 const before = (outcome: DeployResult["outcome"], reason: string): DeployResult => ({
@@ -30,7 +33,7 @@ const before = (outcome: DeployResult["outcome"], reason: string): DeployResult 
 export async function prepareRelease(d: DeployDeps): Promise<Prepared | DeployResult> {
   let rendered: Rendered;
   try {
-    rendered = await renderStack(d.docker, d.stack.file, d.stack.name, d.job, { versionObjects: Boolean(d.stack.git), vars: d.stack.vars });
+    rendered = await renderStack(d.docker, d.stack.file, d.stack.name, d.job, opts(d));
   } catch (err) {
     return before("failed", `the stack file could not be rendered: ${(err as Error).message}`);
   }
@@ -39,6 +42,9 @@ export async function prepareRelease(d: DeployDeps): Promise<Prepared | DeployRe
     await rendered.cleanup();
     return before("invalid", `refused by the stack's policy: ${refused.join("; ")}`);
   }
+  const pinnedRender = await pinImages(d, rendered);
+  if ("outcome" in pinnedRender) return pinnedRender;
+  rendered = pinnedRender.rendered;
   for (const w of rendered.warnings) d.log.warn(w);
   const startedAt = d.clock.now().getTime();
   const env = deployEnv(d.job.sha, d.stack.vars);
@@ -47,5 +53,81 @@ export async function prepareRelease(d: DeployDeps): Promise<Prepared | DeployRe
     return undefined;
   });
   if (plan) d.log.info({ plan: plan.summary }, "plan");
-  return { rendered, plan, since: new Date(startedAt - 1000), deadline: startedAt + d.policy.deployTimeoutMs, env };
+  return {
+    rendered,
+    plan,
+    since: new Date(startedAt - 1000),
+    deadline: startedAt + d.policy.deployTimeoutMs,
+    env,
+    resolvedAt: pinnedRender.resolvedAt,
+  };
 }
+
+/**
+ * The images-first step for a deploy: resolveImages with the deploy's hooks (a newer job ends a wait;
+ * the wait is reported), then pinRendered. Ends the deploy, with `rendered` cleaned up, when an image
+ * cannot be had or a newer job took over the wait.
+ */
+async function pinImages(d: DeployDeps, rendered: Rendered): Promise<{ rendered: Rendered; resolvedAt: string } | DeployResult> {
+  const waitStarted = d.clock.now().getTime();
+  let waited = false;
+  const deps: ImageDeps = {
+    docker: d.docker,
+    registry: d.registry,
+    log: d.log,
+    clock: d.clock,
+    policy: d.policy,
+    newer: d.hooks?.newer,
+    onWaiting: async (images) => {
+      waited = true;
+      await d.hooks?.onWaiting?.(images);
+    },
+  };
+  const r = await pinRendered(deps, rendered, (images) => renderStack(d.docker, d.stack.file, d.stack.name, d.job, { ...opts(d), images }));
+  if (r.status === "failed") return before("failed", r.reason);
+  if (r.status === "superseded")
+    return { ...before("superseded", `a newer delivery (${r.by}) arrived while this one waited for its images`), supersededBy: r.by };
+  await d.hooks?.onResolved?.(waited ? d.clock.now().getTime() - waitStarted : 0);
+  return { rendered: r.rendered, resolvedAt: r.resolvedAt };
+}
+
+/**
+ * Resolve every service image of `rendered` (resolveImages), then render the stack again with the
+ * digests laid over it (`render(pins)`), so the deploy asks for exactly those builds. The warnings of
+ * images left unpinned are added to the rendering's. `rendered` is cleaned up unless it is returned.
+ * @example
+ * const r = await pinRendered(deps, rendered, (images) => renderStack(docker, file, "app", job, { images }));
+ * if (r.status === "resolved") deploy(r.rendered.files);
+ */
+export async function pinRendered(
+  deps: ImageDeps,
+  rendered: Rendered,
+  render: (images: ReadonlyMap<string, string>) => Promise<Rendered>,
+): Promise<
+  Exclude<ImageResolution, { status: "resolved" }> | { status: "resolved"; rendered: Rendered; resolvedAt: string; images: ResolvedImage[] }
+> {
+  const services = (rendered.doc as { services?: Record<string, { image?: string }> }).services ?? {};
+  const wanted = Object.entries(services).flatMap(([service, def]) => (def.image ? [{ service, image: def.image }] : []));
+  const r = await resolveImages(deps, wanted);
+  if (r.status !== "resolved") {
+    await rendered.cleanup();
+    return r;
+  }
+  const pins = new Map(r.images.filter((i) => i.deployAs !== i.image).map((i) => [i.service, i.deployAs]));
+  const done = (x: Rendered) => ({
+    status: "resolved" as const,
+    rendered: { ...x, warnings: [...x.warnings, ...r.warnings] },
+    resolvedAt: r.resolvedAt,
+    images: r.images,
+  });
+  if (pins.size === 0) return done(rendered);
+  try {
+    return done(await render(pins));
+  } catch (err) {
+    return { status: "failed", reason: `the stack file could not be rendered with its images' digests: ${(err as Error).message}` };
+  } finally {
+    await rendered.cleanup();
+  }
+}
+
+const opts = (d: DeployDeps) => ({ versionObjects: Boolean(d.stack.git), vars: d.stack.vars });

@@ -116,8 +116,9 @@ function rollbackImages(
  * Render the stack for `job` with `docker stack config` (Docker's own interpolation and merge). What
  * the deploy changes is laid over the stack file by a second compose file in a private temp
  * directory (`-c stack.yaml -c overlay.yaml`): for a rollback, the recorded image of each service, so
- * the deploy asks for exactly those digests (what cannot be laid over is said in `warnings`); with
- * `versionObjects` (stacks from git), configs and secrets named by their content.
+ * the deploy asks for exactly those digests (what cannot be laid over is said in `warnings`); the
+ * digests resolved before the deploy (`images`); with `versionObjects` (stacks from git), configs
+ * and secrets named by their content.
  * @example
  * const r = await renderStack(docker, "/opt/app/stack/stack.yaml", "app", job);
  * try { await docker.run(["stack", "deploy", ...r.files.flatMap((f) => ["-c", f]), "app"]); } finally { await r.cleanup(); }
@@ -127,7 +128,12 @@ export async function renderStack(
   stackFile: string,
   stackName: string,
   job: Job,
-  o: { versionObjects?: boolean; vars?: Readonly<Record<string, string>> } = {},
+  o: {
+    versionObjects?: boolean;
+    vars?: Readonly<Record<string, string>>;
+    /** Service key → the image to deploy instead (the digests resolved before the deploy), over everything else. */
+    images?: ReadonlyMap<string, string>;
+  } = {},
 ): Promise<Rendered> {
   const env = deployEnv(job.sha, o.vars);
   const text = await query(docker, ["stack", "config", "-c", stackFile], env);
@@ -136,7 +142,13 @@ export async function renderStack(
   const services = doc.services ?? {};
   const asked = new Map<string, string>();
   for (const [svc, def] of Object.entries(services)) if (def.image) asked.set(`${stackName}_${svc}`, def.image);
-  const images = job.kind === "rollback" ? rollbackImages(job, services, stackName, asked, stackFileHash) : { overlay: {}, warnings: [] };
+  const images: { overlay: Record<string, { image: string }>; warnings: string[] } =
+    job.kind === "rollback" ? rollbackImages(job, services, stackName, asked, stackFileHash) : { overlay: {}, warnings: [] };
+  for (const [svc, image] of o.images ?? []) {
+    if (!(svc in services) || asked.get(`${stackName}_${svc}`) === image) continue;
+    images.overlay[svc] = { image };
+    asked.set(`${stackName}_${svc}`, image);
+  }
   const versioned = o.versionObjects ? await versionObjects(doc, stackName) : { overlay: {}, objects: [] };
   const overlay = { ...(Object.keys(images.overlay).length > 0 ? { services: images.overlay } : {}), ...versioned.overlay };
   const base = { asked, stackFileHash, warnings: images.warnings, objects: versioned.objects };
@@ -155,7 +167,7 @@ export async function renderStack(
 }
 
 /** The release a converged stack runs: each service's image as its spec holds it (with the digest Swarm pinned, when it could). */
-export function releaseOf(stackName: string, specImages: ReadonlyMap<string, string>, stackFileHash: string): Release {
+export function releaseOf(stackName: string, specImages: ReadonlyMap<string, string>, stackFileHash: string, resolvedAt?: string): Release {
   const images = [...specImages]
     .map(([name, image]) => ({
       service: name.startsWith(`${stackName}_`) ? name.slice(stackName.length + 1) : name,
@@ -163,7 +175,7 @@ export function releaseOf(stackName: string, specImages: ReadonlyMap<string, str
       pinned: /@sha256:[0-9a-f]{64}$/.test(image),
     }))
     .sort((a, b) => a.service.localeCompare(b.service));
-  return { stackFileHash, images };
+  return { stackFileHash, images, ...(resolvedAt ? { resolvedAt } : {}) };
 }
 
 /**

@@ -39,6 +39,11 @@ export function claimedSteps(kind: "deploy" | "rollback"): GithubStep[] {
   ];
 }
 
+/** While a job waits for its images (IMAGE_WAIT_S): still queued, and the description says for what. */
+export const waitingSteps = (images: string[]): GithubStep[] => [
+  { type: "deployment_status", state: "queued", description: clip(`waiting for images: ${images.join(", ")}`) },
+];
+
 export const startedSteps = (): GithubStep[] => [
   { type: "deployment_status", state: "in_progress", description: "docker stack deploy started" },
 ];

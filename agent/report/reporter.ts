@@ -6,12 +6,14 @@ import type { ReportsConfig, StackConfig } from "../config.ts";
 import { createGithubClient, type GithubClient } from "./github.ts";
 import { listReports, whenReady, putReport, removeReport, type GithubStep, type Outbox, type OutboxEntry } from "./outbox.ts";
 import { deliverDue, urlHash, type SenderContext } from "./outbox-sender.ts";
-import { claimedSteps, createNotifyPolicy, finishedSteps, startedSteps } from "./report-policy.ts";
+import { claimedSteps, createNotifyPolicy, finishedSteps, startedSteps, waitingSteps } from "./report-policy.ts";
 
 /** Reports of what the watcher does, for GitHub and the chat. Every call only writes to the outbox: it never waits on them. */
 export interface Reporter {
   claimed(p: Pending, stack: StackConfig): Promise<void>;
   started(p: Pending, stack: StackConfig): Promise<void>;
+  /** The job waits for images its registry does not have yet: the Deployment stays queued, saying which. */
+  waiting(p: Pending, stack: StackConfig, images: string[]): Promise<void>;
   finished(rec: ResultRecord, stack: StackConfig | undefined): Promise<void>;
   /** Deliver what is due now (the loop calls it every second; tests may too). */
   deliver(): Promise<void>;
@@ -94,6 +96,7 @@ export function createReporter(deps: ReporterDeps): Reporter {
   return {
     claimed: (p, stack) => github(p, stack, claimedSteps(p.job.kind)),
     started: (p, stack) => github(p, stack, startedSteps()),
+    waiting: (p, stack, images) => github(p, stack, waitingSteps(images)),
     async finished(rec, stack) {
       if (rec.job && stack) await github({ jobId: rec.jobId, job: rec.job }, stack, finishedSteps(rec));
       await notify(rec);

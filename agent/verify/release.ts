@@ -26,14 +26,15 @@ const succeeded = (r: Deploying, verdict: Verdict, reason?: string): DeployResul
   services: verdict.services,
   warnings: r.warnings,
   applied: r.applied,
-  release: releaseOf(r.d.stack.name, verdict.specImages, r.rendered.stackFileHash),
+  release: releaseOf(r.d.stack.name, verdict.specImages, r.rendered.stackFileHash, r.resolvedAt),
   objects: r.rendered.objects,
   ...(r.plan ? { plan: r.plan } : {}),
 });
 
 /**
  * Prove an applied release took: every service converged on the asked images (a rollback or the
- * deadline ends it), then the health URL, then DIGEST_POLICY. On success the result holds the release.
+ * deadline ends it), then the health URL. On success the result holds the release. (DIGEST_POLICY was
+ * judged before the deploy, when the images were resolved.)
  */
 export async function verifyRelease(r: Deploying): Promise<DeployResult> {
   let verdict: Verdict;
@@ -47,13 +48,6 @@ export async function verifyRelease(r: Deploying): Promise<DeployResult> {
   if (verdict.status !== "converged") return ended(r, verdict.status, verdict.reason, verdict.services);
   const problem = await health(r);
   if (problem) return ended(r, "failed", problem, verdict.services);
-  if (r.unpinned && r.d.policy.digestPolicy === "fail")
-    return ended(
-      r,
-      "failed",
-      "the stack was updated, but an image digest could not be pinned, so nodes may run different builds (DIGEST_POLICY=fail)",
-      verdict.services,
-    );
   return succeeded(r, verdict);
 }
 

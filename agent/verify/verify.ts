@@ -6,6 +6,7 @@ import { query } from "../prepare/index.ts";
 /** Strip a pinned digest: the spec says `img:tag@sha256:…` once a registry resolved it. */
 export const imageName = (image: string | null | undefined): string | null => (image ? image.replace(/@sha256:[0-9a-f]{64}$/, "") : null);
 
+const PINNED = /@sha256:[0-9a-f]{64}$/;
 const ROLLBACK = new Set(["rollback_started", "rollback_paused", "rollback_completed"]);
 
 export type Verdict = (
@@ -54,9 +55,13 @@ export async function inspectStack(
 
   for (const s of inspected) {
     const name = s.Spec.Name;
-    const specImage = imageName(s.Spec.TaskTemplate.ContainerSpec?.Image);
+    // an image the deploy pinned must run by that digest; one deployed by reference is compared by name
+    const ask = asked.get(name);
+    const byDigest = ask !== undefined && PINNED.test(ask);
+    const same = (image: string | null | undefined) => (byDigest ? (image ?? null) : imageName(image));
+    const specImage = same(s.Spec.TaskTemplate.ContainerSpec?.Image);
     if (s.Spec.TaskTemplate.ContainerSpec?.Image) specImages.set(name, s.Spec.TaskTemplate.ContainerSpec.Image);
-    const wanted = imageName(asked.get(name)) ?? specImage;
+    const wanted = same(ask) ?? specImage;
     const recent = s.UpdateStatus?.StartedAt && new Date(s.UpdateStatus.StartedAt) >= since ? s.UpdateStatus : undefined;
     const updateState = recent?.State ?? null;
     const rows = (
@@ -67,7 +72,7 @@ export async function inspectStack(
       .map((l) => JSON.parse(l) as TaskRow);
     const running = rows.filter((t) => t.CurrentState.startsWith("Running"));
     const desired = s.Spec.Mode.Replicated ? (s.Spec.Mode.Replicated.Replicas ?? 1) : rows.length;
-    const runningImages = [...new Set(running.map((t) => imageName(t.Image)))];
+    const runningImages = [...new Set(running.map((t) => same(t.Image)))];
     services.push({
       name,
       image: runningImages.length === 1 ? (runningImages[0] ?? null) : runningImages.length === 0 ? null : runningImages.join(","),
@@ -89,7 +94,7 @@ export async function inspectStack(
       problems.push({ kind: "rolled_back", text: `${name}: spec runs ${specImage}, the stack asks for ${wanted}` });
     } else if (updateState === "updating") {
       problems.push({ kind: "pending", text: `${name}: update in progress` });
-    } else if (running.length < desired || running.some((t) => imageName(t.Image) !== wanted)) {
+    } else if (running.length < desired || running.some((t) => same(t.Image) !== wanted)) {
       problems.push({ kind: "pending", text: `${name}: ${running.length}/${desired} running on ${wanted}` });
     }
   }

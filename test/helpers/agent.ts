@@ -7,6 +7,7 @@ import { createAgent, type Agent } from "../../agent/agent.ts";
 import { loadAgentConfig } from "../../agent/config.ts";
 import { createDockerRunner, type DockerRunner } from "../../agent/docker.ts";
 import { createAgentMetrics, type AgentMetrics } from "../../agent/metrics.ts";
+import { dockerCredentials } from "../../agent/prepare/credentials.ts";
 import { readRecord, openSpool, publishJob, type DeployJob, type ResultRecord } from "../../spool/index.ts";
 import { makeJob } from "./jobs.ts";
 import { waitFor } from "./swarm.ts";
@@ -59,6 +60,8 @@ export async function startTestAgent(
     docker,
     log: pino({ level: "debug" }, sink),
     metrics,
+    // registry credentials from the same DOCKER_CONFIG docker is given, as on a node
+    credentials: dockerCredentials({ ...process.env, ...dockerEnv }),
     ...deps,
   });
   await agent.start();

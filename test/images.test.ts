@@ -1,0 +1,174 @@
+// Images first, on the real one-node swarm, from Debian's docker-registry with htpasswd auth on
+// loopback (docker login into a DOCKER_CONFIG the test makes): every image resolved to its digest
+// before the cluster changes, the deploy pinned to it, a tag not pushed yet waited for, and registry
+// trouble judged before anything moves.
+import assert from "node:assert/strict";
+import os from "node:os";
+import { after, before, describe, it } from "node:test";
+import { listJobs } from "../bin/jobs.ts";
+import { publish, stackFile, startTestAgent, waitForRecord, type TestAgent } from "./helpers/agent.ts";
+import { WEB_REPO, buildWebImage } from "./helpers/images.ts";
+import { randomSha } from "./helpers/jobs.ts";
+import { spawnDist } from "./helpers/proc.ts";
+import { pushTo, startAuthRegistry, type TestRegistry } from "./helpers/registry.ts";
+import { tempSpool, type TempSpool } from "./helpers/spool.ts";
+import { docker, removeStack, waitFor } from "./helpers/swarm.ts";
+
+const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000).toISOString();
+
+describe("images first: resolved, pinned and waited for before the cluster changes", { timeout: 600_000 }, () => {
+  let reg: TestRegistry;
+  let s: TempSpool;
+  const stack = `shimg-${process.pid}`;
+  const shas = { v1: randomSha(), late: randomSha(), never: randomSha(), newer: randomSha(), moved: randomSha(), other: randomSha() };
+  const env = (extra: Record<string, string> = {}) => ({
+    STACK_FILE: stackFile("registry-auth-web"),
+    STACK_NAME: stack,
+    STACK_ENV: "REGISTRY",
+    REGISTRY: reg.addr,
+    ...extra,
+  });
+  const service = `${stack}_web`;
+  const inspect = (f: string) => docker(["service", "inspect", service, "-f", f]);
+  const ref = (sha: string) => `${reg.addr}/acme/web:${sha}`;
+  let agent: TestAgent | undefined;
+  const restart = async (extra: Record<string, string>, dockerConfig = reg.dockerConfig) => {
+    await agent?.stop();
+    agent = await startTestAgent(s.root, env(extra), { DOCKER_CONFIG: dockerConfig });
+  };
+
+  before(async () => {
+    await Promise.all(Object.values(shas).map((sha) => buildWebImage(sha)));
+    reg = await startAuthRegistry("htpasswd");
+    s = await tempSpool();
+  });
+  after(async () => {
+    await agent?.stop();
+    await removeStack(stack);
+    await reg?.remove();
+    await s?.cleanup();
+  });
+
+  it("deploys a pushed tag pinned to the digest resolved before the deploy; every task runs that digest", async () => {
+    const digest = await pushTo(reg, `${WEB_REPO}:${shas.v1}`, "acme/web", shas.v1);
+    await restart({ IMAGE_WAIT_S: "60" });
+    const r = await waitForRecord(s.root, await publish(s.root, shas.v1, minutesAgo(10)));
+    assert.equal(r.outcome, "success", r.reason);
+    assert.equal(await inspect("{{.Spec.TaskTemplate.ContainerSpec.Image}}"), `${ref(shas.v1)}@${digest}`);
+    assert.deepEqual(r.release?.images, [{ service: "web", image: `${ref(shas.v1)}@${digest}`, pinned: true }]);
+    // resolved before the cluster changed: the service was created after the release's resolvedAt
+    const created = Date.parse(await inspect("{{.CreatedAt}}"));
+    assert.ok(r.release?.resolvedAt && Date.parse(r.release.resolvedAt) <= created, `${r.release?.resolvedAt} vs ${created}`);
+    const tasks = (
+      await docker(["service", "ps", service, "--filter", "desired-state=running", "--no-trunc", "--format", "{{.Image}}"])
+    ).split("\n");
+    assert.deepEqual(tasks, [`${ref(shas.v1)}@${digest}`]);
+    assert.match(
+      await agent!.metrics.registry.metrics(),
+      new RegExp(`swarmhook_registry_requests_total\\{registry="${reg.addr}",outcome="200"\\} [1-9]`),
+    );
+  });
+
+  it("waits for a tag not pushed yet (swarmhook jobs says so) and deploys it once it is pushed", async () => {
+    const id = await publish(s.root, shas.late, minutesAgo(9));
+    await waitFor(
+      "the wait shown by swarmhook jobs",
+      async () => ((await listJobs(s.root, 3)).includes(`waiting for images: ${ref(shas.late)}`) ? true : undefined),
+      20_000,
+      200,
+    );
+    const index = await inspect("{{.Version.Index}}");
+    await new Promise((r) => setTimeout(r, 10_000));
+    assert.equal(await inspect("{{.Version.Index}}"), index, "nothing changed while it waited");
+    const digest = await pushTo(reg, `${WEB_REPO}:${shas.late}`, "acme/web", shas.late);
+    const r = await waitForRecord(s.root, id, 60_000);
+    assert.equal(r.outcome, "success", r.reason);
+    assert.equal(await inspect("{{.Spec.TaskTemplate.ContainerSpec.Image}}"), `${ref(shas.late)}@${digest}`);
+    assert.doesNotMatch(await listJobs(s.root, 3), /waiting for images/);
+    assert.ok(agent!.logs.some((l) => l.level === 40 && /waiting for images not in the registry yet/.test(l.msg)));
+  });
+
+  it("a newer job supersedes a waiting one at once", async () => {
+    const waiting = await publish(s.root, shas.never, minutesAgo(8));
+    await waitFor("the wait", async () => ((await listJobs(s.root, 3)).includes("waiting for images") ? true : undefined), 20_000, 200);
+    await pushTo(reg, `${WEB_REPO}:${shas.newer}`, "acme/web", shas.newer);
+    const started = performance.now();
+    const newer = await publish(s.root, shas.newer, minutesAgo(7));
+    const r = await waitForRecord(s.root, waiting, 20_000);
+    assert.equal(r.outcome, "superseded", r.reason);
+    assert.equal(r.supersededBy, newer);
+    assert.ok(performance.now() - started < 5_000, "at once, not at the end of the wait");
+    assert.equal((await waitForRecord(s.root, newer, 60_000)).outcome, "success");
+  });
+
+  it("a tag never pushed fails after IMAGE_WAIT_S, naming the image, the service untouched", async () => {
+    await restart({ IMAGE_WAIT_S: "5" });
+    const index = await inspect("{{.Version.Index}}");
+    const r = await waitForRecord(s.root, await publish(s.root, shas.never, minutesAgo(6)), 60_000);
+    assert.equal(r.outcome, "failed");
+    assert.match(r.reason ?? "", new RegExp(`image ${ref(shas.never)} not found in the registry after 5 s`));
+    assert.equal(r.attempts.length, 0);
+    assert.equal(await inspect("{{.Version.Index}}"), index);
+  });
+
+  it("without docker login: failed before the deploy, the 401 explained, no credential anywhere", async () => {
+    await restart({ IMAGE_WAIT_S: "5" }, reg.emptyConfig);
+    const index = await inspect("{{.Version.Index}}");
+    const r = await waitForRecord(s.root, await publish(s.root, shas.newer, { committedAt: minutesAgo(5), redelivery: true }), 60_000);
+    assert.equal(r.outcome, "failed");
+    assert.match(r.reason ?? "", new RegExp(`run docker login ${reg.addr.replace(/\./g, "\\.")} on ${os.hostname()}`));
+    assert.equal(await inspect("{{.Version.Index}}"), index);
+    const everything = JSON.stringify(r) + JSON.stringify(agent!.logs);
+    assert.doesNotMatch(everything, new RegExp(reg.password));
+  });
+
+  it("registry stopped: auto fails before the deploy; warn deploys by tag and names the unpinned image", async () => {
+    await pushTo(reg, `${WEB_REPO}:${shas.other}`, "acme/web", shas.other);
+    await reg.stop();
+    try {
+      await restart({ IMAGE_WAIT_S: "5" });
+      const index = await inspect("{{.Version.Index}}");
+      const failed = await waitForRecord(s.root, await publish(s.root, shas.other, minutesAgo(4)), 60_000);
+      assert.equal(failed.outcome, "failed");
+      assert.match(
+        failed.reason ?? "",
+        /could not be resolved to a digest before the deploy: .*ECONNREFUSED.*DIGEST_POLICY=auto.*nothing was changed/,
+      );
+      assert.equal(await inspect("{{.Version.Index}}"), index);
+      await restart({ IMAGE_WAIT_S: "5", DIGEST_POLICY: "warn" });
+      const r = await waitForRecord(s.root, await publish(s.root, shas.other, { committedAt: minutesAgo(3), redelivery: true }), 60_000);
+      assert.equal(r.outcome, "success", r.reason);
+      assert.equal(await inspect("{{.Spec.TaskTemplate.ContainerSpec.Image}}"), ref(shas.other));
+      assert.ok(
+        r.warnings.some((w) => w.includes(`image ${ref(shas.other)} not pinned`)),
+        JSON.stringify(r.warnings),
+      );
+      assert.equal(r.release?.images[0]?.pinned, false);
+    } finally {
+      await reg.start();
+    }
+  });
+
+  it("a re-pushed tag: plan shows both digests (exit 2) and a redeploy of the same commit moves to the new one", async () => {
+    await restart({ IMAGE_WAIT_S: "5" });
+    const first = await pushTo(reg, `${WEB_REPO}:${shas.moved}`, "acme/web", shas.moved);
+    assert.equal((await waitForRecord(s.root, await publish(s.root, shas.moved, minutesAgo(2)), 60_000)).outcome, "success");
+    // another build under the same tag
+    await docker(["tag", `${WEB_REPO}:${shas.v1}`, `${WEB_REPO}:${shas.moved}-rebuilt`]);
+    const second = await pushTo(reg, `${WEB_REPO}:${shas.moved}-rebuilt`, "acme/web", shas.moved);
+    assert.notEqual(first, second);
+    const p = spawnDist("bin/swarmhook.js", ["plan", "--stack", stack, "--sha", shas.moved], {
+      SPOOL_DIR: s.root,
+      ...env(),
+      DOCKER_CONFIG: reg.dockerConfig,
+      HOME: os.tmpdir(),
+    });
+    const code = await p.exited;
+    assert.equal(code, 2, p.out() + p.err());
+    assert.match(p.out(), new RegExp(`web: image ${ref(shas.moved)} ${first.slice(0, 19)} → ${second.slice(0, 19)}`));
+    const r = await waitForRecord(s.root, await publish(s.root, shas.moved, { committedAt: minutesAgo(1), redelivery: true }), 60_000);
+    assert.equal(r.outcome, "success", r.reason);
+    assert.notEqual(r.reason, "no changes");
+    assert.equal(await inspect("{{.Spec.TaskTemplate.ContainerSpec.Image}}"), `${ref(shas.moved)}@${second}`);
+  });
+});

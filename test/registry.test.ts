@@ -1,0 +1,109 @@
+// The registry client against real registries on loopback: Debian's docker-registry with htpasswd
+// (Basic) auth, and with `auth: token` behind a token service speaking GHCR's Bearer challenge. Every
+// digest is checked against what `docker push` printed; credentials come from a DOCKER_CONFIG made by
+// the real `docker login`, and from a credential helper speaking the docker-credential-* protocol.
+import assert from "node:assert/strict";
+import { promises as fs } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { dockerCredentials } from "../agent/prepare/credentials.ts";
+import { parseImageRef } from "../agent/prepare/image-ref.ts";
+import { createRegistryClient, type Lookup } from "../agent/prepare/registry.ts";
+import { WEB_REPO, buildWebImage } from "./helpers/images.ts";
+import { randomSha } from "./helpers/jobs.ts";
+import { pushTo, startAuthRegistry, type TestRegistry } from "./helpers/registry.ts";
+
+const BASE = "swarmhook-test/busybox:latest";
+const insecure = async () => true; // loopback: Docker asks it over plain HTTP
+
+for (const mode of ["htpasswd", "token"] as const) {
+  describe(`registry client against docker-registry with ${mode} auth`, { timeout: 120_000 }, () => {
+    let reg: TestRegistry;
+    let digest: string;
+    before(async () => {
+      reg = await startAuthRegistry(mode);
+      digest = await pushTo(reg, BASE, "acme/app", "v1");
+    });
+    after(async () => reg?.remove());
+
+    const lookup = (image: string, config: string, extra: Partial<Parameters<typeof createRegistryClient>[0]> = {}): Promise<Lookup> =>
+      createRegistryClient({ credentials: dockerCredentials({ DOCKER_CONFIG: config }), insecure, timeoutMs: 3000, ...extra }).lookup(
+        parseImageRef(image),
+      );
+
+    it("resolves a pushed tag to the digest docker push printed, with docker login's credentials", async () => {
+      assert.deepEqual(await lookup(`${reg.addr}/acme/app:v1`, reg.dockerConfig), { kind: "digest", digest });
+      if (mode === "token") assert.ok(reg.tokenRequests.some((r) => r.authenticated && r.scope === "repository:acme/app:pull"));
+    });
+
+    it("resolves a reference by digest, and says not_found for a tag never pushed", async () => {
+      assert.deepEqual(await lookup(`${reg.addr}/acme/app:v1@${digest}`, reg.dockerConfig), { kind: "digest", digest });
+      const missing = await lookup(`${reg.addr}/acme/app:never`, reg.dockerConfig);
+      assert.equal(missing.kind, "not_found", JSON.stringify(missing));
+    });
+
+    it("without docker login: unauthorized, saying so, and no credential in the answer", async () => {
+      const r = await lookup(`${reg.addr}/acme/app:v1`, reg.emptyConfig);
+      assert.equal(r.kind, "unauthorized", JSON.stringify(r));
+      assert.doesNotMatch(JSON.stringify(r), new RegExp(reg.password));
+    });
+
+    it("with a wrong password: unauthorized, and neither password appears", async () => {
+      const wrong = await fs.mkdtemp(path.join(os.tmpdir(), "swarmhook-wrong-"));
+      const bad = "not-the-password-0123";
+      await fs.writeFile(
+        path.join(wrong, "config.json"),
+        JSON.stringify({ auths: { [reg.addr]: { auth: Buffer.from(`${reg.user}:${bad}`).toString("base64") } } }),
+      );
+      const r = await lookup(`${reg.addr}/acme/app:v1`, wrong);
+      await fs.rm(wrong, { recursive: true });
+      assert.equal(r.kind, "unauthorized", JSON.stringify(r));
+      assert.doesNotMatch(JSON.stringify(r), new RegExp(`${bad}|${reg.password}`));
+    });
+
+    it("reads credentials through a credsStore helper (the docker-credential-* protocol)", async () => {
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), "swarmhook-helper-"));
+      const asked = path.join(dir, "asked");
+      // a helper as `pass` or `secretservice` are: `get` reads the server URL on stdin, answers JSON
+      await fs.writeFile(
+        path.join(dir, "docker-credential-swarmhooktest"),
+        `#!/bin/sh\n[ "$1" = get ] || exit 1\nread -r server\nprintf '%s' "$server" > ${asked}\n` +
+          `[ "$server" = "${reg.addr}" ] || { echo "credentials not found in native keychain"; exit 1; }\n` +
+          `printf '{"ServerURL":"%s","Username":"${reg.user}","Secret":"${reg.password}"}' "$server"\n`,
+        { mode: 0o755 },
+      );
+      await fs.writeFile(path.join(dir, "config.json"), JSON.stringify({ credsStore: "swarmhooktest", auths: { [reg.addr]: {} } }));
+      const saved = process.env.PATH;
+      process.env.PATH = `${dir}:${saved ?? ""}`;
+      try {
+        assert.deepEqual(await lookup(`${reg.addr}/acme/app:v1`, dir), { kind: "digest", digest });
+        assert.equal(await fs.readFile(asked, "utf8"), reg.addr);
+      } finally {
+        process.env.PATH = saved;
+        await fs.rm(dir, { recursive: true });
+      }
+    });
+
+    it("a stopped registry is unreachable, within the bound on its requests", async () => {
+      await reg.stop();
+      try {
+        const started = performance.now();
+        const r = await lookup(`${reg.addr}/acme/app:v1`, reg.dockerConfig, { retries: 1 });
+        assert.equal(r.kind, "unreachable", JSON.stringify(r));
+        assert.match(r.kind === "unreachable" ? r.detail : "", /ECONNREFUSED/);
+        assert.ok(performance.now() - started < 10_000);
+      } finally {
+        await reg.start();
+      }
+    });
+
+    it("a moved tag resolves to the new digest", async () => {
+      const sha = randomSha();
+      await buildWebImage(sha);
+      const other = await pushTo(reg, `${WEB_REPO}:${sha}`, "acme/app", "v1");
+      assert.notEqual(other, digest);
+      assert.deepEqual(await lookup(`${reg.addr}/acme/app:v1`, reg.dockerConfig), { kind: "digest", digest: other });
+    });
+  });
+}
