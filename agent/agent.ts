@@ -27,7 +27,14 @@ import { commitOnBranch, createGitToken, createGithubClient } from "./report/ind
 import { openOutbox, pruneDeploymentIds, type Outbox } from "./report/index.ts";
 import { createRecorder } from "./record/index.ts";
 import { createReporter, type Reporter } from "./report/index.ts";
-import { createRegistryClient, dockerCredentials, insecureRegistries, resolveRollback, type CredentialSource } from "./prepare/index.ts";
+import {
+  createRegistryClient,
+  dockerCredentials,
+  insecureRegistries,
+  resolveRollback,
+  type CredentialSource,
+  type RegistryClient,
+} from "./prepare/index.ts";
 import { stackFor } from "./route.ts";
 import { runStack, type StackContext } from "./run-stack.ts";
 import { claimedCount, createState, type AgentState, type StackRuntime } from "./state.ts";
@@ -57,6 +64,8 @@ export interface AgentDeps {
   engineLogEveryMs?: number;
   /** Where registry credentials come from; the Docker CLI's config of this process's environment when not given. */
   credentials?: CredentialSource;
+  /** Who answers image lookups; a client of the real registries when not given (bench/images swaps it for its baseline). */
+  registry?: RegistryClient;
 }
 
 const CLEAN_EVERY_MS = 60_000;
@@ -87,12 +96,28 @@ export function createAgent(deps: AgentDeps): Agent {
   const onRecorded = (rec: ResultRecord) => reporter.finished(rec, rec.stack ? state.stacks.get(rec.stack)?.config : undefined);
   const recorder = createRecorder({ spool, log, clock, unrecorded: state.unrecorded, metrics, onRecorded });
   const onBranch = gh ? (repository: string, branch: string, sha: string) => commitOnBranch(gh, repository, branch, sha) : undefined;
-  const registry = createRegistryClient({
-    credentials: deps.credentials ?? dockerCredentials(),
-    insecure: insecureRegistries(deps.docker),
-    onRequest: (host, outcome) => metrics.registryRequests.inc({ registry: host, outcome }),
-  });
-  const ctx: StackContext = { config, spool, docker: deps.docker, log, clock, recorder, metrics, reporter, gitToken, onBranch, registry };
+  const registry =
+    deps.registry ??
+    createRegistryClient({
+      credentials: deps.credentials ?? dockerCredentials(),
+      insecure: insecureRegistries(deps.docker),
+      onRequest: (host, outcome) => metrics.registryRequests.inc({ registry: host, outcome }),
+    });
+  const stopping = () => state.stopping;
+  const ctx: StackContext = {
+    config,
+    spool,
+    docker: deps.docker,
+    log,
+    clock,
+    recorder,
+    metrics,
+    reporter,
+    gitToken,
+    onBranch,
+    registry,
+    stopping,
+  };
   const tick = () => runTick(state, ctx);
 
   return {

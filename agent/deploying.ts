@@ -25,8 +25,9 @@ export interface DeployResult {
   /**
    * invalid: the commit's stack was refused before anything ran (it reaches outside its checkout, or its policy refuses it).
    * superseded: a newer job for the stack arrived while this one waited for its images.
+   * interrupted: the watcher stopped while it waited for images; not recorded, deployed again at the next start.
    */
-  outcome: "success" | "failed" | "rolled_back" | "planned" | "invalid" | "superseded";
+  outcome: "success" | "failed" | "rolled_back" | "planned" | "invalid" | "superseded" | "interrupted";
   reason?: string;
   /** The job that superseded this one while it waited for images. */
   supersededBy?: string;
@@ -47,6 +48,8 @@ export interface DeployResult {
 export interface DeployHooks {
   /** A newer job pending for the same stack (its id), which ends an image wait at once. */
   newer?: () => string | undefined;
+  /** The watcher is stopping: an image wait ends, leaving the job claimed for the next start. */
+  stopping?: () => boolean;
   /** The job started waiting for images its registry does not have yet. */
   onWaiting?: (images: string[]) => Promise<void> | void;
   /** The images are there: the deploy goes on to change the cluster. `waitedMs` is 0 when it did not wait. */

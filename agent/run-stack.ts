@@ -42,6 +42,8 @@ export interface StackContext {
   onBranch?: ((repository: string, branch: string, sha: string) => Promise<boolean>) | undefined;
   /** Asks registries which digest an image names (the images-first step). */
   registry: RegistryClient;
+  /** The watcher is stopping (an image wait ends; the job stays in work/ for the next start). */
+  stopping: () => boolean;
 }
 
 /**
@@ -82,6 +84,11 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
   const started = clock.now();
   const jobLog = log.child({ jobId: winner.jobId, deliveryId: winner.job.deliveryId, sha: winner.job.sha, stack: name });
   const result = await deployFrom(ctx, stack, winner, judged.git?.mirror, jobLog);
+  await writeImageWait(ctx.spool, name, null); // an image wait, if there was one, is over however it ended
+  if (result.outcome === "interrupted") {
+    jobLog.info("stopping: the job waits in work/ for its images until the watcher starts again");
+    return keep();
+  }
   if (result.outcome === "superseded") {
     await recorder.finish(winner, "superseded", {
       stack: name,
@@ -217,6 +224,7 @@ function deployHooks(ctx: StackContext, runtime: StackRuntime, job: Pending, log
   const name = runtime.config.name;
   let waiting = false;
   return {
+    stopping: ctx.stopping,
     newer: () =>
       runtime.pending.find((p) => p.job.kind === "deploy" && Date.parse(p.job.receivedAt) >= Date.parse(job.job.receivedAt))?.jobId,
     async onWaiting(images) {

@@ -89,7 +89,7 @@ async function planRendered(
   const registry = createRegistryClient({ credentials: dockerCredentials(), insecure: insecureRegistries(docker) });
   const deps = { docker, registry, log, clock: systemClock, policy: { digestPolicy: "warn" as const, imageWaitMs: 0 } };
   const r = await pinRendered(deps, first, (images) => renderStack(docker, file, stack.name, renderJob(sha), { ...o, images }));
-  if (r.status !== "resolved") throw new PlanError(r.status === "failed" ? r.reason : "superseded");
+  if (r.status !== "resolved") throw new PlanError(r.status === "failed" ? r.reason : r.status);
   try {
     const plan = await planStack(docker, stack.name, r.rendered.doc, deployEnv(sha, stack.vars));
     const unpinned = r.images.filter((i) => i.unpinned).map((i) => `${i.service}: ${i.image} not resolved (${i.unpinned as string})`);

@@ -97,6 +97,7 @@ dockerd_up() {
   nsenter --net="/run/netns/$(ns_of "$node")" unshare --uts -- sh -c \
     'hostname "$1"; shift; exec setsid dockerd "$@"' sh "$node" \
     --data-root "$STATE/$node" --exec-root "$run/exec" --pidfile "$run/docker.pid" \
+    --insecure-registry "$NET_PREFIX.0/24" \
     -H "$(sock_of "$node")" >>"/var/log/swarmhook-netns-$node.log" 2>&1 </dev/null &
   for _ in $(seq 60); do
     daemon_up "$node" && return 0

@@ -3,9 +3,13 @@
 // before the cluster changes, the deploy pinned to it, a tag not pushed yet waited for, and registry
 // trouble judged before anything moves.
 import assert from "node:assert/strict";
+import { readdir } from "node:fs/promises";
 import os from "node:os";
+import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { dockerCredentials } from "../agent/prepare/credentials.ts";
 import { listJobs } from "../bin/jobs.ts";
+import { commitStory, startFakeGithub, type FakeGithub } from "./helpers/github.ts";
 import { publish, stackFile, startTestAgent, waitForRecord, type TestAgent } from "./helpers/agent.ts";
 import { WEB_REPO, buildWebImage } from "./helpers/images.ts";
 import { randomSha } from "./helpers/jobs.ts";
@@ -14,6 +18,7 @@ import { pushTo, startAuthRegistry, type TestRegistry } from "./helpers/registry
 import { tempSpool, type TempSpool } from "./helpers/spool.ts";
 import { docker, removeStack, waitFor } from "./helpers/swarm.ts";
 
+const TOKEN = "github_pat_test_0123456789abcdefghijklmnopqrstuvwxyz";
 const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000).toISOString();
 
 describe("images first: resolved, pinned and waited for before the cluster changes", { timeout: 600_000 }, () => {
@@ -21,7 +26,10 @@ describe("images first: resolved, pinned and waited for before the cluster chang
   let s: TempSpool;
   const stack = `shimg-${process.pid}`;
   const shas = { v1: randomSha(), late: randomSha(), never: randomSha(), newer: randomSha(), moved: randomSha(), other: randomSha() };
+  let gh: FakeGithub;
   const env = (extra: Record<string, string> = {}) => ({
+    GITHUB_TOKEN: TOKEN,
+    GITHUB_API_URL: gh.url,
     STACK_FILE: stackFile("registry-auth-web"),
     STACK_NAME: stack,
     STACK_ENV: "REGISTRY",
@@ -40,18 +48,24 @@ describe("images first: resolved, pinned and waited for before the cluster chang
   before(async () => {
     await Promise.all(Object.values(shas).map((sha) => buildWebImage(sha)));
     reg = await startAuthRegistry("htpasswd");
+    gh = await startFakeGithub({ token: TOKEN });
     s = await tempSpool();
   });
   after(async () => {
     await agent?.stop();
     await removeStack(stack);
     await reg?.remove();
+    await gh?.close();
     await s?.cleanup();
   });
 
   it("deploys a pushed tag pinned to the digest resolved before the deploy; every task runs that digest", async () => {
     const digest = await pushTo(reg, `${WEB_REPO}:${shas.v1}`, "acme/web", shas.v1);
-    await restart({ IMAGE_WAIT_S: "60" });
+    // docker itself is given no credentials, so it cannot resolve the tag mid-deploy (it would deploy by
+    // tag, warning): a pinned spec can only come from the watcher's resolution before the deploy
+    agent = await startTestAgent(s.root, env({ IMAGE_WAIT_S: "60" }), { DOCKER_CONFIG: reg.emptyConfig }, undefined, {
+      credentials: dockerCredentials({ DOCKER_CONFIG: reg.dockerConfig }),
+    });
     const r = await waitForRecord(s.root, await publish(s.root, shas.v1, minutesAgo(10)));
     assert.equal(r.outcome, "success", r.reason);
     assert.equal(await inspect("{{.Spec.TaskTemplate.ContainerSpec.Image}}"), `${ref(shas.v1)}@${digest}`);
@@ -85,6 +99,22 @@ describe("images first: resolved, pinned and waited for before the cluster chang
     assert.equal(r.outcome, "success", r.reason);
     assert.equal(await inspect("{{.Spec.TaskTemplate.ContainerSpec.Image}}"), `${ref(shas.late)}@${digest}`);
     assert.doesNotMatch(await listJobs(s.root, 3), /waiting for images/);
+    // GitHub: the Deployment stayed queued while it waited, saying for what, then in_progress, success
+    const story = await waitFor(
+      "GitHub's statuses",
+      async () => {
+        const st = commitStory(gh, shas.late);
+        return st.deployments[0]?.states.at(-1) === "success" ? st : undefined;
+      },
+      30_000,
+      200,
+    );
+    assert.deepEqual(story.deployments[0]?.states, ["queued", "queued", "in_progress", "success"]);
+    const waitingStatus = gh.requests.find(
+      (q) => q.params.deployment_id === String(story.deployments[0]?.id) && String(q.body.description).startsWith("waiting for images"),
+    );
+    assert.equal(waitingStatus?.body.description, `waiting for images: ${ref(shas.late)}`);
+    assert.deepEqual(gh.violations, []);
     assert.ok(agent!.logs.some((l) => l.level === 40 && /waiting for images not in the registry yet/.test(l.msg)));
   });
 
@@ -97,14 +127,24 @@ describe("images first: resolved, pinned and waited for before the cluster chang
     const r = await waitForRecord(s.root, waiting, 20_000);
     assert.equal(r.outcome, "superseded", r.reason);
     assert.equal(r.supersededBy, newer);
+    assert.doesNotMatch(await listJobs(s.root, 3), /waiting for images/);
     assert.ok(performance.now() - started < 5_000, "at once, not at the end of the wait");
     assert.equal((await waitForRecord(s.root, newer, 60_000)).outcome, "success");
   });
 
-  it("a tag never pushed fails after IMAGE_WAIT_S, naming the image, the service untouched", async () => {
-    await restart({ IMAGE_WAIT_S: "5" });
+  it("a watcher stopped during a wait stops at once and leaves the job in work/; a tag never pushed then fails after IMAGE_WAIT_S, naming the image, the service untouched", async () => {
+    await restart({ IMAGE_WAIT_S: "600" });
     const index = await inspect("{{.Version.Index}}");
-    const r = await waitForRecord(s.root, await publish(s.root, shas.never, minutesAgo(6)), 60_000);
+    const id = await publish(s.root, shas.never, minutesAgo(6));
+    await waitFor("the wait", async () => ((await listJobs(s.root, 3)).includes("waiting for images") ? true : undefined), 20_000, 200);
+    const stopping = performance.now();
+    await agent?.stop();
+    agent = undefined;
+    assert.ok(performance.now() - stopping < 5_000, "the wait does not hold the stop");
+    assert.deepEqual(await readdir(path.join(s.root, "work")), [`${id}.json`]);
+    assert.doesNotMatch(await listJobs(s.root, 3), /waiting for images/);
+    await restart({ IMAGE_WAIT_S: "5" });
+    const r = await waitForRecord(s.root, id, 60_000);
     assert.equal(r.outcome, "failed");
     assert.match(r.reason ?? "", new RegExp(`image ${ref(shas.never)} not found in the registry after 5 s`));
     assert.equal(r.attempts.length, 0);

@@ -6,7 +6,9 @@ import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { execFile } from "node:child_process";
 import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
 import { dockerCredentials } from "../agent/prepare/credentials.ts";
 import { parseImageRef } from "../agent/prepare/image-ref.ts";
 import { createRegistryClient, type Lookup } from "../agent/prepare/registry.ts";
@@ -14,6 +16,7 @@ import { WEB_REPO, buildWebImage } from "./helpers/images.ts";
 import { randomSha } from "./helpers/jobs.ts";
 import { pushTo, startAuthRegistry, type TestRegistry } from "./helpers/registry.ts";
 
+const run = promisify(execFile);
 const BASE = "swarmhook-test/busybox:latest";
 const insecure = async () => true; // loopback: Docker asks it over plain HTTP
 
@@ -83,6 +86,17 @@ for (const mode of ["htpasswd", "token"] as const) {
         process.env.PATH = saved;
         await fs.rm(dir, { recursive: true });
       }
+    });
+
+    it("a manifest list resolves to the list's own digest (what Swarm pins), not a member's", async () => {
+      const env = { ...process.env, DOCKER_CONFIG: reg.dockerConfig };
+      const list = `${reg.addr}/acme/app:multi`;
+      await run("docker", ["manifest", "create", "--insecure", list, `${reg.addr}/acme/app@${digest}`], { env });
+      const { stdout } = await run("docker", ["manifest", "push", "--insecure", "--purge", list], { env });
+      const pushed = /sha256:[0-9a-f]{64}/.exec(stdout)?.[0];
+      assert.ok(pushed, `docker manifest push printed a digest: ${stdout}`);
+      assert.notEqual(pushed, digest);
+      assert.deepEqual(await lookup(list, reg.dockerConfig), { kind: "digest", digest: pushed });
     });
 
     it("a stopped registry is unreachable, within the bound on its requests", async () => {

@@ -21,6 +21,8 @@ export interface ImageDeps {
   policy: ImagePolicy;
   /** A newer job for the same stack, when one is pending: a waiting job gives way to it at once. */
   newer?: (() => string | undefined) | undefined;
+  /** The watcher is stopping: a wait ends at once, the job left to the next start. */
+  stopping?: (() => boolean) | undefined;
   /** Told when the job starts waiting for images, and with the images still missing. */
   onWaiting?: ((images: string[]) => Promise<void> | void) | undefined;
 }
@@ -40,7 +42,9 @@ export interface ResolvedImage {
 export type ImageResolution =
   | { status: "resolved"; images: ResolvedImage[]; resolvedAt: string; warnings: string[] }
   | { status: "failed"; reason: string }
-  | { status: "superseded"; by: string };
+  | { status: "superseded"; by: string }
+  /** The watcher is stopping during a wait: nothing recorded, the job stays claimed for the next start. */
+  | { status: "interrupted" };
 
 /** The longest pause between two questions to a registry while a job waits. */
 export const MAX_WAIT_STEP_MS = 15_000;
@@ -147,11 +151,7 @@ export async function resolveImages(d: ImageDeps, wanted: { service: string; ima
       }
       const got = await answer;
       if (got === "local") {
-        if (d.policy.digestPolicy === "fail")
-          return {
-            status: "failed",
-            reason: `image ${ref.text} is held only by the engine (no registry host), so it cannot be pinned to a digest (DIGEST_POLICY=fail); nothing was changed`,
-          };
+        // under every policy: a local build, or a Docker Hub image this node already pulled, is not a registry's to judge
         settled.set(service, {
           service,
           image: ref.text,
@@ -185,6 +185,7 @@ export async function resolveImages(d: ImageDeps, wanted: { service: string; ima
     while (d.clock.now().getTime() < until) {
       const by = d.newer?.();
       if (by) return { status: "superseded", by };
+      if (d.stopping?.()) return { status: "interrupted" };
       await d.clock.sleep(Math.min(1000, until - d.clock.now().getTime()));
     }
     step = Math.min(step * 2, MAX_WAIT_STEP_MS);

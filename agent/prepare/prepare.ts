@@ -78,6 +78,7 @@ async function pinImages(d: DeployDeps, rendered: Rendered): Promise<{ rendered:
     clock: d.clock,
     policy: d.policy,
     newer: d.hooks?.newer,
+    stopping: d.hooks?.stopping,
     onWaiting: async (images) => {
       waited = true;
       await d.hooks?.onWaiting?.(images);
@@ -85,6 +86,7 @@ async function pinImages(d: DeployDeps, rendered: Rendered): Promise<{ rendered:
   };
   const r = await pinRendered(deps, rendered, (images) => renderStack(d.docker, d.stack.file, d.stack.name, d.job, { ...opts(d), images }));
   if (r.status === "failed") return before("failed", r.reason);
+  if (r.status === "interrupted") return before("interrupted", "the watcher stopped while the job waited for its images");
   if (r.status === "superseded")
     return { ...before("superseded", `a newer delivery (${r.by}) arrived while this one waited for its images`), supersededBy: r.by };
   await d.hooks?.onResolved?.(waited ? d.clock.now().getTime() - waitStarted : 0);

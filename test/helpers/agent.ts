@@ -7,7 +7,7 @@ import { createAgent, type Agent } from "../../agent/agent.ts";
 import { loadAgentConfig } from "../../agent/config.ts";
 import { createDockerRunner, type DockerRunner } from "../../agent/docker.ts";
 import { createAgentMetrics, type AgentMetrics } from "../../agent/metrics.ts";
-import { dockerCredentials } from "../../agent/prepare/credentials.ts";
+import { dockerCredentials, type CredentialSource } from "../../agent/prepare/credentials.ts";
 import { readRecord, openSpool, publishJob, type DeployJob, type ResultRecord } from "../../spool/index.ts";
 import { makeJob } from "./jobs.ts";
 import { waitFor } from "./swarm.ts";
@@ -35,7 +35,7 @@ export async function startTestAgent(
   env: Record<string, string>,
   dockerEnv: Record<string, string> = {},
   docker: DockerRunner = createDockerRunner({ env: dockerEnv }),
-  deps: { engineLogEveryMs?: number } = {},
+  deps: { engineLogEveryMs?: number; credentials?: CredentialSource } = {},
 ): Promise<TestAgent> {
   const config = loadAgentConfig({
     SPOOL_DIR: spoolDir,

@@ -95,12 +95,12 @@ async function startTokenService(dir: string, user: string, password: string, re
  * `token` (Bearer, as GHCR). Returns its address, the test user's credentials and a DOCKER_CONFIG
  * logged in to it through the real `docker login`.
  */
-export async function startAuthRegistry(mode: "htpasswd" | "token"): Promise<TestRegistry> {
+export async function startAuthRegistry(mode: "htpasswd" | "token", o: { host?: string; dockerHost?: string } = {}): Promise<TestRegistry> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), `swarmhook-registry-${mode}-`));
   const user = "deployer";
   const password = randomBytes(12).toString("hex");
   const port = await freePort();
-  const addr = `127.0.0.1:${port}`;
+  const addr = `${o.host ?? "127.0.0.1"}:${port}`;
   const tokenRequests: TestRegistry["tokenRequests"] = [];
   let token: Awaited<ReturnType<typeof startTokenService>> | undefined;
   let auth: string;
@@ -150,7 +150,7 @@ export async function startAuthRegistry(mode: "htpasswd" | "token"): Promise<Tes
   const dockerConfig = path.join(dir, "docker-config");
   const emptyConfig = path.join(dir, "docker-config-empty");
   await fs.mkdir(emptyConfig, { recursive: true });
-  await login(addr, user, password, dockerConfig);
+  await login(addr, user, password, dockerConfig, o.dockerHost);
   return {
     addr,
     user,
@@ -169,10 +169,10 @@ export async function startAuthRegistry(mode: "htpasswd" | "token"): Promise<Tes
 }
 
 /** `docker login` with the password on stdin, into `dockerConfig`. */
-async function login(addr: string, user: string, password: string, dockerConfig: string): Promise<void> {
+async function login(addr: string, user: string, password: string, dockerConfig: string, dockerHost?: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const child = spawn("docker", ["login", "--username", user, "--password-stdin", addr], {
-      env: { ...process.env, DOCKER_CONFIG: dockerConfig },
+      env: { ...process.env, DOCKER_CONFIG: dockerConfig, ...(dockerHost ? { DOCKER_HOST: dockerHost } : {}) },
       stdio: ["pipe", "ignore", "pipe"],
     });
     let err = "";
@@ -183,10 +183,10 @@ async function login(addr: string, user: string, password: string, dockerConfig:
 }
 
 /** Tag a local image into `registry` as `repo:tag` and push it with `dockerConfig`'s credentials; returns the pushed digest. */
-export async function pushTo(registry: TestRegistry, local: string, repo: string, tag: string): Promise<string> {
+export async function pushTo(registry: TestRegistry, local: string, repo: string, tag: string, dockerHost?: string): Promise<string> {
   const ref = `${registry.addr}/${repo}:${tag}`;
-  await run("docker", ["tag", local, ref]);
-  const env = { ...process.env, DOCKER_CONFIG: registry.dockerConfig };
+  const env = { ...process.env, DOCKER_CONFIG: registry.dockerConfig, ...(dockerHost ? { DOCKER_HOST: dockerHost } : {}) };
+  await run("docker", ["tag", local, ref], { env });
   const { stdout } = await run("docker", ["push", ref], { env });
   const m = /digest: (sha256:[0-9a-f]{64})/.exec(stdout);
   if (!m) throw new Error(`no digest in docker push output: ${stdout}`);

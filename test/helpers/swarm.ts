@@ -44,9 +44,9 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
 }
 
-/** Copy an image from the host's daemon into every netns node (no registry: docker save | docker load). */
-export async function loadIntoNodes(image: string): Promise<void> {
-  for (const node of NODES) {
+/** Copy an image from the host's daemon into every netns node, or those named (no registry: docker save | docker load). */
+export async function loadIntoNodes(image: string, nodes: readonly NodeName[] = NODES): Promise<void> {
+  for (const node of nodes) {
     await run("bash", ["-o", "pipefail", "-c", 'docker save "$1" | docker -H "$2" load -q >/dev/null', "load", image, nodeHost(node)]);
   }
 }
