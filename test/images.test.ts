@@ -11,6 +11,7 @@ import { dockerCredentials } from "../agent/prepare/credentials.ts";
 import { listJobs } from "../bin/jobs.ts";
 import { commitStory, startFakeGithub, type FakeGithub } from "./helpers/github.ts";
 import { publish, stackFile, startTestAgent, waitForRecord, type TestAgent } from "./helpers/agent.ts";
+import { startTestApi } from "./helpers/api.ts";
 import { WEB_REPO, buildWebImage } from "./helpers/images.ts";
 import { randomSha } from "./helpers/jobs.ts";
 import { spawnDist } from "./helpers/proc.ts";
@@ -18,6 +19,7 @@ import { pushTo, startAuthRegistry, type TestRegistry } from "./helpers/registry
 import { tempSpool, type TempSpool } from "./helpers/spool.ts";
 import { docker, removeStack, waitFor } from "./helpers/swarm.ts";
 
+const HISTORY = "history-token-0123456789abcdef0123456789";
 const TOKEN = "github_pat_test_0123456789abcdefghijklmnopqrstuvwxyz";
 const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000).toISOString();
 
@@ -77,6 +79,16 @@ describe("images first: resolved, pinned and waited for before the cluster chang
       await docker(["service", "ps", service, "--filter", "desired-state=running", "--no-trunc", "--format", "{{.Image}}"])
     ).split("\n");
     assert.deepEqual(tasks, [`${ref(shas.v1)}@${digest}`]);
+    // the history API (/api/deployments/<id>, behind HISTORY_TOKEN) gives the digest per service
+    const api = await startTestApi(s.root, { HISTORY_TOKEN: HISTORY });
+    try {
+      const one = (await (
+        await fetch(`${api.url}/api/deployments/${r.jobId}`, { headers: { authorization: `Bearer ${HISTORY}` } })
+      ).json()) as { record: { release: { images: { service: string; image: string }[] } } };
+      assert.equal(one.record.release.images[0]?.image, `${ref(shas.v1)}@${digest}`);
+    } finally {
+      await api.close();
+    }
     assert.match(
       await agent!.metrics.registry.metrics(),
       new RegExp(`swarmhook_registry_requests_total\\{registry="${reg.addr}",outcome="200"\\} [1-9]`),
@@ -99,6 +111,7 @@ describe("images first: resolved, pinned and waited for before the cluster chang
     assert.equal(r.outcome, "success", r.reason);
     assert.equal(await inspect("{{.Spec.TaskTemplate.ContainerSpec.Image}}"), `${ref(shas.late)}@${digest}`);
     assert.doesNotMatch(await listJobs(s.root, 3), /waiting for images/);
+    assert.match(await agent!.metrics.registry.metrics(), /^swarmhook_image_wait_seconds_count 1$/m);
     // GitHub: the Deployment stayed queued while it waited, saying for what, then in_progress, success
     const story = await waitFor(
       "GitHub's statuses",
