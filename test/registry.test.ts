@@ -65,28 +65,52 @@ for (const mode of ["htpasswd", "token"] as const) {
       assert.doesNotMatch(JSON.stringify(r), new RegExp(`${bad}|${reg.password}`));
     });
 
-    it("reads credentials through a credsStore helper (the docker-credential-* protocol)", async () => {
-      const dir = await fs.mkdtemp(path.join(os.tmpdir(), "swarmhook-helper-"));
-      const asked = path.join(dir, "asked");
-      // a helper as `pass` or `secretservice` are: `get` reads the server URL on stdin, answers JSON
-      await fs.writeFile(
-        path.join(dir, "docker-credential-swarmhooktest"),
-        `#!/bin/sh\n[ "$1" = get ] || exit 1\nread -r server\nprintf '%s' "$server" > ${asked}\n` +
-          `[ "$server" = "${reg.addr}" ] || { echo "credentials not found in native keychain"; exit 1; }\n` +
-          `printf '{"ServerURL":"%s","Username":"${reg.user}","Secret":"${reg.password}"}' "$server"\n`,
-        { mode: 0o755 },
-      );
-      await fs.writeFile(path.join(dir, "config.json"), JSON.stringify({ credsStore: "swarmhooktest", auths: { [reg.addr]: {} } }));
-      const saved = process.env.PATH;
-      process.env.PATH = `${dir}:${saved ?? ""}`;
-      try {
-        assert.deepEqual(await lookup(`${reg.addr}/acme/app:v1`, dir), { kind: "digest", digest });
-        assert.equal(await fs.readFile(asked, "utf8"), reg.addr);
-      } finally {
-        process.env.PATH = saved;
-        await fs.rm(dir, { recursive: true });
-      }
-    });
+    if (mode === "token")
+      it("an identitytoken in config.json is used as a refresh-token grant, and never appears in an answer", async () => {
+        const dir = await fs.mkdtemp(path.join(os.tmpdir(), "swarmhook-idtoken-"));
+        await fs.writeFile(path.join(dir, "config.json"), JSON.stringify({ auths: { [reg.addr]: { identitytoken: reg.identityToken } } }));
+        try {
+          assert.deepEqual(await lookup(`${reg.addr}/acme/app:v1`, dir), { kind: "digest", digest });
+          assert.ok(reg.tokenRequests.some((r) => r.grant === "refresh_token" && r.authenticated));
+          await fs.writeFile(
+            path.join(dir, "config.json"),
+            JSON.stringify({ auths: { [reg.addr]: { identitytoken: "revoked-0123456789" } } }),
+          );
+          const refused = await lookup(`${reg.addr}/acme/app:v1`, dir);
+          assert.equal(refused.kind, "unauthorized", JSON.stringify(refused));
+          assert.doesNotMatch(JSON.stringify(refused), /revoked-0123456789/);
+        } finally {
+          await fs.rm(dir, { recursive: true });
+        }
+      });
+
+    for (const how of ["credsStore", "credHelpers"] as const)
+      it(`reads credentials through a ${how} helper (the docker-credential-* protocol)`, async () => {
+        const dir = await fs.mkdtemp(path.join(os.tmpdir(), "swarmhook-helper-"));
+        const asked = path.join(dir, "asked");
+        // a helper as `pass` or `secretservice` are: `get` reads the server URL on stdin, answers JSON
+        await fs.writeFile(
+          path.join(dir, "docker-credential-swarmhooktest"),
+          `#!/bin/sh\n[ "$1" = get ] || exit 1\nread -r server\nprintf '%s' "$server" > ${asked}\n` +
+            `[ "$server" = "${reg.addr}" ] || { echo "credentials not found in native keychain"; exit 1; }\n` +
+            `printf '{"ServerURL":"%s","Username":"${reg.user}","Secret":"${reg.password}"}' "$server"\n`,
+          { mode: 0o755 },
+        );
+        const config =
+          how === "credsStore"
+            ? { credsStore: "swarmhooktest", auths: { [reg.addr]: {} } }
+            : { credHelpers: { [reg.addr]: "swarmhooktest" } };
+        await fs.writeFile(path.join(dir, "config.json"), JSON.stringify(config));
+        const saved = process.env.PATH;
+        process.env.PATH = `${dir}:${saved ?? ""}`;
+        try {
+          assert.deepEqual(await lookup(`${reg.addr}/acme/app:v1`, dir), { kind: "digest", digest });
+          assert.equal(await fs.readFile(asked, "utf8"), reg.addr);
+        } finally {
+          process.env.PATH = saved;
+          await fs.rm(dir, { recursive: true });
+        }
+      });
 
     it("a manifest list resolves to the list's own digest (what Swarm pins), not a member's", async () => {
       const env = { ...process.env, DOCKER_CONFIG: reg.dockerConfig };

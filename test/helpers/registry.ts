@@ -30,13 +30,21 @@ export interface TestRegistry {
   /** Stop it and remove everything it made. */
   remove(): Promise<void>;
   /** Token requests the token service answered (token mode), for assertions. */
-  tokenRequests: { scope: string | null; authenticated: boolean }[];
+  tokenRequests: { scope: string | null; authenticated: boolean; grant?: string }[];
+  /** An identity token the token service takes as a refresh-token grant (token mode), as `docker login` stores for OAuth registries. */
+  identityToken: string;
 }
 
 const b64url = (b: Buffer | string) => Buffer.from(b).toString("base64url");
 
 /** The token service: Basic credentials checked, then an ES256 JWT granting the asked scope (anonymous: nothing). */
-async function startTokenService(dir: string, user: string, password: string, requests: TestRegistry["tokenRequests"]) {
+async function startTokenService(
+  dir: string,
+  user: string,
+  password: string,
+  identityToken: string,
+  requests: TestRegistry["tokenRequests"],
+) {
   await run("openssl", [
     "req",
     "-x509",
@@ -58,12 +66,21 @@ async function startTokenService(dir: string, user: string, password: string, re
   const cert = new X509Certificate(await fs.readFile(path.join(dir, "token.crt")));
   const port = await freePort();
   const server = http.createServer((req, res) => {
+    let body = "";
+    req.on("data", (c: Buffer) => void (body += c.toString()));
+    req.on("end", () => answer(req, res, body));
+  });
+  const answer = (req: http.IncomingMessage, res: http.ServerResponse, body: string) => {
     const url = new URL(req.url ?? "/", "http://x");
+    // the distribution spec's OAuth2 form: a refresh-token grant POSTed, or a GET with Basic credentials
+    const form = req.method === "POST" ? new URLSearchParams(body) : null;
     const given = Buffer.from((req.headers.authorization ?? "").replace(/^Basic /, ""), "base64").toString();
-    const authenticated = given === `${user}:${password}`;
-    const scope = url.searchParams.get("scope");
-    requests.push({ scope, authenticated });
-    if (req.headers.authorization && !authenticated) {
+    const authenticated = form
+      ? form.get("grant_type") === "refresh_token" && form.get("refresh_token") === identityToken
+      : given === `${user}:${password}`;
+    const scope = form ? form.get("scope") : url.searchParams.get("scope");
+    requests.push({ scope, authenticated, ...(form ? { grant: form.get("grant_type") ?? "" } : {}) });
+    if ((req.headers.authorization || form) && !authenticated) {
       res.writeHead(401, { "content-type": "application/json" }).end('{"errors":[{"code":"UNAUTHORIZED"}]}');
       return;
     }
@@ -85,7 +102,7 @@ async function startTokenService(dir: string, user: string, password: string, re
     const signing = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
     const token = `${signing}.${b64url(sign("sha256", Buffer.from(signing), { key, dsaEncoding: "ieee-p1363" }))}`;
     res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ token, access_token: token, expires_in: 300 }));
-  });
+  };
   await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
   return { realm: `http://127.0.0.1:${port}/token`, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
@@ -102,6 +119,7 @@ export async function startAuthRegistry(mode: "htpasswd" | "token", o: { host?: 
   const port = await freePort();
   const addr = `${o.host ?? "127.0.0.1"}:${port}`;
   const tokenRequests: TestRegistry["tokenRequests"] = [];
+  const identityToken = randomBytes(16).toString("hex");
   let token: Awaited<ReturnType<typeof startTokenService>> | undefined;
   let auth: string;
   if (mode === "htpasswd") {
@@ -109,7 +127,7 @@ export async function startAuthRegistry(mode: "htpasswd" | "token", o: { host?: 
     await fs.writeFile(path.join(dir, "htpasswd"), stdout);
     auth = `auth: { htpasswd: { realm: swarmhook-test, path: ${path.join(dir, "htpasswd")} } }`;
   } else {
-    token = await startTokenService(dir, user, password, tokenRequests);
+    token = await startTokenService(dir, user, password, identityToken, tokenRequests);
     auth = `auth: { token: { realm: "${token.realm}", service: swarmhook-test-registry, issuer: swarmhook-test-issuer, rootcertbundle: ${path.join(dir, "token.crt")} } }`;
   }
   const config = path.join(dir, "config.yml");
@@ -160,6 +178,7 @@ export async function startAuthRegistry(mode: "htpasswd" | "token", o: { host?: 
     stop,
     start,
     tokenRequests,
+    identityToken,
     async remove() {
       await stop();
       await token?.close();
