@@ -175,19 +175,26 @@ describe("images first: resolved, pinned and waited for before the cluster chang
     assert.doesNotMatch(everything, new RegExp(reg.password));
   });
 
-  it("registry stopped: auto fails before the deploy; warn deploys by tag and names the unpinned image", async () => {
+  it("registry stopped: fail and auto (the default) fail before the deploy; warn deploys by tag and names the unpinned image", async () => {
     await pushTo(reg, `${WEB_REPO}:${shas.other}`, "acme/web", shas.other);
     await reg.stop();
     try {
-      await restart({ IMAGE_WAIT_S: "5" });
-      const index = await inspect("{{.Version.Index}}");
-      const failed = await waitForRecord(s.root, await publish(s.root, shas.other, minutesAgo(4)), 60_000);
-      assert.equal(failed.outcome, "failed");
-      assert.match(
-        failed.reason ?? "",
-        /could not be resolved to a digest before the deploy: .*ECONNREFUSED.*DIGEST_POLICY=auto.*nothing was changed/,
-      );
-      assert.equal(await inspect("{{.Version.Index}}"), index);
+      for (const policy of ["fail", "auto"]) {
+        await restart({ IMAGE_WAIT_S: "5", ...(policy === "auto" ? {} : { DIGEST_POLICY: policy }) });
+        const index = await inspect("{{.Version.Index}}");
+        const failed = await waitForRecord(
+          s.root,
+          await publish(s.root, shas.other, { committedAt: minutesAgo(4), redelivery: true }),
+          60_000,
+        );
+        assert.equal(failed.outcome, "failed");
+        assert.match(
+          failed.reason ?? "",
+          new RegExp(`could not be resolved to a digest before the deploy: .*ECONNREFUSED.*DIGEST_POLICY=${policy}.*nothing was changed`),
+        );
+        assert.equal(failed.attempts.length, 0);
+        assert.equal(await inspect("{{.Version.Index}}"), index);
+      }
       await restart({ IMAGE_WAIT_S: "5", DIGEST_POLICY: "warn" });
       const r = await waitForRecord(s.root, await publish(s.root, shas.other, { committedAt: minutesAgo(3), redelivery: true }), 60_000);
       assert.equal(r.outcome, "success", r.reason);
