@@ -65,19 +65,30 @@ function inCidr(ip: string, cidr: string): boolean {
   return (toInt(ip) & mask) >>> 0 === (toInt(base) & mask) >>> 0;
 }
 
+/** How long `docker info`'s registry settings are trusted before they are asked again. */
+const REGISTRY_CONFIG_TTL_MS = 5 * 60_000;
+
 /**
  * Whether the engine the watcher deploys through treats a registry as insecure, as `docker info`
  * says (its insecure registries and CIDRs; 127.0.0.0/8 is always among them): such a registry is
- * asked over plain HTTP, as the CLI does. Asked once per deploy.
+ * asked over plain HTTP, as the CLI does. The answer is kept for five minutes; a failed `docker
+ * info` is not kept (loopback alone counts until the engine answers).
  */
-export function insecureRegistries(docker: DockerRunner): (registry: string) => Promise<boolean> {
-  let config: Promise<RegistryConfig> | undefined;
+export function insecureRegistries(docker: DockerRunner, now: () => number = Date.now): (registry: string) => Promise<boolean> {
+  let kept: { config: RegistryConfig; at: number } | undefined;
+  const ask = async (): Promise<RegistryConfig> => {
+    if (kept && now() - kept.at < REGISTRY_CONFIG_TTL_MS) return kept.config;
+    const r = await docker.capture(["info", "--format", "{{json .RegistryConfig}}"], { timeoutMs: 10_000 }).catch(() => null);
+    if (!r || r.exitCode !== 0) return {};
+    try {
+      kept = { config: (JSON.parse(r.stdout) as RegistryConfig | null) ?? {}, at: now() };
+      return kept.config;
+    } catch {
+      return {};
+    }
+  };
   return async (registry) => {
-    config ??= docker
-      .capture(["info", "--format", "{{json .RegistryConfig}}"], { timeoutMs: 10_000 })
-      .then((r) => (r.exitCode === 0 ? (JSON.parse(r.stdout) as RegistryConfig) : {}))
-      .catch(() => ({}));
-    const c = await config;
+    const c = await ask();
     if (c.IndexConfigs?.[registry]?.Secure === false) return true;
     const host = registry.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
     if (host === "localhost" || host === "::1") return true;
