@@ -7,9 +7,14 @@ import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { execFile } from "node:child_process";
+import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
+import { pino } from "pino";
+import type { DockerRunner } from "../agent/docker.ts";
 import { dockerCredentials } from "../agent/prepare/credentials.ts";
+import { resolveImages } from "../agent/prepare/images.ts";
+import { systemClock } from "../lib/clock.ts";
 import { parseImageRef } from "../agent/prepare/image-ref.ts";
 import { createRegistryClient, type Lookup } from "../agent/prepare/registry.ts";
 import { WEB_REPO, buildWebImage } from "./helpers/images.ts";
@@ -145,3 +150,38 @@ for (const mode of ["htpasswd", "token"] as const) {
     });
   });
 }
+
+describe("a registry that accepts connections and never answers", () => {
+  it("each lookup ends within its budget, and a stack's images are asked at once, not one after another", async () => {
+    const sockets = new Set<net.Socket>();
+    const blackhole = net.createServer((sock) => void sockets.add(sock)); // accepts, never answers
+    await new Promise<void>((r) => blackhole.listen(0, "127.0.0.1", r));
+    const addr = `127.0.0.1:${(blackhole.address() as net.AddressInfo).port}`;
+    try {
+      const registry = createRegistryClient({ credentials: async () => undefined, insecure, timeoutMs: 1000, retries: 2, budgetMs: 2500 });
+      let started = performance.now();
+      const one = await registry.lookup(parseImageRef(`${addr}/acme/app:v1`));
+      const took = performance.now() - started;
+      assert.equal(one.kind, "unreachable", JSON.stringify(one));
+      assert.match(one.kind === "unreachable" ? one.detail : "", /no answer within/);
+      assert.ok(took >= 2000 && took < 3500, `one lookup took ${took.toFixed(0)} ms for a 2.5 s budget`);
+
+      const docker: DockerRunner = {
+        run: () => Promise.reject(new Error("not used")),
+        capture: () => Promise.reject(new Error("images naming a registry host are not looked up in the engine")),
+      };
+      started = performance.now();
+      const r = await resolveImages(
+        { docker, registry, log: pino({ level: "silent" }), clock: systemClock, policy: { digestPolicy: "warn", imageWaitMs: 0 } },
+        ["api", "web", "worker"].map((service) => ({ service, image: `${addr}/acme/${service}:v1` })),
+      );
+      const all = performance.now() - started;
+      assert.equal(r.status, "resolved");
+      assert.equal(r.status === "resolved" ? r.warnings.length : 0, 3);
+      assert.ok(all < 3500, `three images took ${all.toFixed(0)} ms: asked at once, within one budget`);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => blackhole.close(r));
+    }
+  });
+});

@@ -150,17 +150,18 @@ export async function resolveImages(d: ImageDeps, wanted: { service: string; ima
   let logged = -Infinity;
   for (let round = 0; ; round++) {
     const missing: string[] = [];
+    // one question per distinct image, however many services share it, all asked at once
     const answers = new Map<string, Promise<Lookup | "local">>();
     for (const [service, ref] of refs) {
+      if (settled.has(service) || answers.has(ref.text)) continue;
+      const answer = (async () =>
+        !ref.namesHost && !ref.digest && (await heldLocally(d.docker, ref.text)) ? ("local" as const) : d.registry.lookup(ref))();
+      answer.catch(() => undefined); // awaited below; a rejection is not left unhandled meanwhile
+      answers.set(ref.text, answer);
+    }
+    for (const [service, ref] of refs) {
       if (settled.has(service)) continue;
-      // one question per distinct image, however many services share it
-      let answer = answers.get(ref.text);
-      if (!answer) {
-        answer = (async () =>
-          !ref.namesHost && !ref.digest && (await heldLocally(d.docker, ref.text)) ? ("local" as const) : d.registry.lookup(ref))();
-        answers.set(ref.text, answer);
-      }
-      const got = await answer;
+      const got = await (answers.get(ref.text) as Promise<Lookup | "local">);
       if (got === "local") {
         // under every policy: a local build, or a Docker Hub image this node already pulled, is not a registry's to judge
         settled.set(service, {

@@ -20,6 +20,8 @@ export interface RegistryOptions {
   timeoutMs?: number;
   /** Attempts after the first on 5xx, 429, timeouts and network errors (default 2). */
   retries?: number;
+  /** Bound on one lookup, every request and retry in it together (default 10 s): a dead registry stalls no deploy longer. */
+  budgetMs?: number;
   /** Called once per HTTP exchange with the registry, for metrics. */
   onRequest?: (registry: string, outcome: string) => void;
 }
@@ -74,20 +76,28 @@ interface Ctx {
   o: RegistryOptions;
   timeoutMs: number;
   retries: number;
+  budgetMs: number;
+  /** When the lookup under way must have its answer (Date.now() time). */
+  deadline: number;
   tokens: Map<string, { value: string; until: number }>;
 }
 
 /** One HTTP exchange, time-bounded, retried on 5xx, 429, timeouts and network errors. */
 async function request(c: Ctx, registry: string, url: string, init: RequestInit): Promise<Response> {
-  let last = "no attempt";
-  for (let n = 0; n <= c.retries; n++) {
-    if (n > 0) await new Promise((r) => setTimeout(r, 250 * 2 ** n));
+  let last = `no answer within the lookup's ${c.budgetMs / 1000} s`;
+  let n = 0;
+  for (; n <= c.retries; n++) {
+    const pause = n > 0 ? 250 * 2 ** n : 0;
+    if (c.deadline - Date.now() - pause < 100) break; // the lookup's budget is spent
+    if (pause > 0) await new Promise((r) => setTimeout(r, pause));
+    const bound = Math.min(c.timeoutMs, c.deadline - Date.now());
     let res: Response;
     try {
-      res = await fetch(url, { ...init, redirect: "follow", signal: AbortSignal.timeout(c.timeoutMs) });
+      res = await fetch(url, { ...init, redirect: "follow", signal: AbortSignal.timeout(bound) });
     } catch (err) {
       const e = err as Error & { cause?: { code?: string; message?: string } };
-      last = e.name === "TimeoutError" ? `no answer within ${c.timeoutMs / 1000} s` : (e.cause?.code ?? e.cause?.message ?? e.message);
+      last =
+        e.name === "TimeoutError" ? `no answer within ${(bound / 1000).toFixed(1)} s` : (e.cause?.code ?? e.cause?.message ?? e.message);
       c.o.onRequest?.(registry, e.name === "TimeoutError" ? "timeout" : "error");
       continue;
     }
@@ -96,7 +106,7 @@ async function request(c: Ctx, registry: string, url: string, init: RequestInit)
     last = `HTTP ${res.status}`;
     await res.body?.cancel();
   }
-  throw new Unusable("unreachable", `${registry}: ${last}${c.retries > 0 ? ` (after ${c.retries + 1} attempts)` : ""}`);
+  throw new Unusable("unreachable", `${registry}: ${last}${n > 1 ? ` (after ${n} attempts)` : ""}`);
 }
 
 /** Ask the realm for a token: a refresh-token grant for an identity token, else a GET with Basic credentials or none. */
@@ -204,12 +214,19 @@ async function lookupOnce(c: Ctx, ref: ImageRef): Promise<Lookup> {
  * const r = await registry.lookup(parseImageRef("ghcr.io/acme/app:v1")); // { kind: "digest", digest: "sha256:…" }
  */
 export function createRegistryClient(o: RegistryOptions): RegistryClient {
-  const c: Ctx = { o, timeoutMs: o.timeoutMs ?? 5_000, retries: o.retries ?? 2, tokens: new Map() };
+  const c: Ctx = {
+    o,
+    timeoutMs: o.timeoutMs ?? 5_000,
+    retries: o.retries ?? 2,
+    budgetMs: o.budgetMs ?? 10_000,
+    deadline: 0,
+    tokens: new Map(),
+  };
   return {
     /** Which digest `ref` names now, or why that cannot be told. Never throws. */
     async lookup(ref: ImageRef): Promise<Lookup> {
       try {
-        return await lookupOnce(c, ref);
+        return await lookupOnce({ ...c, deadline: Date.now() + c.budgetMs }, ref);
       } catch (err) {
         if (err instanceof Unusable) return { kind: err.kind, detail: err.message };
         return { kind: "unreachable", detail: `${ref.registry}: ${(err as Error).message}` };
