@@ -83,8 +83,9 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
   if (!winner) return keep();
   const started = clock.now();
   const jobLog = log.child({ jobId: winner.jobId, deliveryId: winner.job.deliveryId, sha: winner.job.sha, stack: name });
-  const result = await deployFrom(ctx, stack, winner, judged.git?.mirror, jobLog);
-  await writeImageWait(ctx.spool, name, null); // an image wait, if there was one, is over however it ended
+  const hooks = deployHooks(ctx, stack, winner, jobLog);
+  const result = await deployFrom(ctx, stack.config, winner, judged.git?.mirror, jobLog, hooks);
+  await hooks.over();
   if (result.outcome === "interrupted") {
     jobLog.info("stopping: the job waits in work/ for its images until the watcher starts again");
     return keep();
@@ -171,16 +172,16 @@ async function judgeRuns(ctx: StackContext, stack: StackConfig, batch: Pending[]
 /** Deploy one job: a git stack's file from a clean checkout of the job's commit, else the file on this node. */
 async function deployFrom(
   ctx: StackContext,
-  runtime: StackRuntime,
+  stack: StackConfig,
   job: Pending,
   mirror: Mirror | undefined,
   log: Logger,
+  hooks: DeployHooks,
 ): Promise<DeployResult> {
-  const stack = runtime.config;
   const deps = {
     docker: ctx.docker,
     registry: ctx.registry,
-    hooks: deployHooks(ctx, runtime, job, log),
+    hooks,
     log,
     policy: ctx.config,
     stack,
@@ -218,12 +219,19 @@ async function deployFrom(
 /**
  * What the deploy tells this loop while it resolves images: a newer deploy job pending for the stack
  * ends an image wait; the wait is shown to `swarmhook jobs` (state/) and to GitHub (still queued,
- * saying for which images); once the images are there, GitHub hears the deploy started.
+ * saying for which images); once the images are there, GitHub hears the deploy started. `over`
+ * removes the wait from state/ when the deploy ended while still waiting (failed, superseded, stopped).
  */
-function deployHooks(ctx: StackContext, runtime: StackRuntime, job: Pending, log: Logger): DeployHooks {
+function deployHooks(ctx: StackContext, runtime: StackRuntime, job: Pending, log: Logger): DeployHooks & { over(): Promise<void> } {
   const name = runtime.config.name;
   let waiting = false;
+  const ended = async () => {
+    if (!waiting) return;
+    waiting = false;
+    await writeImageWait(ctx.spool, name, null);
+  };
   return {
+    over: ended,
     stopping: ctx.stopping,
     newer: () =>
       runtime.pending.find((p) => p.job.kind === "deploy" && Date.parse(p.job.receivedAt) >= Date.parse(job.job.receivedAt))?.jobId,
@@ -240,10 +248,8 @@ function deployHooks(ctx: StackContext, runtime: StackRuntime, job: Pending, log
       await ctx.reporter.waiting(job, runtime.config, images);
     },
     async onResolved(waitedMs) {
-      if (waiting) {
-        ctx.metrics.imageWait.observe(waitedMs / 1000);
-        await writeImageWait(ctx.spool, name, null);
-      }
+      if (waiting) ctx.metrics.imageWait.observe(waitedMs / 1000);
+      await ended();
       await ctx.reporter.started(job, runtime.config);
     },
   };

@@ -15,6 +15,8 @@ export interface ImageRef {
 }
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
+/** A reference pinned to a digest: `…@sha256:<64 hex>` at its end, as Swarm keeps a resolved image. */
+export const PINNED = /@sha256:[0-9a-f]{64}$/;
 const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 const HOST = /^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
@@ -60,4 +62,4 @@ export function parseImageRef(text: string): ImageRef {
 export const apiHost = (registry: string): string => (registry === "docker.io" ? "registry-1.docker.io" : registry);
 
 /** The reference pinned to `digest`, as Swarm keeps it: `name:tag@sha256:…` (an existing digest replaced). */
-export const pinned = (ref: ImageRef, digest: string): string => `${ref.text.replace(/@sha256:[0-9a-f]{64}$/, "")}@${digest}`;
+export const pinned = (ref: ImageRef, digest: string): string => `${ref.text.replace(PINNED, "")}@${digest}`;

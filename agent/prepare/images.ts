@@ -105,13 +105,13 @@ async function heldLocally(docker: DockerRunner, image: string): Promise<boolean
 type Judged = { settled: ResolvedImage } | { wait: true } | { fail: string };
 
 /** One image's fate from one registry answer. */
-function judge(ref: ImageRef, service: string, answer: Lookup, policy: ImagePolicy, waiting: boolean): Judged {
+function judge(ref: ImageRef, service: string, answer: Lookup, policy: ImagePolicy): Judged {
   if (answer.kind === "digest") return { settled: { service, image: ref.text, deployAs: pinned(ref, answer.digest) } };
   if (answer.kind === "not_found") {
     if (ref.digest) return { fail: `image ${ref.text} is no longer in the registry (${answer.detail})` };
     if (ref.namesHost && policy.imageWaitMs > 0) return { wait: true };
     return {
-      fail: `image ${ref.text} not found in the registry${waiting ? ` after ${Math.round(policy.imageWaitMs / 1000)} s` : ""} (${answer.detail})`,
+      fail: `image ${ref.text} not found in the registry (${answer.detail})`, // never waited for: a Docker Hub name, or IMAGE_WAIT_S=0
     };
   }
   const how = answer.kind === "unauthorized" ? `${answer.detail}: run docker login ${ref.registry} on ${os.hostname()}` : answer.detail;
@@ -172,7 +172,7 @@ export async function resolveImages(d: ImageDeps, wanted: { service: string; ima
         });
         continue;
       }
-      const fate = judge(ref, service, got, d.policy, round > 0);
+      const fate = judge(ref, service, got, d.policy);
       if ("fail" in fate) return { status: "failed", reason: fate.fail };
       if ("wait" in fate) missing.push(ref.text);
       else settled.set(service, fate.settled);

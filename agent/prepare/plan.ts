@@ -1,4 +1,5 @@
 import type { DockerRunner, RunOptions } from "../docker.ts";
+import { PINNED } from "./image-ref.ts";
 import { query } from "./render.ts";
 
 /** One field of one service that a deploy would change; secret values never appear, only names and keys. */
@@ -161,8 +162,6 @@ function running(s: Spec, want: Shape, wanted: ComposeService | undefined, netwo
     rollback_config: cfg(s.Spec.RollbackConfig, wanted?.deploy?.rollback_config),
   };
 }
-
-const PINNED = /@sha256:[0-9a-f]{64}$/;
 
 /** `sha256:` and the first 12 hex digits of a pinned reference's digest, or the reference when not pinned. */
 const shortDigest = (image: string) => (PINNED.test(image) ? image.slice(image.lastIndexOf("@") + 1, image.lastIndexOf("@") + 20) : image);

@@ -5,6 +5,7 @@ import path from "node:path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import type { Job, Release } from "../../spool/index.ts";
 import type { DockerRunner, RunOptions } from "../docker.ts";
+import { PINNED } from "./image-ref.ts";
 
 /** A stack file as one deploy uses it: the files handed to Docker, what each service asks for, and what to record. */
 export interface Rendered {
@@ -172,7 +173,7 @@ export function releaseOf(stackName: string, specImages: ReadonlyMap<string, str
     .map(([name, image]) => ({
       service: name.startsWith(`${stackName}_`) ? name.slice(stackName.length + 1) : name,
       image,
-      pinned: /@sha256:[0-9a-f]{64}$/.test(image),
+      pinned: PINNED.test(image),
     }))
     .sort((a, b) => a.service.localeCompare(b.service));
   return { stackFileHash, images, ...(resolvedAt ? { resolvedAt } : {}) };

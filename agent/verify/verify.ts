@@ -1,12 +1,11 @@
 import { systemClock, type Clock } from "../../lib/clock.ts";
 import { shortSha, type ServiceState } from "../../spool/index.ts";
 import type { DockerRunner, RunOptions } from "../docker.ts";
-import { query } from "../prepare/index.ts";
+import { PINNED, query } from "../prepare/index.ts";
 
 /** Strip a pinned digest: the spec says `img:tag@sha256:…` once a registry resolved it. */
-export const imageName = (image: string | null | undefined): string | null => (image ? image.replace(/@sha256:[0-9a-f]{64}$/, "") : null);
+export const imageName = (image: string | null | undefined): string | null => (image ? image.replace(PINNED, "") : null);
 
-const PINNED = /@sha256:[0-9a-f]{64}$/;
 const ROLLBACK = new Set(["rollback_started", "rollback_paused", "rollback_completed"]);
 
 export type Verdict = (
