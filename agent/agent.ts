@@ -23,7 +23,7 @@ import type { AgentConfig } from "./config.ts";
 import type { DockerRunner } from "./docker.ts";
 import { checkEngine } from "./engine.ts";
 import { createAgentMetrics, type AgentMetrics } from "./metrics.ts";
-import { commitOnBranch, createGitToken, createGithubClient } from "./report/index.ts";
+import { branchTip, commitOnBranch, createGitToken, createGithubClient, type GithubClient } from "./report/index.ts";
 import { openOutbox, pruneDeploymentIds, type Outbox } from "./report/index.ts";
 import { createRecorder } from "./record/index.ts";
 import { createReporter, type Reporter } from "./report/index.ts";
@@ -35,6 +35,7 @@ import {
   type CredentialSource,
   type RegistryClient,
 } from "./prepare/index.ts";
+import { createReconciler } from "./reconcile/reconcile.ts";
 import { stackFor } from "./route.ts";
 import { runStack, type StackContext } from "./run-stack.ts";
 import { claimedCount, createState, type AgentState, type StackRuntime } from "./state.ts";
@@ -119,6 +120,7 @@ export function createAgent(deps: AgentDeps): Agent {
     stopping,
   };
   const tick = () => runTick(state, ctx);
+  const reconciler = reconcilerOf(state, ctx, tick, gh);
 
   return {
     async start() {
@@ -142,11 +144,14 @@ export function createAgent(deps: AgentDeps): Agent {
       } catch {
         state.watcher = undefined;
       }
+      reconciler.start();
     },
     async stop() {
       state.stopping = true;
       clearTimeout(state.timer);
       state.watcher?.close();
+      for (const w of state.inTick.splice(0)) w.cancel("the watcher is stopping");
+      await reconciler.stop();
       const running = [...state.stacks.values()].map((s) => s.running).filter(Boolean);
       if (running.length > 0) log.info({ deploys: running.length }, "stopping: letting the running deploy finish");
       await Promise.all(running);
@@ -155,6 +160,21 @@ export function createAgent(deps: AgentDeps): Agent {
       log.info({ leftInWork: left }, "watcher stopped");
     },
   };
+}
+
+/** The reconcile loop, deciding inside this watcher's ticks and claiming what it queues as a tick would. */
+function reconcilerOf(state: AgentState, ctx: StackContext, tick: () => Promise<void>, gh: GithubClient | undefined) {
+  return createReconciler({
+    ctx,
+    stacks: () => state.stacks.values(),
+    inTick: (fn) =>
+      new Promise((resolve, reject) => {
+        state.inTick.push({ run: () => fn().then(resolve, reject), cancel: (reason) => reject(new Error(reason)) });
+        void tick();
+      }),
+    claim: (name) => claimOne(state, ctx, name),
+    githubTip: gh ? (repository, branch) => branchTip(gh, repository, branch) : undefined,
+  });
 }
 
 /** One scan: retry refused records, clean tmp/, claim everything in new/, then start each stack's deploy. */
@@ -175,11 +195,15 @@ async function runTick(state: AgentState, ctx: StackContext): Promise<void> {
       ctx.metrics.pending.set(names.length + claimed);
       const queued = names.length + claimed > 0;
       // while this node cannot deploy, jobs wait in new/: nothing is claimed, nothing fails
-      if (queued && !(await engineReady(state, ctx, names.length))) continue;
+      if ((queued || state.inTick.length > 0) && !(await engineReady(state, ctx, names.length))) {
+        for (const w of state.inTick.splice(0)) w.cancel("the Docker engine is not ready");
+        continue;
+      }
       for (const name of names) {
         if (state.stopping) return;
         await claimOne(state, ctx, name);
       }
+      for (const w of state.inTick.splice(0)) await w.run();
       for (const stack of state.stacks.values()) kick(state, ctx, stack);
       if (state.spoolProblem) ctx.log.info("spool available again");
       state.spoolProblem = undefined;

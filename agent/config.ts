@@ -30,6 +30,10 @@ export interface StackConfig {
   environment: string;
   environmentUrl: string | undefined;
   productionEnvironment: boolean;
+  /** Whether the reconcile loop checks this stack (AGENT_CONFIG `reconcile: false` opts one out). */
+  reconcile: boolean;
+  /** Whether a drifted stack is put back on its last release (SELF_HEAL, or the stack's `selfHeal`). */
+  selfHeal: boolean;
 }
 
 export type GithubAuth = { type: "token"; token: string } | { type: "app"; appId: string; privateKey: string; installationId: number };
@@ -77,6 +81,8 @@ export interface AgentConfig {
   onFailure: "rollback" | "stay";
   /** Records older than this are removed (hourly). */
   historyKeepMs: number;
+  /** How often the reconcile loop compares branch tips and running services with what was deployed; 0: never. */
+  reconcileIntervalMs: number;
   reports: ReportsConfig;
 }
 
@@ -104,6 +110,13 @@ const shape = {
     .min(0)
     .max(24 * 3600)
     .default(900),
+  RECONCILE_INTERVAL_S: z.coerce
+    .number()
+    .int()
+    .max(7 * 86400)
+    .refine((n) => n === 0 || n >= 5, "RECONCILE_INTERVAL_S must be 0 (off) or at least 5")
+    .default(180),
+  SELF_HEAL: z.enum(["0", "1", "true", "false"], { error: "SELF_HEAL must be 1 or 0" }).default("0"),
   LOG_LEVEL: logLevelVar,
   LOG_FORMAT: logFormatVar,
   METRICS_ADDR: z
@@ -170,6 +183,9 @@ const MEANINGS: Record<keyof typeof shape, string> = {
     "when a registry cannot tell an image's digest before the deploy (unreachable, credentials refused): `fail` the job with nothing changed, or `warn` and deploy by reference; `auto`: fail for images that name a registry host (ghcr.io/…), warn for Docker Hub names",
   IMAGE_WAIT_S:
     "seconds a job waits for an image its registry does not have yet (a workflow still building it), asking again at most 15 s apart; 0: fail at once",
+  RECONCILE_INTERVAL_S:
+    "seconds between reconcile passes: a branch tip no webhook brought is deployed, and services changed by hand are reported as drift; 0: off",
+  SELF_HEAL: "`1`: a stack that drifted is redeployed from its last release (at most three times until the next deploy)",
   LOG_LEVEL: "pino level: fatal, error, warn, info, debug, trace, silent",
   LOG_FORMAT: "`auto`: readable lines at a terminal, JSON otherwise (journald); `pretty` or `json` forces one",
   METRICS_ADDR: "`host:port` serving Prometheus `/metrics`, e.g. `10.100.0.8:9464` (WireGuard, never public); unset: off",
@@ -239,6 +255,8 @@ const fileSchema = z.strictObject({
         environment: z.string().min(1).max(255).optional(),
         environmentUrl: z.url({ protocol: /^https?$/ }).optional(),
         productionEnvironment: z.boolean().default(true),
+        reconcile: z.boolean().default(true),
+        selfHeal: z.boolean().optional(),
       }),
     )
     .min(1),
@@ -318,9 +336,13 @@ function readStacksFile(file: string, env: NodeJS.ProcessEnv, v: Env): StackConf
       environment: s.environment ?? s.name,
       environmentUrl: s.environmentUrl,
       productionEnvironment: s.productionEnvironment,
+      reconcile: s.reconcile,
+      selfHeal: s.selfHeal ?? selfHeal(v),
     };
   });
 }
+
+const selfHeal = (v: Env): boolean => v.SELF_HEAL === "1" || v.SELF_HEAL === "true";
 
 function githubAuth(v: z.infer<typeof envSchema>): GithubAuth | undefined {
   const app = [v.GITHUB_APP_ID, v.GITHUB_APP_PRIVATE_KEY, v.GITHUB_APP_INSTALLATION_ID];
@@ -399,6 +421,8 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
         environment: v.DEPLOY_ENVIRONMENT ?? v.STACK_NAME,
         environmentUrl: v.ENVIRONMENT_URL,
         productionEnvironment: v.PRODUCTION_ENVIRONMENT === "true",
+        reconcile: true,
+        selfHeal: selfHeal(v),
       },
     ];
   }
@@ -420,6 +444,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
     metrics: v.METRICS_ADDR ? splitAddr(v.METRICS_ADDR) : undefined,
     onFailure: v.ON_FAILURE,
     historyKeepMs: v.HISTORY_KEEP_DAYS * 24 * 3600 * 1000,
+    reconcileIntervalMs: v.RECONCILE_INTERVAL_S * 1000,
     reports: reportsConfig(v),
   });
 }

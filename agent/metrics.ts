@@ -13,6 +13,9 @@ export interface AgentMetrics {
   engineUp: Gauge;
   registryRequests: Counter<"registry" | "outcome">;
   imageWait: Histogram;
+  drift: Gauge<"stack">;
+  degraded: Gauge<"stack">;
+  reconcilePasses: Counter<"outcome">;
 }
 
 /**
@@ -67,6 +70,24 @@ export function createAgentMetrics(version: string): AgentMetrics {
       name: "swarmhook_image_wait_seconds",
       help: "How long a job waited for its images to appear in the registry (IMAGE_WAIT_S), for jobs that waited",
       buckets: [1, 5, 15, 30, 60, 120, 300, 600, 900, 1800],
+      registers,
+    }),
+    drift: new Gauge({
+      name: "swarmhook_drift_services",
+      help: "Services of a stack that differ from its last successful deploy (changed, added or removed by hand); 0 in sync",
+      labelNames: ["stack"],
+      registers,
+    }),
+    degraded: new Gauge({
+      name: "swarmhook_degraded_services",
+      help: "Services of a stack running fewer tasks than desired for longer than two reconcile passes; 0 when all run",
+      labelNames: ["stack"],
+      registers,
+    }),
+    reconcilePasses: new Counter({
+      name: "swarmhook_reconcile_passes_total",
+      help: "Reconcile passes over one stack, by outcome: in_sync, deploy (a job queued for a commit no webhook brought), drift, degraded, heal, error",
+      labelNames: ["outcome"],
       registers,
     }),
   };

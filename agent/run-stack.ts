@@ -84,7 +84,13 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
   const started = clock.now();
   const jobLog = log.child({ jobId: winner.jobId, deliveryId: winner.job.deliveryId, sha: winner.job.sha, stack: name });
   const hooks = deployHooks(ctx, stack, winner, jobLog);
-  const result = await deployFrom(ctx, stack.config, winner, judged.git?.mirror, jobLog, hooks);
+  stack.current = winner;
+  let result: DeployResult;
+  try {
+    result = await deployFrom(ctx, stack.config, winner, judged.git?.mirror, jobLog, hooks);
+  } finally {
+    stack.current = null;
+  }
   await hooks.over();
   if (result.outcome === "interrupted") {
     jobLog.info("stopping: the job waits in work/ for its images until the watcher starts again");
@@ -143,14 +149,16 @@ async function judgeByGit(ctx: StackContext, stack: StackConfig, batch: Pending[
 async function judgeRuns(ctx: StackContext, stack: StackConfig, batch: Pending[]): Promise<{ jobs: Pending[] } | null> {
   const jobs: Pending[] = [];
   for (const p of batch) {
-    const branch = p.job.kind === "deploy" && p.job.event === "workflow_run" ? branchOf(p.job.ref) : null;
+    // a workflow_run's head_branch, and a reconcile job's branch (the watcher's own, but new/ is the API's too), are shown on GitHub first
+    const checked = p.job.kind === "deploy" && (p.job.event === "workflow_run" || p.job.event === "reconcile");
+    const branch = checked ? branchOf(p.job.ref) : null;
     if (branch === null) {
       jobs.push(p);
       continue;
     }
     let reason: string | null = null;
     if (!ctx.onBranch)
-      reason = `a workflow_run is deployed only when its commit is shown to be on ${branch}: give the watcher GitHub credentials (GITHUB_TOKEN or an App) or deploy the stack from git`;
+      reason = `a ${p.job.kind === "deploy" && p.job.event === "reconcile" ? "reconcile" : "workflow_run"} job is deployed only when its commit is shown to be on ${branch}: give the watcher GitHub credentials (GITHUB_TOKEN or an App) or deploy the stack from git`;
     else {
       const on = await ctx.onBranch(p.job.repository, branch, p.job.sha).catch((err: unknown) => err as Error);
       if (on instanceof Error) {

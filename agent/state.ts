@@ -9,6 +9,14 @@ export interface StackRuntime {
   pending: Pending[];
   /** The deploy loop of this stack while it runs (one at a time per stack). */
   running: Promise<void> | null;
+  /** The job that deploy loop is deploying now. */
+  current: Pending | null;
+}
+
+/** Work that must run inside a tick, right after new/ was claimed (the reconcile loop's decisions); cancelled when the tick cannot get there. */
+export interface InTick {
+  run(): Promise<void>;
+  cancel(reason: string): void;
 }
 
 /** Everything the watcher remembers between ticks, in one place (octokit/webhooks.js passes `state` the same way). */
@@ -37,6 +45,8 @@ export interface AgentState {
   engineWait: { since: Date; problem: string; loggedAt: number } | undefined;
   timer: NodeJS.Timeout | undefined;
   watcher: FSWatcher | undefined;
+  /** Run by the next tick once it has claimed new/. */
+  inTick: InTick[];
 }
 
 /** Jobs claimed into work/ and waiting for their stack's next deploy, over all stacks. */
@@ -44,7 +54,7 @@ export const claimedCount = (state: AgentState): number => [...state.stacks.valu
 
 export function createState(config: Readonly<AgentConfig>, engineLogEveryMs = 60_000): AgentState {
   return {
-    stacks: new Map(config.stacks.map((s) => [s.name, { config: s, pending: [], running: null }])),
+    stacks: new Map(config.stacks.map((s) => [s.name, { config: s, pending: [], running: null, current: null }])),
     unrecorded: [],
     stopping: false,
     ticking: false,
@@ -59,5 +69,6 @@ export function createState(config: Readonly<AgentConfig>, engineLogEveryMs = 60
     engineWait: undefined,
     timer: undefined,
     watcher: undefined,
+    inTick: [],
   };
 }

@@ -16,6 +16,7 @@ import {
   openSpool,
   readWatcherStatus,
   shortSha,
+  readReconcileState,
 } from "../spool/index.ts";
 
 /** The group that owns the spool on every node (docs/install.md: the runbook). */
@@ -276,4 +277,23 @@ export async function checkWatcher(d: DoctorDeps, unitState: UnitState): Promise
     unit,
     bad ? fail("watcher last outcome", line, "just jobs; journalctl -u webhook-watcher -n 50") : pass("watcher last outcome", line),
   ];
+}
+
+/** What the reconcile loop last found for a stack (state/_reconcile.<stack>.json): drift fails the check. */
+export async function checkInSync(d: DoctorDeps, stack: StackConfig): Promise<Check> {
+  const name = `${stack.name} in sync with the last deploy`;
+  if (d.config.reconcileIntervalMs === 0 || !stack.reconcile)
+    return skip(
+      name,
+      `reconcile is off (${d.config.reconcileIntervalMs === 0 ? "RECONCILE_INTERVAL_S=0" : "reconcile: false"}): not compared`,
+    );
+  const rs = await readReconcileState(openSpool(d.config.spoolDir), stack.name).catch(() => null);
+  if (!rs) return skip(name, "no reconcile pass has looked at it yet");
+  if (rs.drift)
+    return fail(
+      name,
+      `drift since ${rs.drift.since}: ${rs.drift.summary}`,
+      `undo it by hand, or deploy what should run again (git push, swarmhook enqueue, swarmhook rollback --stack ${stack.name}); SELF_HEAL=1 does it by itself`,
+    );
+  return pass(name, `as deployed, checked ${rs.checkedAt}`);
 }

@@ -51,7 +51,7 @@ export async function runDoctor(deps: c.DoctorDeps, o: { unitState?: c.UnitState
           await c.checkSecrets(deps, stack, doc),
           await c.checkLabels(deps, stack, doc),
         );
-      out.push(await c.checkServices(deps, stack), await c.checkHealthUrl(stack));
+      out.push(await c.checkServices(deps, stack), await c.checkHealthUrl(stack), await c.checkInSync(deps, stack));
     }
   }
   out.push(await c.checkMount(deps), await c.checkSpoolDirs(deps));

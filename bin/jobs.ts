@@ -1,11 +1,20 @@
 // `swarmhook jobs`: what is pending and how the last jobs ended, read from the spool.
 import { promises as fs } from "node:fs";
 import { stripControl } from "../lib/text.ts";
-import { listRecords, openSpool, readImageWaits, readWatcherStatus, shortSha } from "../spool/index.ts";
+import {
+  listRecords,
+  openSpool,
+  readImageWaits,
+  readReconcileStates,
+  readWatcherStatus,
+  shortSha,
+  type ReconcileState,
+} from "../spool/index.ts";
 import { listReports, openOutbox, readReport, type Outbox } from "../agent/report/outbox.ts";
 
 export const JOBS_HELP = `swarmhook jobs [--spool DIR] [--state DIR] [--last N]
-  Lists the jobs waiting in new/ and work/ (and which of them waits for images its registry does
+  Opens with any drift the reconcile loop found (a service changed, added or removed by hand since
+  the last deploy) and services running fewer tasks than desired. Lists the jobs waiting in new/ and work/ (and which of them waits for images its registry does
   not have yet: IMAGE_WAIT_S), the reports to GitHub and chat not yet delivered (read
   from the watcher's outbox in --state, default STATE_DIR or /var/lib/swarmhook: run it on the
   watcher's node, kvm8, to see them), then the last N (default 10) outcomes from done/ and failed/,
@@ -19,6 +28,15 @@ const clean = (text: string) => stripControl(text).replace(/[\n\t]+/g, " ");
 export async function listJobs(spoolDir: string, last: number, stateDir = "/var/lib/swarmhook"): Promise<string> {
   const spool = openSpool(spoolDir);
   const lines: string[] = [];
+  for (const rs of await readReconcileStates(spool)) {
+    if (rs.drift) lines.push(clean(`drift: ${driftLine(rs.stack, rs.drift.services)} (since ${rs.drift.since})`));
+    if (rs.degraded?.reported)
+      lines.push(
+        clean(
+          `degraded: ${rs.degraded.services.map((s) => `${rs.stack}_${s.service} ${s.running}/${s.desired} running`).join(", ")} (since ${rs.degraded.since})`,
+        ),
+      );
+  }
   const status = await readWatcherStatus(spool);
   if (status)
     lines.push(clean(`watcher: NOT DEPLOYING since ${status.waitingSince}: ${status.problem} (fix: ${status.fix}); jobs wait in new/`));
@@ -42,6 +60,16 @@ export async function listJobs(spoolDir: string, last: number, stateDir = "/var/
       );
   }
   return `${lines.join("\n")}\n`;
+}
+
+/** `app_web image, replicas; app_extra removed`: each drifted service by its Docker name, and what differs. */
+function driftLine(stack: string, services: NonNullable<ReconcileState["drift"]>["services"]): string {
+  return services
+    .map(
+      (s) =>
+        `${stack}_${s.service} ${s.change === "update" ? s.fields.join(", ") : s.change === "add" ? "missing" : "not in the stack file"}`,
+    )
+    .join("; ");
 }
 
 /** Reports still in the outbox (GitHub or chat down, or slow): how many, since when, and the last error. */

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { isoTime } from "../lib/zod.ts";
-import { RecordedJobSchema, ReleaseSchema } from "./schema.ts";
+import { RecordedJobSchema, ReleaseSchema, TRIGGERS } from "./schema.ts";
 
 /** `planned`: DRY_RUN=1, the plan was recorded and nothing deployed. */
 export const OUTCOMES = ["success", "failed", "rolled_back", "superseded", "stale", "invalid", "planned"] as const;
@@ -68,7 +68,7 @@ export const ResultRecordSchema = z.object({
   supersededBy: z.string().optional(),
   quarantinedAs: z.string().optional(),
   /** What set the job off (absent in records written before it was recorded). */
-  trigger: z.enum(["push", "manual", "rollback", "redelivery"]).optional(),
+  trigger: z.enum(TRIGGERS).optional(),
   /** After a verified deploy: each service's image as the cluster runs it and the rendered stack's hash. */
   release: ReleaseSchema.optional(),
   /** What the deploy changed against the running services (every deploy that got as far as rendering). */

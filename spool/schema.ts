@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { z } from "zod";
 import { isoTime } from "../lib/zod.ts";
 
@@ -38,7 +38,8 @@ export const DeployJobSchema = z.strictObject({
   version: z.literal(JOB_VERSION),
   kind: z.literal("deploy"),
   deliveryId: z.string().regex(DELIVERY_ID, "deliveryId must be 1-80 of [A-Za-z0-9-], starting alphanumeric"),
-  event: z.enum(["push", "workflow_run", "manual"]),
+  /** `reconcile`: written by the watcher's own reconcile loop for a branch tip no webhook brought (judged like a push). */
+  event: z.enum(["push", "workflow_run", "manual", "reconcile"]),
   repository: z.string().regex(REPOSITORY, "repository must be owner/name"),
   ref: z.string().regex(REF, "ref must be refs/heads/<branch> or refs/tags/<tag>"),
   sha: z.string().regex(COMMIT_SHA, "sha must be 40 lowercase hex characters"),
@@ -94,7 +95,8 @@ export const RollbackRequestSchema = z.strictObject({
   stack: z.string().regex(STACK_NAME, "stack must be a Docker stack name"),
   /** The record of the successful deploy to go back to. */
   fromRecord: z.string().regex(RECORD_PATH, "fromRecord must name a record in done/ (done/<stamp>-<job id>.json)"),
-  cause: z.enum(["operator", "failed-deploy"]),
+  /** `heal`: the reconcile loop puts a drifted stack back on the release it last deployed (SELF_HEAL). */
+  cause: z.enum(["operator", "failed-deploy", "heal"]),
   /** For `failed-deploy`: the job whose deploy failed. */
   failedJobId: z.string().regex(DELIVERY_ID).optional(),
   sender: z.string().min(1).max(100),
@@ -119,9 +121,18 @@ export const RollbackJobSchema = z.strictObject({
   release: ReleaseSchema,
 });
 
-/** A fresh delivery id for a rollback job: `rollback-<short sha>-<time>-<random>`. */
-export function rollbackJobId(sha: string, now: Date): string {
-  return `rollback-${shortSha(sha)}-${now.getTime().toString(36)}-${randomBytes(3).toString("hex")}`;
+/** A fresh delivery id for a rollback job: `rollback-<short sha>-<time>-<random>` (`heal-…` for a heal). */
+export function rollbackJobId(sha: string, now: Date, prefix: "rollback" | "heal" = "rollback"): string {
+  return `${prefix}-${shortSha(sha)}-${now.getTime().toString(36)}-${randomBytes(3).toString("hex")}`;
+}
+
+/**
+ * The one delivery id the reconcile loop gives a commit of a stack: `reconcile-<sha>-<8 hex of the
+ * stack's name>`. The same commit always maps to the same id, so its job is published once (the
+ * marker in ids/ answers a second publish).
+ */
+export function reconcileJobId(stack: string, sha: string): string {
+  return `reconcile-${sha}-${createHash("sha256").update(stack).digest("hex").slice(0, 8)}`;
 }
 
 /** The kinds of job this version reads; a job of another kind is quarantined with that said. */
@@ -154,11 +165,12 @@ export function unknownJobFormat(data: unknown): string | null {
 }
 
 /** What set a job off, as records and the history show it. */
-export type Trigger = "push" | "manual" | "rollback" | "redelivery";
+export const TRIGGERS = ["push", "manual", "rollback", "redelivery", "reconcile", "heal"] as const;
+export type Trigger = (typeof TRIGGERS)[number];
 export function triggerOf(job: Job | SpoolJob): Trigger {
-  if (job.kind === "rollback") return "rollback";
+  if (job.kind === "rollback") return job.cause === "heal" ? "heal" : "rollback";
   if (job.redelivery) return "redelivery";
-  return job.event === "manual" ? "manual" : "push";
+  return job.event === "manual" ? "manual" : job.event === "reconcile" ? "reconcile" : "push";
 }
 
 /** The file name of a job: derived from its validated delivery id, so a redelivery maps to the same name. */

@@ -130,3 +130,65 @@ export async function readImageWaits(spool: Spool): Promise<ImageWait[]> {
   }
   return out;
 }
+
+/**
+ * `state/_reconcile.<stack>.json`: what the reconcile loop knows of a stack between its passes and
+ * across restarts: the commits it queued a job for (each once), the drift episode under way (since
+ * when, which services, whether it was told), services running below desired, and self-heal's count.
+ * Written by the watcher only (state/ is not the API's); read by `swarmhook jobs`, doctor and the history page.
+ */
+export const ReconcileStateSchema = z.object({
+  stack: z.string(),
+  checkedAt: isoTime,
+  /** Commits the loop queued a job for, oldest first (at most 50): never queued again by the loop. */
+  queued: z.array(z.object({ sha: z.string().regex(COMMIT_SHA), jobId: z.string(), at: isoTime })).max(50),
+  drift: z
+    .object({
+      since: isoTime,
+      /** The record whose release the running services were compared with. */
+      record: z.string().optional(),
+      summary: z.string().max(4000),
+      services: z.array(z.object({ service: z.string(), change: z.string(), fields: z.array(z.string()) })).max(200),
+    })
+    .nullable(),
+  /** Services below desired: counted from the first pass that saw it; reported after two passes. */
+  degraded: z
+    .object({
+      since: isoTime,
+      passes: z.number().int().min(1),
+      reported: z.boolean(),
+      services: z.array(z.object({ service: z.string(), running: z.number().int(), desired: z.number().int() })).max(200),
+    })
+    .nullable(),
+  /** SELF_HEAL: heals since the deploy `after` (a job id), and whether healing stopped (three heals the drift survived). */
+  heal: z.object({ after: z.string(), count: z.number().int().min(0), stopped: z.boolean() }).nullable(),
+});
+export type ReconcileState = z.infer<typeof ReconcileStateSchema>;
+const reconcileName = (stack: string) => `_reconcile.${stack}.json`;
+
+export async function writeReconcileState(spool: Spool, s: ReconcileState): Promise<void> {
+  const data = `${JSON.stringify(ReconcileStateSchema.parse(s))}\n`;
+  await replaceWith(await writeTemp(spool, `reconcile-${s.stack}`, data), spool.file("state", reconcileName(s.stack)));
+}
+
+/** The reconcile state of one stack, or null when there is none or it is not valid (the loop starts it afresh). */
+export async function readReconcileState(spool: Spool, stack: string): Promise<ReconcileState | null> {
+  const text = await readBounded(spool.file("state", reconcileName(stack)), MAX_STATE_BYTES).catch(() => null);
+  if (text === null || isUnreadable(text)) return null;
+  try {
+    return ReconcileStateSchema.parse(JSON.parse(text));
+  } catch {
+    return null;
+  }
+}
+
+/** Every stack's reconcile state, by stack name; what is not valid is left out. */
+export async function readReconcileStates(spool: Spool): Promise<ReconcileState[]> {
+  const names = (await fs.readdir(spool.dir("state")).catch(() => [])).filter((n) => /^_reconcile\..+\.json$/.test(n)).sort();
+  const out: ReconcileState[] = [];
+  for (const n of names) {
+    const s = await readReconcileState(spool, n.slice("_reconcile.".length, -".json".length));
+    if (s) out.push(s);
+  }
+  return out;
+}

@@ -28,6 +28,8 @@ const stack: StackConfig = {
   environment: "app",
   environmentUrl: undefined,
   productionEnvironment: true,
+  reconcile: false,
+  selfHeal: false,
 };
 const policy: DeployPolicy = {
   deployTimeoutMs: 600_000,

@@ -14,46 +14,11 @@ import { pino } from "pino";
 import { publish, readRecords, startTestAgent, waitForRecord } from "./helpers/agent.ts";
 import { spawnDist, spawnTs, stopProc, waitForLine } from "./helpers/proc.ts";
 import { onEnd, type Ends } from "./helpers/cleanup.ts";
+import { REPO, gitConfig, makeRepo } from "./helpers/git-repo.ts";
 import { buildWebImage } from "./helpers/images.ts";
 import { freePort } from "./helpers/postgres.ts";
 import { useTempSpool } from "./helpers/spool.ts";
 import { docker, uniqueStack, waitFor } from "./helpers/swarm.ts";
-
-const REPO = "acme/shop";
-
-/** A repository with one branch `main`, committed to by the test as a developer would. */
-async function makeRepo(t: Ends) {
-  const dir = await mkdtemp(path.join(os.tmpdir(), "swarmhook-git-"));
-  onEnd(t, () => rm(dir, { recursive: true, force: true }));
-  const git = (...args: string[]) => execa("git", args, { cwd: dir }).then((r) => r.stdout.trim());
-  await git("init", "--quiet", "-b", "main");
-  await git("config", "user.email", "dev@example.com");
-  await git("config", "user.name", "dev");
-  /** Commit a stack file asking for `replicas`, and the env file it references; returns the SHA. */
-  const commit = async (replicas: number, greeting: string) => {
-    const stack = [
-      'version: "3.8"',
-      "services:",
-      "  web:",
-      "    image: swarmhook-test/web:${IMAGE_TAG:?IMAGE_TAG is set by the agent}",
-      "    env_file: web.env",
-      "    deploy:",
-      `      replicas: ${replicas}`,
-      "      endpoint_mode: dnsrr",
-      "      update_config: { parallelism: 2, delay: 0s, failure_action: rollback, monitor: 1s, order: start-first }",
-      "      restart_policy: { condition: any, delay: 1s }",
-      "",
-    ].join("\n");
-    await writeFile(path.join(dir, "stack.yaml"), stack);
-    await writeFile(path.join(dir, "web.env"), `GREETING=${greeting}\n`);
-    await git("add", "-A");
-    await git("commit", "--quiet", "-m", `replicas ${replicas}, ${greeting}`);
-    const sha = await git("rev-parse", "HEAD");
-    await buildWebImage(sha);
-    return sha;
-  };
-  return { dir, git, commit };
-}
 
 /** `git daemon` serving `repoDir` on a free loopback port, answering before this returns. */
 async function startGitDaemon(t: Ends, repoDir: string): Promise<number> {
@@ -75,18 +40,6 @@ async function startGitDaemon(t: Ends, repoDir: string): Promise<number> {
     200,
   );
   return port;
-}
-
-/** A STATE_DIR and an AGENT_CONFIG with one stack from `url` (branch main), removed when the test ends. */
-async function gitConfig(t: Ends, url: string, stack: string): Promise<{ stateDir: string; config: string }> {
-  const stateDir = await mkdtemp(path.join(os.tmpdir(), "swarmhook-state-"));
-  onEnd(t, () => rm(stateDir, { recursive: true, force: true }));
-  const config = path.join(stateDir, "stacks.yaml");
-  await writeFile(
-    config,
-    `stacks:\n  - name: ${stack}\n    repository: ${REPO}\n    branches: [main]\n    git: { url: "${url}", path: stack.yaml }\n`,
-  );
-  return { stateDir, config };
 }
 
 async function gitAgent(t: Ends, root: string, url: string, stack: string, env: Record<string, string> = {}) {
@@ -238,6 +191,7 @@ describe("stacks from git", () => {
       POLL_INTERVAL_MS: "200",
       LOG_FORMAT: "json",
       HOME: os.tmpdir(),
+      RECONCILE_INTERVAL_S: "0", // the job's own deploy is what is killed and resumed here
     };
 
     const first = spawnTs("agent/main.ts", [], env);

@@ -66,25 +66,36 @@ export async function openMirror(stateDir: string, src: GitSource, token?: GitTo
     await git([...gd, "config", "remote.origin.url", src.url]);
     await git([...gd, "config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"]);
   }
+  const fetchNow = async (): Promise<void> => {
+    await removeStaleLocks(dir);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const t = /^https?:\/\//.test(src.url) ? await token?.(src.url) : undefined;
+        const env = t ? tokenEnv(src.url, t) : {};
+        await git([...gd, "fetch", "--quiet", "--prune", "--no-tags", "origin"], { timeoutMs: FETCH_TIMEOUT_MS, env });
+        return;
+      } catch (err) {
+        if (attempt >= 3) throw new GitError(`git fetch from the stack's repository failed: ${said(err)}`);
+        await new Promise((r) => setTimeout(r, attempt === 1 ? 1000 : 3000));
+      }
+    }
+  };
   return {
     dir,
     /**
      * Fetch every branch, trying three times (1 s, then 3 s apart). Lock files a killed fetch left
      * behind are removed first: the watcher is the mirror's one user (systemd ends a dead run's git).
      */
-    async fetch(): Promise<void> {
-      await removeStaleLocks(dir);
-      for (let attempt = 1; ; attempt++) {
-        try {
-          const t = /^https?:\/\//.test(src.url) ? await token?.(src.url) : undefined;
-          const env = t ? tokenEnv(src.url, t) : {};
-          await git([...gd, "fetch", "--quiet", "--prune", "--no-tags", "origin"], { timeoutMs: FETCH_TIMEOUT_MS, env });
-          return;
-        } catch (err) {
-          if (attempt >= 3) throw new GitError(`git fetch from the stack's repository failed: ${said(err)}`);
-          await new Promise((r) => setTimeout(r, attempt === 1 ? 1000 : 3000));
-        }
-      }
+    fetch: (): Promise<void> => oneAtATime(dir, fetchNow),
+    /** The commit a branch's tip names in the mirror as last fetched, or null when there is no such branch. */
+    async tip(branch: string): Promise<string | null> {
+      return this.resolve(`refs/remotes/origin/${branch}`);
+    },
+    /** The commit's committer date (shown to people only: a committer sets it), or null when it cannot be read. */
+    async committedAt(sha: string): Promise<string | null> {
+      const r = await git([...gd, "show", "-s", "--format=%cI", sha], { reject: false });
+      const d = new Date(r.stdout.trim());
+      return r.exitCode === 0 && !Number.isNaN(d.getTime()) ? d.toISOString() : null;
     },
     /** The full SHA a commit, a SHA prefix or a ref names, or null. */
     async resolve(rev: string): Promise<string | null> {
@@ -125,6 +136,19 @@ export async function openMirror(stateDir: string, src: GitSource, token?: GitTo
   };
 }
 export type Mirror = Awaited<ReturnType<typeof openMirror>>;
+
+/** The fetch under way per mirror: a deploy's and the reconcile loop's fetches of one mirror run one after the other. */
+const fetching = new Map<string, Promise<void>>();
+
+function oneAtATime(dir: string, fetch: () => Promise<void>): Promise<void> {
+  const next = (fetching.get(dir) ?? Promise.resolve()).catch(() => undefined).then(fetch);
+  fetching.set(dir, next);
+  const forget = () => {
+    if (fetching.get(dir) === next) fetching.delete(dir);
+  };
+  next.then(forget, forget);
+  return next;
+}
 
 async function removeStaleLocks(dir: string): Promise<void> {
   const stack = [dir];

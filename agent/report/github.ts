@@ -142,3 +142,21 @@ export async function commitOnBranch(gh: GithubClient, repository: string, branc
   const r = await gh.request("GET /repos/{owner}/{repo}/compare/{basehead}", { owner, repo, basehead: `${branch}...${sha}`, per_page: 1 });
   return r.data.status === "identical" || r.data.status === "behind";
 }
+
+/**
+ * The commit a branch's tip names on GitHub, and its committer date (shown only), for the reconcile
+ * loop of a stack file on this node. Throws what octokit throws (describeGithubError says it).
+ */
+export async function branchTip(
+  gh: GithubClient,
+  repository: string,
+  branch: string,
+): Promise<{ sha: string; committedAt: string | null }> {
+  const [owner, repo] = repository.split("/") as [string, string];
+  const r = await gh.request("GET /repos/{owner}/{repo}/branches/{branch}", { owner, repo, branch });
+  const sha = r.data.commit.sha;
+  if (!/^[0-9a-f]{40}$/.test(sha))
+    throw new Error(`GitHub named the tip of ${branch} ${JSON.stringify(sha.slice(0, 64))}: not a commit SHA`);
+  const date = r.data.commit.commit.committer?.date;
+  return { sha, committedAt: date && !Number.isNaN(Date.parse(date)) ? new Date(date).toISOString() : null };
+}

@@ -7,8 +7,10 @@ import { summary } from "./report-policy.ts";
 const TIMEOUT_MS = 10_000;
 const COLOUR = { good: 0x1a7f37, bad: 0xcf222e, warn: 0x9a6700 };
 
-const good = (m: NotifyMessage) => m.outcome === "success";
-const icon = (m: NotifyMessage) => (good(m) ? (m.event === "recovered" ? ":white_check_mark:" : ":rocket:") : ":x:");
+const good = (m: NotifyMessage) => m.outcome === "success" || m.event === "in_sync";
+const warning = (m: NotifyMessage) => m.outcome === "superseded" || m.outcome === "stale" || m.event === "drift";
+const icon = (m: NotifyMessage) =>
+  good(m) ? (m.event === "recovered" || m.event === "in_sync" ? ":white_check_mark:" : ":rocket:") : warning(m) ? ":warning:" : ":x:";
 
 /** Slack's control characters escaped as Slack documents (`&`, `<`, `>`): a ref `refs/tags/<!channel>` pings no one. */
 export const slackEscape = (text: string): string => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
@@ -32,7 +34,7 @@ function discord(m: NotifyMessage): unknown {
       {
         title,
         ...(m.url ? { url: m.url } : {}),
-        color: good(m) ? COLOUR.good : m.outcome === "superseded" || m.outcome === "stale" ? COLOUR.warn : COLOUR.bad,
+        color: good(m) ? COLOUR.good : warning(m) ? COLOUR.warn : COLOUR.bad,
         fields: [
           { name: "stack", value: m.stack ?? "-", inline: true },
           { name: "commit", value: m.sha ? shortSha(m.sha) : "-", inline: true },

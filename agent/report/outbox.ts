@@ -88,7 +88,8 @@ export type GithubStep = z.infer<typeof GithubStepSchema>;
 
 /** The documented body of a generic notification (and what Slack's and Discord's messages are made from). */
 export const NotifyMessageSchema = z.strictObject({
-  event: z.enum(["deploy", "rollback", "recovered"]),
+  /** drift/in_sync/degraded/heal_stopped: the reconcile loop's news of a stack (sha: the deployed commit; since: the episode's start). */
+  event: z.enum(["deploy", "rollback", "recovered", "drift", "in_sync", "degraded", "heal_stopped"]),
   stack: z.string().nullable(),
   repository: z.string().nullable(),
   sha: z.string().nullable(),

@@ -116,10 +116,26 @@ export function createNotifyPolicy(o: { on: "failure" | "all"; repeatMs: number 
 
 /** The one-line summary every chat format starts from. */
 export function summary(m: NotifyMessage): string {
+  if (m.event === "drift") return `${m.stack}: drifted from the last deploy: ${m.reason ?? "services differ"}`;
+  if (m.event === "in_sync")
+    return `${m.stack}: in sync with the last deploy again${m.durationMs !== null ? ` after ${lasted(m.durationMs)}` : ""}`;
+  if (m.event === "degraded") return `${m.stack}: degraded: ${m.reason ?? "services run fewer tasks than desired"}`;
+  if (m.event === "heal_stopped") return `${m.stack}: self-heal stopped: ${m.reason ?? "the drift came back"}`;
   const what = m.event === "rollback" ? "rollback" : "deploy";
   const commit = m.sha ? shortSha(m.sha) : "?";
   if (m.event === "recovered")
     return `${m.stack}: deployed ${commit} again after ${m.failures} failed deploy${m.failures === 1 ? "" : "s"}`;
   if (m.outcome === "success") return `${m.stack}: ${what} of ${commit} succeeded`;
   return `${m.stack ?? "a job"}: ${what} of ${commit} ${m.outcome.replace("_", " ")}${m.reason ? `: ${m.reason}` : ""}`;
+}
+
+/** A duration as people say it: 45 s, 12 min, 3 h 5 min, 2 d 4 h. */
+export function lasted(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 120) return `${s} s`;
+  const m = Math.round(s / 60);
+  if (m < 120) return `${m} min`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h} h ${m % 60} min`;
+  return `${Math.floor(h / 24)} d ${h % 24} h`;
 }

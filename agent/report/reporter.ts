@@ -4,7 +4,16 @@ import type { ResultRecord } from "../../spool/index.ts";
 import type { Pending } from "../coalesce.ts";
 import type { ReportsConfig, StackConfig } from "../config.ts";
 import { createGithubClient, type GithubClient } from "./github.ts";
-import { listReports, whenReady, putReport, removeReport, type GithubStep, type Outbox, type OutboxEntry } from "./outbox.ts";
+import {
+  listReports,
+  whenReady,
+  putReport,
+  removeReport,
+  type GithubStep,
+  type NotifyMessage,
+  type Outbox,
+  type OutboxEntry,
+} from "./outbox.ts";
 import { deliverDue, urlHash, type SenderContext } from "./outbox-sender.ts";
 import { claimedSteps, createNotifyPolicy, finishedSteps, startedSteps, waitingSteps } from "./report-policy.ts";
 
@@ -15,6 +24,8 @@ export interface Reporter {
   /** The job waits for images its registry does not have yet: the Deployment stays queued, saying which. */
   waiting(p: Pending, stack: StackConfig, images: string[]): Promise<void>;
   finished(rec: ResultRecord, stack: StackConfig | undefined): Promise<void>;
+  /** News of a stack that is no job's outcome (drift, in sync again, self-heal stopped): to every chat target, whatever NOTIFY_ON says. */
+  notice(id: string, message: NotifyMessage): Promise<void>;
   /** Deliver what is due now (the loop calls it every second; tests may too). */
   deliver(): Promise<void>;
   start(): void;
@@ -100,6 +111,10 @@ export function createReporter(deps: ReporterDeps): Reporter {
     async finished(rec, stack) {
       if (rec.job && stack) await github({ jobId: rec.jobId, job: rec.job }, stack, finishedSteps(rec));
       await notify(rec);
+    },
+    async notice(id, message) {
+      for (const [index, t] of config.notify.targets.entries())
+        await put(id, { target: "notify", index, urlHash: urlHash(t.url), message });
     },
     async deliver() {
       await running; // the pass under way, then one more

@@ -3,7 +3,7 @@ import { html, raw } from "hono/html";
 import type { HtmlEscapedString } from "hono/utils/html";
 import { shortSha, type ResultRecord, type Spool } from "../../spool/index.ts";
 import type { DeploymentSummary } from "../history.ts";
-import { loadOne, loadPage, parseQuery, type HistoryQuery } from "./deployments.ts";
+import { loadOne, loadPage, parseQuery, type HistoryQuery, type StackDrift } from "./deployments.ts";
 
 type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
 
@@ -21,7 +21,7 @@ th, td { text-align: left; padding: .4rem .5rem; border-bottom: 1px solid var(--
 th { font-size: .8rem; text-transform: uppercase; color: var(--muted); }
 code, pre { font: 13px/1.4 ui-monospace, monospace; } pre { white-space: pre-wrap; overflow-wrap: anywhere; background: rgba(127,127,127,.1); padding: .5rem; }
 .badge { display: inline-block; white-space: nowrap; padding: 0 .45rem; border-radius: 1rem; font-size: .85rem; font-weight: 600; color: #fff; background: var(--muted); }
-.success { background: var(--ok); } .failed, .rolled_back, .invalid, .unreadable { background: var(--bad); } .superseded, .stale { background: var(--warn); }
+.success { background: var(--ok); } .failed, .rolled_back, .invalid, .unreadable { background: var(--bad); } .superseded, .stale, .badge.drift { background: var(--warn); } section.drift { border-left: 4px solid var(--warn); padding-left: .75rem; }
 .reason { max-width: 28rem; overflow-wrap: anywhere; } .muted { color: var(--muted); }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; } dt { color: var(--muted); } dd { margin: 0; overflow-wrap: anywhere; }
 @media (max-width: 640px) {
@@ -75,7 +75,21 @@ function row(d: DeploymentSummary): Html {
   </tr>`;
 }
 
-function listPage(q: HistoryQuery, items: DeploymentSummary[], next: string | null): Html {
+/** Stacks whose running services differ from their last deploy (the reconcile loop's finding), above the history. */
+function driftNote(drift: StackDrift[]): Html {
+  if (drift.length === 0) return html``;
+  return html`<section class="drift">
+    ${drift.map(
+      (d) =>
+        html`<p>
+          <span class="badge drift">drift</span> <strong>${d.stack}</strong> differs from its last deploy since ${when(d.since)}:
+          ${d.summary} <span class="muted">(checked ${when(d.checkedAt)})</span>
+        </p>`,
+    )}
+  </section>`;
+}
+
+function listPage(q: HistoryQuery, items: DeploymentSummary[], next: string | null, drift: StackDrift[] = []): Html {
   const older = next ? `/deployments?${new URLSearchParams({ ...(q.stack ? { stack: q.stack } : {}), before: next })}` : null;
   return layout(
     "Deployments",
@@ -86,6 +100,7 @@ function listPage(q: HistoryQuery, items: DeploymentSummary[], next: string | nu
         /></label>
         <button type="submit">Filter</button>${q.stack || q.before ? html` <a href="/deployments">all, newest</a>` : ""}
       </form>
+      ${driftNote(drift)}
       ${
         items.length === 0
           ? html`<p class="muted">No deployments recorded${q.stack ? " for this stack" : ""} yet.</p>`
@@ -221,8 +236,8 @@ export function createDeploymentsPage(deps: { spool: Spool }): Hono {
     })
     .get("/", async (c) => {
       const q = parseQuery(c);
-      const { items, next } = await loadPage(deps.spool, q);
-      return c.html(listPage(q, items, next));
+      const { items, next, drift } = await loadPage(deps.spool, q);
+      return c.html(listPage(q, items, next, drift));
     })
     .get("/:id", async (c) => {
       const one = await loadOne(deps.spool, c.req.param("id"));

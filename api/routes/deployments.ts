@@ -1,7 +1,16 @@
 import { Hono, type Context } from "hono";
 import { z } from "zod";
 import { describeIssues } from "../../lib/zod.ts";
-import { RECORD_NAME, STACK_NAME, findDelivery, listPendingJobs, listRecords, readRecord, type Spool } from "../../spool/index.ts";
+import {
+  RECORD_NAME,
+  STACK_NAME,
+  findDelivery,
+  listPendingJobs,
+  listRecords,
+  readReconcileStates,
+  readRecord,
+  type Spool,
+} from "../../spool/index.ts";
 import { HttpError } from "../errors.ts";
 import { summarizePending, summarizeRecord, type DeploymentSummary } from "../history.ts";
 
@@ -25,7 +34,10 @@ export function parseQuery(c: Context): HistoryQuery {
  * known only once the watcher routes it, so a stack filter shows pending rollbacks alone), then
  * `limit` records read through the index. `next` is the cursor of the following page.
  */
-export async function loadPage(spool: Spool, q: HistoryQuery): Promise<{ items: DeploymentSummary[]; next: string | null }> {
+export async function loadPage(
+  spool: Spool,
+  q: HistoryQuery,
+): Promise<{ items: DeploymentSummary[]; next: string | null; drift: StackDrift[] }> {
   const pending = q.before ? [] : (await listPendingJobs(spool)).map(summarizePending).filter((s) => !q.stack || s.stack === q.stack);
   const entries = await listRecords(spool, {
     limit: q.limit,
@@ -34,7 +46,18 @@ export async function loadPage(spool: Spool, q: HistoryQuery): Promise<{ items: 
   });
   const last = entries.at(-1);
   const next = entries.length === q.limit && last ? last.path.slice(last.path.indexOf("/") + 1) : null;
-  return { items: [...pending, ...entries.map((e) => summarizeRecord(e.path, e.record, e.problem))], next };
+  const drift = (await readReconcileStates(spool))
+    .filter((r) => r.drift && (!q.stack || r.stack === q.stack))
+    .map((r) => ({ stack: r.stack, since: r.drift?.since ?? "", summary: r.drift?.summary ?? "", checkedAt: r.checkedAt }));
+  return { items: [...pending, ...entries.map((e) => summarizeRecord(e.path, e.record, e.problem))], next, drift };
+}
+
+/** A stack whose running services differ from its last deploy, as the watcher's reconcile loop last found it. */
+export interface StackDrift {
+  stack: string;
+  since: string;
+  summary: string;
+  checkedAt: string;
 }
 
 /** One delivery: its pending job, or its latest record in full (attempts, services, release); null when unknown. */
@@ -50,8 +73,8 @@ export async function loadOne(spool: Spool, id: string) {
 export function createDeploymentsRoute(deps: { spool: Spool }): Hono {
   return new Hono()
     .get("/", async (c) => {
-      const { items, next } = await loadPage(deps.spool, parseQuery(c));
-      return c.json({ deployments: items, next });
+      const { items, next, drift } = await loadPage(deps.spool, parseQuery(c));
+      return c.json({ deployments: items, next, drift });
     })
     .get("/:id", async (c) => {
       const one = await loadOne(deps.spool, c.req.param("id"));

@@ -66,6 +66,8 @@ function benchStack(repo: string) {
     environment: STACK,
     environmentUrl: undefined,
     productionEnvironment: true,
+    reconcile: false,
+    selfHeal: false,
   };
 }
 

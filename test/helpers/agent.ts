@@ -43,6 +43,7 @@ export async function startTestAgent(
     RETRY_BACKOFF_MS: "100",
     DEPLOY_TIMEOUT_S: "120",
     STATE_DIR: `${spoolDir}.state`, // as tempSpool lays it out (removed with the spool)
+    RECONCILE_INTERVAL_S: "0", // the reconcile loop is tested on its own (test/reconcile.test.ts); elsewhere it would deploy tips by itself
     ...env,
   });
   const logs: LogLine[] = [];

@@ -93,7 +93,8 @@ function commitOf(repoUrl: string, sha: string) {
 /**
  * Start the fake on 127.0.0.1. With `app`, the installation-token endpoint checks the App's JWT and
  * mints a token that the other endpoints then require; otherwise they require `token <token>`.
- * `branches` is each branch's history, tip first: what compare answers from.
+ * `branches` is each branch's history, tip first: what compare and the branch's tip answer from (a
+ * test moves a branch by changing the array it passed).
  */
 export async function startFakeGithub(
   o: { token?: string; app?: { id: string; publicKeyPem: string }; branches?: Record<string, string[]> } = {},
@@ -218,6 +219,22 @@ export async function startFakeGithub(
           behind_by: Math.max(0, at),
           total_commits: at >= 0 ? 0 : 1,
           commits: at >= 0 ? [] : [commitOf(repoUrl, head)],
+        },
+      };
+    }
+    if (template === "/repos/{owner}/{repo}/branches/{branch}") {
+      const tip = o.branches?.[String(params.branch)]?.[0];
+      if (!tip) return { status: 404, body: { message: "Branch not found", documentation_url: "https://docs.github.com/rest" } };
+      const self = `${repoUrl}/branches/${params.branch}`;
+      return {
+        status: 200,
+        body: {
+          name: params.branch,
+          commit: commitOf(repoUrl, tip),
+          _links: { self, html: self.replace("https://api.github.com/repos/", "https://github.com/").replace("/branches/", "/tree/") },
+          protected: false,
+          protection: { enabled: false, required_status_checks: { enforcement_level: "off", contexts: [], checks: [] } },
+          protection_url: `${self}/protection`,
         },
       };
     }

@@ -23,6 +23,7 @@ const USED = [
   ["post", "/repos/{owner}/{repo}/statuses/{sha}"],
   ["post", "/app/installations/{installation_id}/access_tokens"],
   ["get", "/repos/{owner}/{repo}/compare/{basehead}"],
+  ["get", "/repos/{owner}/{repo}/branches/{branch}"],
 ] as const;
 
 export interface OpenApiJudge {
