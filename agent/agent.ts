@@ -11,7 +11,10 @@ import {
   pruneMarks,
   pruneRecords,
   rebuildIndex,
+  readDeployed,
+  reconcileJobId,
   recoverInterrupted,
+  shortSha,
   triggerOf,
   type ClaimResult,
   type Job,
@@ -310,9 +313,30 @@ async function route(state: AgentState, ctx: StackContext, r: ClaimResult, fresh
     await ctx.recorder.finish(pending, "invalid", { reason });
     return;
   }
+  const before = await deployedByReconcile(ctx, stack, job);
+  if (before) {
+    await ctx.recorder.finish(pending, "superseded", {
+      stack: stack.config.name,
+      supersededBy: before,
+      reason: `the reconcile loop deployed ${shortSha(job.sha)} before this webhook arrived (${before})`,
+    });
+    return;
+  }
   ctx.log.info({ jobId: r.jobId, sha: job.sha, stack: stack.config.name, trigger: triggerOf(job) }, "job claimed");
   stack.pending.push(pending);
   if (fresh) await ctx.reporter.claimed(pending, stack.config);
+}
+
+/**
+ * The reconcile job that is deploying, or deployed, the commit of a webhook's job that came late: the
+ * push is not deployed a second time. A redelivery, an enqueue and any other commit deploy as usual.
+ */
+async function deployedByReconcile(ctx: StackContext, stack: StackRuntime, job: Job): Promise<string | null> {
+  if (job.kind !== "deploy" || job.event === "reconcile" || job.event === "manual" || job.redelivery) return null;
+  const id = reconcileJobId(stack.config.name, job.sha);
+  if (stack.current?.jobId === id) return id;
+  const { deployed } = await readDeployed(ctx.spool, stack.config.name);
+  return deployed?.jobId === id && deployed.sha === job.sha ? id : null;
 }
 
 /**

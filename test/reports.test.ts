@@ -2,8 +2,6 @@
 // against GitHub's OpenAPI description) and chat messages, through the outbox, with real swarm deploys.
 import assert from "node:assert/strict";
 import { createHmac, generateKeyPairSync } from "node:crypto";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { readdir } from "node:fs/promises";
 import { describe, it } from "node:test";
 import { loadAgentConfig } from "../agent/config.ts";
@@ -12,6 +10,7 @@ import { renderNotification } from "../agent/report/notify.ts";
 import { createNotifyPolicy } from "../agent/report/report-policy.ts";
 import { listJobs } from "../bin/jobs.ts";
 import { publish, readRecords, stackFile, startTestAgent, waitForRecord } from "./helpers/agent.ts";
+import { receiver, type Received } from "./helpers/chat.ts";
 import { onEnd } from "./helpers/cleanup.ts";
 import { commitStory, startFakeGithub, type FakeGithub } from "./helpers/github.ts";
 import { makeRecord } from "./helpers/history.ts";
@@ -241,27 +240,6 @@ describe("GitHub reports from real deploys", () => {
     assert.deepEqual(gh.violations, []);
   });
 });
-
-interface Received {
-  path: string;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-async function receiver(t: Parameters<typeof onEnd>[0]): Promise<{ url: string; got: Received[] }> {
-  const got: Received[] = [];
-  const server = http.createServer((req, res) => {
-    let body = "";
-    req.on("data", (c: Buffer) => (body += c.toString()));
-    req.on("end", () => {
-      got.push({ path: req.url ?? "", headers: req.headers, body });
-      res.writeHead(req.url === "/slack" ? 200 : 204).end(req.url === "/slack" ? "ok" : undefined);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  onEnd(t, () => new Promise<void>((r) => server.close(() => r())));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, got };
-}
 
 describe("chat notifications from real deploys", () => {
   const SECRET = "notify-secret-0123456789";
