@@ -4,12 +4,13 @@
 // --with-registry-auth, and kvm2 and kvm4, which never had the image, pull that digest themselves.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { publish, stackFile, startTestAgent, waitForRecord, type TestAgent } from "./helpers/agent.ts";
+import { readFile } from "node:fs/promises";
+import { publish, readRecords, stackFile, startTestAgent, waitForRecord, type TestAgent } from "./helpers/agent.ts";
 import { WEB_REPO, buildWebImage } from "./helpers/images.ts";
 import { randomSha } from "./helpers/jobs.ts";
 import { pushTo, startAuthRegistry, type TestRegistry } from "./helpers/registry.ts";
 import { tempSpool, type TempSpool } from "./helpers/spool.ts";
-import { docker, loadIntoNodes, netnsSwarm, nodeHost, removeStack } from "./helpers/swarm.ts";
+import { docker, loadIntoNodes, netnsSwarm, nodeHost, removeStack, waitFor } from "./helpers/swarm.ts";
 
 const KVM8 = nodeHost("kvm8");
 const BRIDGE = "198.18.13.1"; // scripts/netns-swarm.sh's bridge, the nodes' way to the host
@@ -65,5 +66,45 @@ describe("the three-node swarm pulls a pinned digest from an authenticated regis
       const held = await docker(["image", "inspect", "-f", "{{json .RepoDigests}}", `${ref}@${digest}`], { host: nodeHost(node) });
       assert.ok(held.includes(digest), `${node} pulled ${digest}: ${held}`);
     }
+  });
+  it("a node down under a replicated service: degraded after three passes (warn, gauge), never healed, no drift", async () => {
+    await agent?.stop();
+    agent = await startTestAgent(
+      s.root,
+      {
+        STACK_FILE: stackFile("netns-registry-web"),
+        STACK_NAME: stack,
+        STACK_ENV: "REGISTRY",
+        REGISTRY: reg.addr,
+        IMAGE_WAIT_S: "0",
+        RECONCILE_INTERVAL_S: "5",
+        SELF_HEAL: "1",
+      },
+      { DOCKER_HOST: KVM8, DOCKER_CONFIG: reg.dockerConfig },
+    );
+    const a = agent;
+    const gauge = async (m: typeof a.metrics.degraded) => (await m.get()).values.find((v) => v.labels.stack === stack)?.value;
+    // in sync before the fault (three tasks, one per node)
+    const inSync = async () => (await a.metrics.reconcilePasses.get()).values.some((v) => v.labels.outcome === "in_sync" && v.value > 0);
+    await waitFor("a pass that found the stack in sync", async () => ((await inSync()) ? true : undefined), 60_000, 500);
+    const pid = Number((await readFile("/run/swarmhook-netns/kvm2/docker.pid", "utf8")).trim());
+    process.kill(pid, "SIGTERM"); // kvm2's engine stops: its replica cannot go anywhere (max_replicas_per_node 1)
+    const said = await waitFor(
+      "the degraded warning",
+      async () => a.logs.find((l) => l.msg.startsWith("degraded: web 2/3 running")),
+      240_000,
+      500,
+    );
+    assert.equal(said.level, 40);
+    assert.equal(await gauge(a.metrics.degraded), 1);
+    await new Promise((r) => setTimeout(r, 12_000)); // two more passes
+    assert.equal(a.logs.filter((l) => l.msg.startsWith("degraded:")).length, 1, "told once");
+    assert.equal(await gauge(a.metrics.drift), 0, "a node down is no drift");
+    const records = await readRecords(s.root);
+    assert.deepEqual(
+      records.filter((r) => r.trigger === "heal"),
+      [],
+      "nothing healed: Swarm reschedules",
+    );
   });
 });

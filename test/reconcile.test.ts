@@ -9,14 +9,16 @@ import { loadAgentConfig } from "../agent/config.ts";
 import { createDockerRunner } from "../agent/docker.ts";
 import { checkInSync } from "../bin/doctor-checks.ts";
 import { listJobs } from "../bin/jobs.ts";
-import { openSpool, readReconcileState, reconcileJobId } from "../spool/index.ts";
+import { freshState, observe } from "../agent/reconcile/episode.ts";
+import type { Plan } from "../agent/prepare/index.ts";
+import { DELIVERY_ID, openSpool, readReconcileState, reconcileJobId, triggerOf } from "../spool/index.ts";
 import { publish, readRecords, stackFile, startTestAgent, waitForRecord, type TestAgent } from "./helpers/agent.ts";
 import { receiver, type Received } from "./helpers/chat.ts";
 import { onEnd } from "./helpers/cleanup.ts";
 import { REPO, gitConfig, makeRepo } from "./helpers/git-repo.ts";
 import { startFakeGithub } from "./helpers/github.ts";
 import { REGISTRY_WEB_REPO, buildWebImage, pushImage } from "./helpers/images.ts";
-import { randomSha } from "./helpers/jobs.ts";
+import { makeJob, randomSha } from "./helpers/jobs.ts";
 import { freePort } from "./helpers/postgres.ts";
 import { spawnTs, stopProc, type Proc } from "./helpers/proc.ts";
 import { assertPrometheusText } from "./helpers/prometheus.ts";
@@ -42,6 +44,61 @@ const chat = (got: Received[], event: string) =>
     .map((g) => JSON.parse(g.body) as { event: string; stack: string; reason: string | null; durationMs: number | null })
     .filter((m) => m.event === event);
 const image = (stack: string) => docker(["service", "inspect", `${stack}_web`, "-f", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"]);
+
+describe("reconcile: episodes and ids", () => {
+  const plan = (summary: string, services: string[]): Plan => ({
+    changes: services.map((service) => ({ service, change: "update", fields: [{ field: "image", from: "a", to: "b" }] })),
+    unresolved: [],
+    summary,
+  });
+  const none: Plan = { changes: [], unresolved: [], summary: "no changes" };
+  const at = (s: number) => new Date(Date.UTC(2026, 11, 3, 12, 0, s));
+
+  it("drift is told when it starts and when it ends, a change in between is logged only; a state read back repeats nothing", () => {
+    let st = freshState("app", at(0));
+    const step = (p: Plan, s: number) => {
+      const r = observe(st, { plan: p, short: [] }, "done/x.json", at(s));
+      st = r.state;
+      return r.events.map((e) => e.type);
+    };
+    assert.deepEqual(step(none, 0), []);
+    assert.deepEqual(step(plan("web: image a → b", ["web"]), 5), ["drift"]);
+    assert.deepEqual(step(plan("web: image a → b", ["web"]), 10), []);
+    st = JSON.parse(JSON.stringify(st)) as typeof st; // what a restart reads back from state/
+    assert.deepEqual(step(plan("web: image a → b", ["web"]), 15), [], "no second message after a restart");
+    assert.deepEqual(step(plan("web: image a → b; api: image c → d", ["web", "api"]), 20), ["drift_changed"]);
+    assert.equal(st.drift?.since, at(5).toISOString(), "the episode keeps its start");
+    const end = observe(st, { plan: none, short: [] }, "done/x.json", at(25));
+    assert.deepEqual(end.events, [{ type: "in_sync", lastedMs: 20_000, since: at(5).toISOString() }]);
+    assert.equal(end.state.drift, null);
+  });
+
+  it("services below desired are reported on the third pass in a row, once; a pass at full strength ends it", () => {
+    let st = freshState("app", at(0));
+    const short = [{ service: "web", running: 2, desired: 3 }];
+    const types: string[][] = [];
+    for (let i = 0; i < 5; i++) {
+      const r = observe(st, { plan: none, short }, undefined, at(i * 5));
+      st = r.state;
+      types.push(r.events.map((e) => e.type));
+    }
+    assert.deepEqual(types, [[], [], ["degraded"], [], []]);
+    assert.deepEqual(observe(st, { plan: none, short: [] }, undefined, at(30)).events, [{ type: "recovered_tasks", lastedMs: 30_000 }]);
+    let brief = freshState("app", at(0));
+    brief = observe(brief, { plan: none, short }, undefined, at(0)).state;
+    brief = observe(brief, { plan: none, short }, undefined, at(5)).state;
+    assert.deepEqual(observe(brief, { plan: none, short: [] }, undefined, at(10)).events, [], "two passes short: never told");
+  });
+
+  it("a commit of a stack has one reconcile job id, another stack or commit another; triggers as records name them", () => {
+    const sha = randomSha();
+    assert.equal(reconcileJobId("app", sha), reconcileJobId("app", sha));
+    assert.notEqual(reconcileJobId("app", sha), reconcileJobId("docs", sha));
+    assert.notEqual(reconcileJobId("app", sha), reconcileJobId("app", randomSha()));
+    assert.match(reconcileJobId("app", sha), DELIVERY_ID);
+    assert.equal(triggerOf({ ...makeJob({ sha }), event: "reconcile" }), "reconcile");
+  });
+});
 
 describe("reconcile: what no webhook brought", () => {
   it("a git stack with no API at all: its tip deploys by itself (trigger reconcile), then the next commit; a commit on another branch does not; a webhook for a commit the loop also sees gives one job", async (t) => {

@@ -102,9 +102,11 @@ function configShape(c: Record<string, unknown>): string {
   return out.join(" ");
 }
 
-interface Spec {
+export interface ServiceSpec {
+  ID?: string;
   Spec: {
     Name: string;
+    Labels?: Record<string, string>;
     Mode: { Replicated?: { Replicas?: number }; Global?: object };
     TaskTemplate: {
       ContainerSpec: {
@@ -133,7 +135,7 @@ const SPEC_KEY: Record<string, string> = {
 };
 
 /** What a running service is, in the same shape; update/rollback keys only those the stack file sets. */
-function running(s: Spec, want: Shape, wanted: ComposeService | undefined, networkName: Map<string, string>): Shape {
+function running(s: ServiceSpec, want: Shape, wanted: ComposeService | undefined, networkName: Map<string, string>): Shape {
   const t = s.Spec.TaskTemplate;
   const c = t.ContainerSpec;
   const cfg = (spec: Record<string, unknown> | undefined, keys: Record<string, unknown> | undefined) => {
@@ -196,15 +198,27 @@ function fieldChange(field: string, from: string, to: string): FieldChange {
  * console.log(plan.summary);
  */
 export async function planStack(docker: DockerRunner, stack: string, rendered: unknown, env: RunOptions["env"]): Promise<Plan> {
-  const doc = (rendered ?? {}) as Compose;
   const ids = (await query(docker, ["stack", "services", stack, "--format", "{{.ID}}"], env)).split("\n").filter(Boolean);
-  const specs = ids.length > 0 ? (JSON.parse(await query(docker, ["service", "inspect", ...ids], env)) as Spec[]) : [];
-  const networkName = new Map(
+  const specs = ids.length > 0 ? (JSON.parse(await query(docker, ["service", "inspect", ...ids], env)) as ServiceSpec[]) : [];
+  return comparePlan(stack, rendered, specs, await networkNames(docker, env));
+}
+
+/** Every network's name by its ID (service specs name their networks by ID). */
+export async function networkNames(docker: DockerRunner, env: RunOptions["env"]): Promise<Map<string, string>> {
+  return new Map(
     (await query(docker, ["network", "ls", "--no-trunc", "--format", "{{.ID}} {{.Name}}"], env))
       .split("\n")
       .filter(Boolean)
       .map((l) => [l.slice(0, l.indexOf(" ")), l.slice(l.indexOf(" ") + 1)] as const),
   );
+}
+
+/**
+ * The plan of `rendered` against the specs of the services stack `stack` runs (planStack without the
+ * docker calls, so one `service inspect` of the whole cluster serves every stack: the reconcile loop).
+ */
+export function comparePlan(stack: string, rendered: unknown, specs: readonly ServiceSpec[], networkName: Map<string, string>): Plan {
+  const doc = (rendered ?? {}) as Compose;
   const changes: ServiceChange[] = [];
   const unresolved: string[] = [];
   const services = doc.services ?? {};

@@ -16,12 +16,23 @@ import {
   type RollbackRequest,
 } from "../../spool/index.ts";
 import type { StackConfig } from "../config.ts";
-import { deployEnv, fileInCheckout, openMirror, outsideCheckout, query, type Mirror } from "../prepare/index.ts";
+import type { DockerRunner } from "../docker.ts";
+import {
+  comparePlan,
+  fileInCheckout,
+  networkNames,
+  openMirror,
+  outsideCheckout,
+  query,
+  type Mirror,
+  type Plan,
+  type ServiceSpec,
+} from "../prepare/index.ts";
 import type { NotifyMessage } from "../report/index.ts";
 import { lasted } from "../report/index.ts";
 import type { StackContext } from "../run-stack.ts";
 import type { StackRuntime } from "../state.ts";
-import { detectDrift } from "../verify/index.ts";
+import { renderRelease } from "../verify/index.ts";
 import { freshState, observe, type EpisodeEvent, type Short } from "./episode.ts";
 import { branchTips, type Tip, type TipAnswer, type TipSources } from "./tips.ts";
 
@@ -67,11 +78,12 @@ export function createReconciler(d: ReconcileDeps): Reconciler {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | null = null;
   let stopped = false;
-  const r: Run = { d, problems: new Map(), checkouts: new Map() };
+  const r: Run = { d, problems: new Map(), checkouts: new Map(), rendered: new Map(), written: new Map() };
 
   async function pass(): Promise<void> {
     if (running) return running;
     running = (async () => {
+      r.seen = undefined; // each pass reads the cluster afresh
       const runtimes = [...d.stacks()].filter((s) => s.config.reconcile);
       if (runtimes.length === 0 || stopped || ctx.stopping()) return;
       const tips = await branchTips(
@@ -122,6 +134,25 @@ interface Run {
   d: ReconcileDeps;
   problems: Map<string, string>;
   checkouts: Map<string, { sha: string; root: string; file: string }>;
+  /** Each stack's last good release as rendered, with what it was rendered from. */
+  rendered: Map<string, { key: string; doc: unknown }>;
+  /** What was last written to each stack's state file (without `checkedAt`), and when. */
+  written: Map<string, { text: string; at: number }>;
+  /** This pass's view of the cluster, read when the first stack needs it. */
+  seen?: Promise<Snapshot> | undefined;
+}
+
+/** How long `checkedAt` may lag in state/ while nothing else changes (a pass that found nothing new writes nothing). */
+const CHECKED_EVERY_MS = 60_000;
+
+/** Write a stack's reconcile state when it changed, or when its `checkedAt` is a minute old. */
+async function save(r: Run, rs: ReconcileState): Promise<void> {
+  const { checkedAt, ...rest } = rs;
+  const text = JSON.stringify(rest);
+  const last = r.written.get(rs.stack);
+  if (last?.text === text && Date.parse(checkedAt) - last.at < CHECKED_EVERY_MS) return;
+  await writeReconcileState(r.d.ctx.spool, rs);
+  r.written.set(rs.stack, { text, at: Date.parse(checkedAt) });
 }
 
 /** A problem of one stack, logged when it starts or changes, not every pass. */
@@ -154,13 +185,14 @@ async function reconcileStack(r: Run, rt: StackRuntime, answer: TipAnswer): Prom
   }
   const busy = () => rt.running !== null || rt.pending.length > 0;
   if (busy() || !deployed?.release || !deployed.record?.startsWith("done/")) {
-    await writeReconcileState(ctx.spool, { ...rs, checkedAt: now.toISOString() });
+    await save(r, { ...rs, checkedAt: now.toISOString() });
     return outcome;
   }
-  const seen = await compare(r, rt.config, deployed, "tip" in answer ? answer.tip.mirror : undefined);
+  r.seen ??= snapshot(ctx.docker);
+  const seen = await compare(r, rt.config, deployed, "tip" in answer ? answer.tip.mirror : undefined, await r.seen);
   // a deploy that started meanwhile makes the comparison meaningless: the next pass compares again
   if (busy() || (await readDeployed(ctx.spool, name)).deployed?.jobId !== deployed.jobId) {
-    await writeReconcileState(ctx.spool, { ...rs, checkedAt: now.toISOString() });
+    await save(r, { ...rs, checkedAt: now.toISOString() });
     return outcome;
   }
   const observed = observe(rs, seen, deployed.record, now);
@@ -170,7 +202,7 @@ async function reconcileStack(r: Run, rt: StackRuntime, answer: TipAnswer): Prom
   await tell(r, rt.config, deployed, observed.events, rs);
   let healed = false;
   if (rs.drift && rt.config.selfHeal) ({ rs, healed } = await heal(r, rt.config, deployed, rs));
-  await writeReconcileState(ctx.spool, rs);
+  await save(r, rs);
   if (healed) return "heal";
   if (rs.drift) return "drift";
   return rs.degraded?.reported ? "degraded" : outcome;
@@ -225,26 +257,52 @@ async function deployTip(r: Run, rt: StackRuntime, tip: Tip, deployed: Deployed 
   });
 }
 
-/** What runs against the last good release (drift), and services below desired: a constant number of docker calls. */
+/** What the whole cluster runs, read once per pass (three docker calls, however many stacks): specs, replicas, network names. */
+export interface Snapshot {
+  specs: ServiceSpec[];
+  /** Service ID → running and desired tasks (`docker service ls`'s REPLICAS; a finished job service is left out). */
+  tasks: Map<string, { running: number; desired: number }>;
+  networks: Map<string, string>;
+}
+
+export async function snapshot(docker: DockerRunner): Promise<Snapshot> {
+  const tasks = new Map<string, { running: number; desired: number }>();
+  for (const l of (await query(docker, ["service", "ls", "--format", "{{.ID}}\t{{.Replicas}}"], {})).split("\n")) {
+    const m = /^(\S+)\t(\d+)\/(\d+)(?!.*completed)/.exec(l);
+    if (m) tasks.set(m[1] as string, { running: Number(m[2]), desired: Number(m[3]) });
+  }
+  const ids = [...tasks.keys()];
+  const specs = ids.length > 0 ? (JSON.parse(await query(docker, ["service", "inspect", ...ids], {})) as ServiceSpec[]) : [];
+  return { specs, tasks, networks: await networkNames(docker, {}) };
+}
+
+/**
+ * What runs against the last good release (drift, as `plan` would show it), and services below
+ * desired, from the pass's snapshot. The release is rendered once per release and stack file (kept
+ * until either changes), so a pass over a stack in sync costs no docker call of its own.
+ */
 async function compare(
   r: Run,
   stack: StackConfig,
   deployed: Deployed,
   mirror: Mirror | undefined,
-): Promise<{ plan: Awaited<ReturnType<typeof detectDrift>>["plan"]; short: Short[] }> {
+  seen: Snapshot,
+): Promise<{ plan: Plan; short: Short[] }> {
   const { ctx } = r.d;
   const file = stack.git ? await stackFileAt(r, stack, deployed.sha, mirror) : stack.file;
-  const { plan } = await detectDrift(ctx.docker, stack, file, deployed);
-  const lines = await query(
-    ctx.docker,
-    ["service", "ls", "--filter", `label=com.docker.stack.namespace=${stack.name}`, "--format", "{{.Name}}\t{{.Replicas}}"],
-    deployEnv(deployed.sha, stack.vars),
-  );
+  const st = await fs.stat(file);
+  const key = `${deployed.jobId}\0${file}\0${st.mtimeMs}\0${st.size}`;
+  let known = r.rendered.get(stack.name);
+  if (known?.key !== key) {
+    known = { key, doc: (await renderRelease(ctx.docker, stack, file, deployed)).doc };
+    r.rendered.set(stack.name, known);
+  }
+  const specs = seen.specs.filter((s) => s.Spec.Labels?.["com.docker.stack.namespace"] === stack.name);
+  const plan = comparePlan(stack.name, known.doc, specs, seen.networks);
   const short: Short[] = [];
-  for (const l of lines.split("\n")) {
-    const m = /^(\S+)\t(\d+)\/(\d+)(?!.*completed)/.exec(l);
-    if (m && Number(m[2]) < Number(m[3]))
-      short.push({ service: (m[1] as string).slice(stack.name.length + 1), running: Number(m[2]), desired: Number(m[3]) });
+  for (const s of specs) {
+    const t = s.ID ? seen.tasks.get(s.ID) : undefined;
+    if (t && t.running < t.desired) short.push({ service: s.Spec.Name.slice(stack.name.length + 1), ...t });
   }
   return { plan, short };
 }

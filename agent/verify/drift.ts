@@ -28,6 +28,22 @@ export async function detectDrift(
   file: string,
   deployed: Pick<Deployed, "sha" | "release" | "record">,
 ): Promise<Drift> {
+  const { doc, warnings } = await renderRelease(docker, stack, file, deployed);
+  const plan = await planStack(docker, stack.name, doc, deployEnv(deployed.sha, stack.vars));
+  return { plan, warnings };
+}
+
+/**
+ * The last good release as a rollback to it would deploy it: `file` rendered for its commit with the
+ * release's images laid over it (`docker stack config`, twice). What drift compares the running
+ * services with; the reconcile loop keeps it while the release and the file stay the same.
+ */
+export async function renderRelease(
+  docker: DockerRunner,
+  stack: Pick<StackConfig, "name" | "vars" | "git">,
+  file: string,
+  deployed: Pick<Deployed, "sha" | "release" | "record">,
+): Promise<{ doc: unknown; warnings: string[] }> {
   if (!deployed.release) throw new Error(`no release is recorded for stack ${stack.name}: nothing to compare what runs with`);
   const job: RollbackJob = {
     version: JOB_VERSION,
@@ -44,10 +60,6 @@ export async function detectDrift(
     release: deployed.release,
   };
   const rendered = await renderStack(docker, file, stack.name, job, { versionObjects: Boolean(stack.git), vars: stack.vars });
-  try {
-    const plan = await planStack(docker, stack.name, rendered.doc, deployEnv(deployed.sha, stack.vars));
-    return { plan, warnings: rendered.warnings };
-  } finally {
-    await rendered.cleanup();
-  }
+  await rendered.cleanup();
+  return { doc: rendered.doc, warnings: rendered.warnings };
 }
