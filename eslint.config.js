@@ -59,6 +59,8 @@ export default tseslint.config(
   { files: ["agent/**"], rules: imports("api", "bin") },
   { files: ["agent/*.ts"], rules: stepRule(null) },
   ...STEPS.map((step) => ({ files: [`agent/${step}/**`], rules: stepRule(step) })),
+  // the reconcile loop runs between deploys, at the top: every step, each through its index.ts
+  { files: ["agent/reconcile/**"], rules: stepRule("reconcile") },
   {
     files: ["api/**", "agent/**", "spool/**", "lib/**"],
     rules: { "no-console": "error" },

@@ -7,7 +7,7 @@ import { pino } from "pino";
 import { createApp } from "../api/app.ts";
 import { createClientAddress } from "../api/client-address.ts";
 import { loadApiConfig } from "../api/config.ts";
-import { finishJob, listRecords, pruneRecords, publishJob, rebuildIndex, type Spool } from "../spool/index.ts";
+import { finishJob, listRecords, pruneRecords, publishJob, rebuildIndex, writeReconcileState, type Spool } from "../spool/index.ts";
 import { SECRET } from "./helpers/api.ts";
 import { fillHistory, makeRecord } from "./helpers/history.ts";
 import { makeJob } from "./helpers/jobs.ts";
@@ -93,6 +93,34 @@ describe("history API", () => {
       const r = await get(`/api/deployments?${q}`);
       assert.equal(r.status, 400, q);
     }
+  });
+
+  it("shows a stack's drift, as the watcher's reconcile loop last found it, in the JSON and above the page's table; in sync, none", async (t) => {
+    const s = await useTempSpool(t);
+    await fillHistory(s.spool, 3, { stacks: ["app", "web"] });
+    const since = "2026-12-03T10:00:00.000Z";
+    const base = { checkedAt: "2026-12-03T10:05:00.000Z", queued: [], degraded: null, heal: null };
+    await writeReconcileState(s.spool, {
+      ...base,
+      stack: "app",
+      drift: { since, summary: "web: image <b>evil</b> → app:v1", services: [{ service: "web", change: "update", fields: ["image"] }] },
+    });
+    await writeReconcileState(s.spool, { ...base, stack: "web", drift: null });
+    const { get } = historyApp(s.spool);
+    const all = (await (await get("/api/deployments")).json()) as { drift: { stack: string; since: string; summary: string }[] };
+    assert.deepEqual(
+      all.drift.map((d) => [d.stack, d.since, d.summary]),
+      [["app", since, "web: image <b>evil</b> → app:v1"]],
+    );
+    const onlyWeb = (await (await get("/api/deployments?stack=web")).json()) as { drift: unknown[] };
+    assert.deepEqual(onlyWeb.drift, [], "a stack in sync shows none");
+    const page = await (await get("/deployments?stack=app")).text();
+    assert.match(
+      page,
+      /<span class="badge drift">drift<\/span> <strong>app<\/strong> differs from its last deploy since 2026-12-03 10:00:00Z/,
+    );
+    assert.ok(page.includes("web: image &lt;b&gt;evil&lt;/b&gt; → app:v1"), "the summary is escaped");
+    assert.ok(page.indexOf("badge drift") < page.indexOf("<table>"), "above the deployments");
   });
 
   it("pages through 10,000 records on disk in order (its cost against history size: bench/history)", async (t) => {

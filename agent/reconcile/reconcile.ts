@@ -257,22 +257,39 @@ async function deployTip(r: Run, rt: StackRuntime, tip: Tip, deployed: Deployed 
   });
 }
 
-/** What the whole cluster runs, read once per pass (three docker calls, however many stacks): specs, replicas, network names. */
+/** What the whole cluster runs, read once per pass (four docker calls, however many stacks): specs, tasks, network names. */
 export interface Snapshot {
   specs: ServiceSpec[];
-  /** Service ID → running and desired tasks (`docker service ls`'s REPLICAS; a finished job service is left out). */
+  /** Service name → its tasks that should run, and of those the ones running. */
   tasks: Map<string, { running: number; desired: number }>;
   networks: Map<string, string>;
 }
 
+/**
+ * The cluster as one pass sees it. Tasks are counted from `docker service ps` (desired state running):
+ * a task on a node that went down still says `Running` to the engine's own replica count, never here.
+ */
 export async function snapshot(docker: DockerRunner): Promise<Snapshot> {
-  const tasks = new Map<string, { running: number; desired: number }>();
-  for (const l of (await query(docker, ["service", "ls", "--format", "{{.ID}}\t{{.Replicas}}"], {})).split("\n")) {
-    const m = /^(\S+)\t(\d+)\/(\d+)(?!.*completed)/.exec(l);
-    if (m) tasks.set(m[1] as string, { running: Number(m[2]), desired: Number(m[3]) });
-  }
-  const ids = [...tasks.keys()];
+  const ids = (await query(docker, ["service", "ls", "-q"], {})).split("\n").filter(Boolean);
   const specs = ids.length > 0 ? (JSON.parse(await query(docker, ["service", "inspect", ...ids], {})) as ServiceSpec[]) : [];
+  const tasks = new Map<string, { running: number; desired: number }>();
+  const lines =
+    ids.length > 0
+      ? await query(docker, ["service", "ps", ...ids, "--filter", "desired-state=running", "--format", "{{.Name}}\t{{.CurrentState}}"], {})
+      : "";
+  for (const l of lines.split("\n").filter(Boolean)) {
+    const [task = "", state = ""] = l.split("\t");
+    const service = task.slice(0, task.lastIndexOf("."));
+    const t = tasks.get(service) ?? { running: 0, desired: 0 };
+    t.desired += 1;
+    if (state.startsWith("Running")) t.running += 1;
+    tasks.set(service, t);
+  }
+  for (const s of specs) {
+    const want = s.Spec.Mode.Replicated?.Replicas;
+    const t = tasks.get(s.Spec.Name) ?? { running: 0, desired: 0 };
+    if (want !== undefined) tasks.set(s.Spec.Name, { running: t.running, desired: want }); // a replicated service: its spec says how many
+  }
   return { specs, tasks, networks: await networkNames(docker, {}) };
 }
 
@@ -301,7 +318,7 @@ async function compare(
   const plan = comparePlan(stack.name, known.doc, specs, seen.networks);
   const short: Short[] = [];
   for (const s of specs) {
-    const t = s.ID ? seen.tasks.get(s.ID) : undefined;
+    const t = seen.tasks.get(s.Spec.Name);
     if (t && t.running < t.desired) short.push({ service: s.Spec.Name.slice(stack.name.length + 1), ...t });
   }
   return { plan, short };
