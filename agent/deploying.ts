@@ -42,6 +42,8 @@ export interface DeployResult {
   plan?: Plan;
   /** Configs and secrets this deploy named by their content (stacks from git), for pruning old versions. */
   objects?: VersionedObject[];
+  /** On success: the stack as it was deployed, rendered and pinned (what the reconcile loop compares the running services with). */
+  deployedDoc?: unknown;
 }
 
 /** What the deploy tells the loop that runs it while it waits for images, and asks of it. */

@@ -22,7 +22,7 @@ import { pruneObjectVersions } from "./prepare/index.ts";
 import type { GitToken, Mirror, RegistryClient } from "./prepare/index.ts";
 import type { DockerRunner } from "./docker.ts";
 import type { AgentMetrics } from "./metrics.ts";
-import type { Recorder } from "./record/index.ts";
+import { keepRendered, type Recorder } from "./record/index.ts";
 import type { Reporter } from "./report/index.ts";
 import type { StackRuntime } from "./state.ts";
 
@@ -120,8 +120,13 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
     ...(followedBy ? { followedBy } : {}),
     ...(decision.forced ? { forced: true } : {}),
   });
-  if (result.outcome === "success") await remember({ sha: winner.job.sha, jobId: winner.jobId, release, record: where ?? undefined });
-  else await keep();
+  if (result.outcome === "success") {
+    await remember({ sha: winner.job.sha, jobId: winner.jobId, release, record: where ?? undefined });
+    if (where && result.deployedDoc !== undefined)
+      await keepRendered(ctx.config.stateDir, name, where, result.deployedDoc).catch((err: unknown) =>
+        log.warn({ err, stack: name }, "could not keep the deployed rendering; the reconcile loop renders the release itself"),
+      );
+  } else await keep();
 }
 
 /**

@@ -66,20 +66,7 @@ export async function openMirror(stateDir: string, src: GitSource, token?: GitTo
     await git([...gd, "config", "remote.origin.url", src.url]);
     await git([...gd, "config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"]);
   }
-  const fetchNow = async (): Promise<void> => {
-    await removeStaleLocks(dir);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const t = /^https?:\/\//.test(src.url) ? await token?.(src.url) : undefined;
-        const env = t ? tokenEnv(src.url, t) : {};
-        await git([...gd, "fetch", "--quiet", "--prune", "--no-tags", "origin"], { timeoutMs: FETCH_TIMEOUT_MS, env });
-        return;
-      } catch (err) {
-        if (attempt >= 3) throw new GitError(`git fetch from the stack's repository failed: ${said(err)}`);
-        await new Promise((r) => setTimeout(r, attempt === 1 ? 1000 : 3000));
-      }
-    }
-  };
+  const fetchNow = () => fetchMirror(dir, src, token);
   return {
     dir,
     /**
@@ -87,10 +74,12 @@ export async function openMirror(stateDir: string, src: GitSource, token?: GitTo
      * behind are removed first: the watcher is the mirror's one user (systemd ends a dead run's git).
      */
     fetch: (): Promise<void> => oneAtATime(dir, fetchNow),
-    /** The commit a branch's tip names in the mirror as last fetched, or null when there is no such branch. */
-    async tip(branch: string): Promise<string | null> {
-      return this.resolve(`refs/remotes/origin/${branch}`);
-    },
+    /**
+     * Every branch's tip as the repository says it now (`git ls-remote --heads`: one round trip, nothing
+     * fetched), branch name → commit. The reconcile loop asks this each pass and fetches only for a tip
+     * it needs to judge.
+     */
+    remoteTips: (): Promise<Map<string, string>> => lsRemote(dir, src, token),
     /** The commit's committer date (shown to people only: a committer sets it), or null when it cannot be read. */
     async committedAt(sha: string): Promise<string | null> {
       const r = await git([...gd, "show", "-s", "--format=%cI", sha], { reject: false });
@@ -136,6 +125,39 @@ export async function openMirror(stateDir: string, src: GitSource, token?: GitTo
   };
 }
 export type Mirror = Awaited<ReturnType<typeof openMirror>>;
+
+async function lsRemote(dir: string, src: GitSource, token: GitToken | undefined): Promise<Map<string, string>> {
+  const t = /^https?:\/\//.test(src.url) ? await token?.(src.url) : undefined;
+  const r = await git(["--git-dir", dir, "ls-remote", "--heads", "origin"], {
+    timeoutMs: FETCH_TIMEOUT_MS,
+    env: t ? tokenEnv(src.url, t) : {},
+  }).catch((err: unknown) => {
+    throw new GitError(`git ls-remote of the stack's repository failed: ${said(err)}`);
+  });
+  const out = new Map<string, string>();
+  for (const l of r.stdout.split("\n")) {
+    const m = /^([0-9a-f]{40})\trefs\/heads\/(.+)$/.exec(l);
+    if (m) out.set(m[2] as string, m[1] as string);
+  }
+  return out;
+}
+
+/** Fetch every branch into the mirror, three tries (1 s, then 3 s apart), stale lock files removed first. */
+async function fetchMirror(dir: string, src: GitSource, token: GitToken | undefined): Promise<void> {
+  const gd = ["--git-dir", dir];
+  await removeStaleLocks(dir);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const t = /^https?:\/\//.test(src.url) ? await token?.(src.url) : undefined;
+      const env = t ? tokenEnv(src.url, t) : {};
+      await git([...gd, "fetch", "--quiet", "--prune", "--no-tags", "origin"], { timeoutMs: FETCH_TIMEOUT_MS, env });
+      return;
+    } catch (err) {
+      if (attempt >= 3) throw new GitError(`git fetch from the stack's repository failed: ${said(err)}`);
+      await new Promise((r) => setTimeout(r, attempt === 1 ? 1000 : 3000));
+    }
+  }
+}
 
 /** The fetch under way per mirror: a deploy's and the reconcile loop's fetches of one mirror run one after the other. */
 const fetching = new Map<string, Promise<void>>();

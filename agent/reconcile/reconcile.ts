@@ -32,6 +32,7 @@ import type { NotifyMessage } from "../report/index.ts";
 import { lasted } from "../report/index.ts";
 import type { StackContext } from "../run-stack.ts";
 import type { StackRuntime } from "../state.ts";
+import { readRendered } from "../record/index.ts";
 import { renderRelease } from "../verify/index.ts";
 import { freshState, observe, type EpisodeEvent, type Short } from "./episode.ts";
 import { branchTips, type Tip, type TipAnswer, type TipSources } from "./tips.ts";
@@ -92,10 +93,17 @@ export function createReconciler(d: ReconcileDeps): Reconciler {
       );
       for (const rt of runtimes) {
         if (stopped || ctx.stopping()) return;
-        const outcome = await reconcileStack(r, rt, tips.get(rt.config.name) ?? { none: true }).catch((err: unknown) => {
-          problem(r, rt.config.name, (err as Error).message);
-          return "error";
-        });
+        const answer = tips.get(rt.config.name) ?? { none: true };
+        const outcome = await reconcileStack(r, rt, answer).then(
+          (o) => {
+            problem(r, rt.config.name, "problem" in answer ? answer.problem : null);
+            return o;
+          },
+          (err: unknown) => {
+            problem(r, rt.config.name, (err as Error).message);
+            return "error";
+          },
+        );
         metrics.reconcilePasses.inc({ outcome });
       }
     })().finally(() => {
@@ -138,6 +146,8 @@ interface Run {
   rendered: Map<string, { key: string; doc: unknown }>;
   /** What was last written to each stack's state file (without `checkedAt`), and when. */
   written: Map<string, { text: string; at: number }>;
+  /** Network names by ID, as the last pass read them. */
+  networks?: Map<string, string> | undefined;
   /** This pass's view of the cluster, read when the first stack needs it. */
   seen?: Promise<Snapshot> | undefined;
 }
@@ -175,7 +185,6 @@ async function reconcileStack(r: Run, rt: StackRuntime, answer: TipAnswer): Prom
   const { deployed } = await readDeployed(ctx.spool, name);
   let rs = (await readReconcileState(ctx.spool, name)) ?? freshState(name, now);
   let outcome = "in_sync";
-  problem(r, name, "problem" in answer ? answer.problem : null);
   if ("tip" in answer) {
     const jobId = await deployTip(r, rt, answer.tip, deployed, rs);
     if (jobId) {
@@ -188,7 +197,10 @@ async function reconcileStack(r: Run, rt: StackRuntime, answer: TipAnswer): Prom
     await save(r, { ...rs, checkedAt: now.toISOString() });
     return outcome;
   }
-  r.seen ??= snapshot(ctx.docker);
+  r.seen ??= snapshot(ctx.docker, r.networks).then((seen) => {
+    r.networks = seen.networks;
+    return seen;
+  });
   const seen = await compare(r, rt.config, deployed, "tip" in answer ? answer.tip.mirror : undefined, await r.seen);
   // a deploy that started meanwhile makes the comparison meaningless: the next pass compares again
   if (busy() || (await readDeployed(ctx.spool, name)).deployed?.jobId !== deployed.jobId) {
@@ -220,6 +232,7 @@ async function deployTip(r: Run, rt: StackRuntime, tip: Tip, deployed: Deployed 
   const { log } = ctx;
   const name = rt.config.name;
   if (deployed?.sha === tip.sha || rs.queued.some((q) => q.sha === tip.sha)) return null;
+  if (tip.mirror && !(await tip.mirror.hasCommit(tip.sha))) await tip.mirror.fetch(); // a tip the mirror has not seen yet
   if (tip.mirror && deployed && (await tip.mirror.hasCommit(deployed.sha)) && !(await tip.mirror.isAncestor(deployed.sha, tip.sha))) {
     log.debug({ stack: name, tip: tip.sha, deployed: deployed.sha }, "reconcile: the branch tip is not ahead of what runs; left alone");
     return null;
@@ -239,7 +252,7 @@ async function deployTip(r: Run, rt: StackRuntime, tip: Tip, deployed: Deployed 
       repository,
       ref: `refs/heads/${tip.branch}`,
       sha: tip.sha,
-      committedAt: tip.committedAt ?? now.toISOString(),
+      committedAt: (await tip.committedAt()) ?? now.toISOString(),
       sender: "swarmhook reconcile",
       receivedAt: now.toISOString(),
     };
@@ -257,7 +270,7 @@ async function deployTip(r: Run, rt: StackRuntime, tip: Tip, deployed: Deployed 
   });
 }
 
-/** What the whole cluster runs, read once per pass (four docker calls, however many stacks): specs, tasks, network names. */
+/** What the whole cluster runs, read once per pass (three docker calls, however many stacks; four when a network is new): specs, tasks, network names. */
 export interface Snapshot {
   specs: ServiceSpec[];
   /** Service name → its tasks that should run, and of those the ones running. */
@@ -269,7 +282,7 @@ export interface Snapshot {
  * The cluster as one pass sees it. Tasks are counted from `docker service ps` (desired state running):
  * a task on a node that went down still says `Running` to the engine's own replica count, never here.
  */
-export async function snapshot(docker: DockerRunner): Promise<Snapshot> {
+export async function snapshot(docker: DockerRunner, known?: Map<string, string>): Promise<Snapshot> {
   const ids = (await query(docker, ["service", "ls", "-q"], {})).split("\n").filter(Boolean);
   const specs = ids.length > 0 ? (JSON.parse(await query(docker, ["service", "inspect", ...ids], {})) as ServiceSpec[]) : [];
   const tasks = new Map<string, { running: number; desired: number }>();
@@ -290,13 +303,15 @@ export async function snapshot(docker: DockerRunner): Promise<Snapshot> {
     const t = tasks.get(s.Spec.Name) ?? { running: 0, desired: 0 };
     if (want !== undefined) tasks.set(s.Spec.Name, { running: t.running, desired: want }); // a replicated service: its spec says how many
   }
-  return { specs, tasks, networks: await networkNames(docker, {}) };
+  // network names change only with a network: the last pass's names serve while every spec's networks are among them
+  const named = known && specs.every((s) => (s.Spec.TaskTemplate.Networks ?? []).every((n) => known.has(n.Target)));
+  return { specs, tasks, networks: named ? known : await networkNames(docker, {}) };
 }
 
 /**
  * What runs against the last good release (drift, as `plan` would show it), and services below
- * desired, from the pass's snapshot. The release is rendered once per release and stack file (kept
- * until either changes), so a pass over a stack in sync costs no docker call of its own.
+ * desired, from the pass's snapshot. The release is the rendering its deploy kept (STATE_DIR/releases),
+ * or, for a deploy that kept none, rendered once; so a pass over a stack in sync costs no docker call of its own.
  */
 async function compare(
   r: Run,
@@ -306,12 +321,12 @@ async function compare(
   seen: Snapshot,
 ): Promise<{ plan: Plan; short: Short[] }> {
   const { ctx } = r.d;
-  const file = stack.git ? await stackFileAt(r, stack, deployed.sha, mirror) : stack.file;
-  const st = await fs.stat(file);
-  const key = `${deployed.jobId}\0${file}\0${st.mtimeMs}\0${st.size}`;
   let known = r.rendered.get(stack.name);
-  if (known?.key !== key) {
-    known = { key, doc: (await renderRelease(ctx.docker, stack, file, deployed)).doc };
+  if (!known || known.key !== deployed.record) {
+    // the rendering the deploy itself kept; else the release rendered as a rollback to it would deploy it
+    const kept = await readRendered(ctx.config.stateDir, stack.name, deployed.record as string);
+    const file = kept === undefined ? (stack.git ? await stackFileAt(r, stack, deployed.sha, mirror) : stack.file) : "";
+    known = { key: deployed.record as string, doc: kept ?? (await renderRelease(ctx.docker, stack, file, deployed)).doc };
     r.rendered.set(stack.name, known);
   }
   const specs = seen.specs.filter((s) => s.Spec.Labels?.["com.docker.stack.namespace"] === stack.name);

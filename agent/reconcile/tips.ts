@@ -5,9 +5,9 @@ import { openMirror, type GitToken, type Mirror } from "../prepare/index.ts";
 export interface Tip {
   sha: string;
   branch: string;
-  /** The commit's date, shown to people only (a committer sets it). */
-  committedAt: string | null;
-  /** For a git stack: the mirror the tip was read from (ancestry is asked of it). */
+  /** The commit's date, shown to people only (a committer sets it); asked only when a job is queued for it. */
+  committedAt: () => Promise<string | null>;
+  /** For a git stack: its mirror (fetched before ancestry is asked of it, when it lacks the tip). */
   mirror?: Mirror;
 }
 
@@ -22,8 +22,8 @@ export interface TipSources {
 }
 
 /**
- * Where each stack's branch is now. Git stacks: one fetch per repository URL however many stacks
- * share it, then each stack's first branch read from the mirror. Stacks on this node that name a
+ * Where each stack's branch is now. Git stacks: one `git ls-remote` per repository URL however many
+ * stacks share it (the mirror fetches only when a tip is to be judged: deployTip). Stacks on this node that name a
  * repository: GitHub's branch, when the watcher has GitHub credentials. Any other stack: no tip check.
  * A fetch or a request that fails is that source's stacks' problem only.
  * @example
@@ -32,35 +32,42 @@ export interface TipSources {
 export async function branchTips(stacks: readonly StackConfig[], src: TipSources): Promise<Map<string, TipAnswer>> {
   const out = new Map<string, TipAnswer>();
   const byUrl = new Map<string, StackConfig[]>();
+  const asked = new Map<string, TipAnswer>(); // one request per repository and branch, however many stacks share it
   for (const s of stacks) {
     const branch = s.branches[0];
     if (!branch) out.set(s.name, { none: true });
     else if (s.git) byUrl.set(s.git.url, [...(byUrl.get(s.git.url) ?? []), s]);
     else if (s.repository && src.githubTip) {
-      const answer = await src.githubTip(s.repository, branch).then(
-        (t): TipAnswer => ({ tip: { ...t, branch } }),
-        (err: unknown): TipAnswer => ({ problem: `GitHub could not say where ${branch} is: ${(err as Error).message}` }),
-      );
+      const key = `${s.repository.toLowerCase()}\0${branch}`;
+      const answer =
+        asked.get(key) ??
+        (await src.githubTip(s.repository, branch).then(
+          (t): TipAnswer => ({ tip: { sha: t.sha, branch, committedAt: () => Promise.resolve(t.committedAt) } }),
+          (err: unknown): TipAnswer => ({ problem: `GitHub could not say where ${branch} is: ${(err as Error).message}` }),
+        ));
+      asked.set(key, answer);
       out.set(s.name, answer);
     } else out.set(s.name, { none: true });
   }
   for (const group of byUrl.values()) {
     const first = group[0] as StackConfig & { git: NonNullable<StackConfig["git"]> };
     let mirror: Mirror;
+    let tips: Map<string, string>;
     try {
       mirror = await openMirror(src.stateDir, first.git, src.gitToken);
-      await mirror.fetch();
+      tips = await mirror.remoteTips();
     } catch (err) {
       for (const s of group) out.set(s.name, { problem: (err as Error).message });
       continue;
     }
     for (const s of group) {
       const branch = s.branches[0] as string;
-      const sha = await mirror.tip(branch);
+      const sha = tips.get(branch);
+      const m = mirror;
       out.set(
         s.name,
         sha
-          ? { tip: { sha, branch, committedAt: await mirror.committedAt(sha), mirror } }
+          ? { tip: { sha, branch, committedAt: () => m.committedAt(sha), mirror: m } }
           : { problem: `the repository has no branch ${branch}` },
       );
     }

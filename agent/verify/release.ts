@@ -28,6 +28,7 @@ const succeeded = (r: Deploying, verdict: Verdict, reason?: string): DeployResul
   applied: r.applied,
   release: releaseOf(r.d.stack.name, verdict.specImages, r.rendered.stackFileHash, r.resolvedAt),
   objects: r.rendered.objects,
+  deployedDoc: r.rendered.doc,
   ...(r.plan ? { plan: r.plan } : {}),
 });
 
