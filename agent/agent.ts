@@ -361,6 +361,7 @@ async function judgeRequest(state: AgentState, ctx: StackContext, r: Extract<Cla
 
 function kick(state: AgentState, ctx: StackContext, stack: StackRuntime): void {
   if (stack.running || state.stopping || stack.pending.length === 0) return;
+  stack.runs += 1;
   stack.running = runStack(ctx, stack).then(
     () => {
       stack.running = null;

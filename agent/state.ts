@@ -11,6 +11,8 @@ export interface StackRuntime {
   running: Promise<void> | null;
   /** The job that deploy loop is deploying now. */
   current: Pending | null;
+  /** How many deploy loops of this stack have started (the reconcile loop tells a comparison a deploy overlapped). */
+  runs: number;
 }
 
 /** Work that must run inside a tick, right after new/ was claimed (the reconcile loop's decisions); cancelled when the tick cannot get there. */
@@ -54,7 +56,7 @@ export const claimedCount = (state: AgentState): number => [...state.stacks.valu
 
 export function createState(config: Readonly<AgentConfig>, engineLogEveryMs = 60_000): AgentState {
   return {
-    stacks: new Map(config.stacks.map((s) => [s.name, { config: s, pending: [], running: null, current: null }])),
+    stacks: new Map(config.stacks.map((s) => [s.name, { config: s, pending: [], running: null, current: null, runs: 0 }])),
     unrecorded: [],
     stopping: false,
     ticking: false,

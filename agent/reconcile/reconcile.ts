@@ -79,7 +79,7 @@ export function createReconciler(d: ReconcileDeps): Reconciler {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | null = null;
   let stopped = false;
-  const r: Run = { d, problems: new Map(), checkouts: new Map(), rendered: new Map(), written: new Map() };
+  const r: Run = { d, problems: new Map(), checkouts: new Map(), rendered: new Map(), written: new Map(), states: new Map() };
 
   async function pass(): Promise<void> {
     if (running) return running;
@@ -144,6 +144,8 @@ interface Run {
   checkouts: Map<string, { sha: string; root: string; file: string }>;
   /** Each stack's last good release as rendered, with what it was rendered from. */
   rendered: Map<string, { key: string; doc: unknown }>;
+  /** Each stack's reconcile state as this loop last left it. */
+  states: Map<string, ReconcileState>;
   /** What was last written to each stack's state file (without `checkedAt`), and when. */
   written: Map<string, { text: string; at: number }>;
   /** Network names by ID, as the last pass read them. */
@@ -157,6 +159,7 @@ const CHECKED_EVERY_MS = 60_000;
 
 /** Write a stack's reconcile state when it changed, or when its `checkedAt` is a minute old. */
 async function save(r: Run, rs: ReconcileState): Promise<void> {
+  r.states.set(rs.stack, rs);
   const { checkedAt, ...rest } = rs;
   const text = JSON.stringify(rest);
   const last = r.written.get(rs.stack);
@@ -183,7 +186,9 @@ async function reconcileStack(r: Run, rt: StackRuntime, answer: TipAnswer): Prom
   const name = rt.config.name;
   const now = ctx.clock.now();
   const { deployed } = await readDeployed(ctx.spool, name);
-  let rs = (await readReconcileState(ctx.spool, name)) ?? freshState(name, now);
+  // read from state/ once (a restart's memory of the episode), then kept here: this loop is its one writer
+  let rs = r.states.get(name) ?? (await readReconcileState(ctx.spool, name)) ?? freshState(name, now);
+  const runs = rt.runs;
   let outcome = "in_sync";
   if ("tip" in answer) {
     const jobId = await deployTip(r, rt, answer.tip, deployed, rs);
@@ -203,7 +208,7 @@ async function reconcileStack(r: Run, rt: StackRuntime, answer: TipAnswer): Prom
   });
   const seen = await compare(r, rt.config, deployed, "tip" in answer ? answer.tip.mirror : undefined, await r.seen);
   // a deploy that started meanwhile makes the comparison meaningless: the next pass compares again
-  if (busy() || (await readDeployed(ctx.spool, name)).deployed?.jobId !== deployed.jobId) {
+  if (busy() || rt.runs !== runs) {
     await save(r, { ...rs, checkedAt: now.toISOString() });
     return outcome;
   }
