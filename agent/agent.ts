@@ -333,9 +333,11 @@ async function route(state: AgentState, ctx: StackContext, r: ClaimResult, fresh
  */
 async function deployedByReconcile(ctx: StackContext, stack: StackRuntime, job: Job): Promise<string | null> {
   if (job.kind !== "deploy" || job.event === "reconcile" || job.event === "manual" || job.redelivery) return null;
+  if (ctx.config.reconcileIntervalMs === 0 || !stack.config.reconcile) return null; // the loop queues nothing
   const id = reconcileJobId(stack.config.name, job.sha);
   if (stack.current?.jobId === id) return id;
-  const { deployed } = await readDeployed(ctx.spool, stack.config.name);
+  const { deployed, problem } = await readDeployed(ctx.spool, stack.config.name);
+  if (problem) ctx.log.warn({ stack: stack.config.name }, problem); // said here: the state file is quarantined now
   return deployed?.jobId === id && deployed.sha === job.sha ? id : null;
 }
 
