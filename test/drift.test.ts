@@ -12,7 +12,7 @@ import { onEnd } from "./helpers/cleanup.ts";
 import { REGISTRY_WEB_REPO, buildWebImage, pushImage } from "./helpers/images.ts";
 import { randomSha } from "./helpers/jobs.ts";
 import { useTempSpool } from "./helpers/spool.ts";
-import { docker, removeStack, uniqueStack } from "./helpers/swarm.ts";
+import { createByHand, docker, removeStack, uniqueStack } from "./helpers/swarm.ts";
 
 describe("drift: what runs against the last good release", () => {
   it("in sync right after a deploy (ten passes); an image, a scale and a hand-made service are drift; undone, in sync again", async (t) => {
@@ -55,18 +55,7 @@ describe("drift: what runs against the last good release", () => {
     await docker(["service", "scale", "--detach", `${svc}=1`]);
 
     const extra = `${stack}_extra`;
-    await docker([
-      "service",
-      "create",
-      "--detach",
-      "--name",
-      extra,
-      "--label",
-      `com.docker.stack.namespace=${stack}`,
-      "swarmhook-test/busybox",
-      "sleep",
-      "3600",
-    ]);
+    await createByHand(stack, extra);
     onEnd(t, () => removeStack(stack));
     const added = await drift();
     assert.deepEqual(

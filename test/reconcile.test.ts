@@ -23,7 +23,7 @@ import { freePort } from "./helpers/postgres.ts";
 import { spawnTs, stopProc, type Proc } from "./helpers/proc.ts";
 import { assertPrometheusText } from "./helpers/prometheus.ts";
 import { useTempSpool } from "./helpers/spool.ts";
-import { docker, removeStack, uniqueStack, waitFor } from "./helpers/swarm.ts";
+import { createByHand, docker, removeStack, uniqueStack, waitFor } from "./helpers/swarm.ts";
 
 const INTERVAL_S = 5;
 const TOKEN = "ghp_reconcile0123456789abcdef";
@@ -308,18 +308,7 @@ describe("reconcile: drift from the last deploy", () => {
     await gauge(0, "scaled back");
 
     const extra = `${stack}_extra`;
-    await docker([
-      "service",
-      "create",
-      "--detach",
-      "--name",
-      extra,
-      "--label",
-      `com.docker.stack.namespace=${stack}`,
-      "swarmhook-test/busybox",
-      "sleep",
-      "3600",
-    ]);
+    await createByHand(stack, extra);
     await gauge(1, "a service added under the stack's namespace is drift");
     assert.match(await listJobs(s.root, 5, env.STATE_DIR), new RegExp(`^drift: ${extra} not in the stack file`));
     await docker(["service", "rm", extra]);

@@ -68,3 +68,19 @@ export async function removeStack(name: string, host?: string): Promise<void> {
     250,
   ).catch(() => undefined);
 }
+
+/** A service made by hand under a stack's namespace (not in its stack file), as an operator's `docker service create` would. */
+export async function createByHand(stack: string, name: string): Promise<void> {
+  await docker([
+    "service",
+    "create",
+    "--detach",
+    "--name",
+    name,
+    "--label",
+    `com.docker.stack.namespace=${stack}`,
+    "swarmhook-test/busybox",
+    "sleep",
+    "3600",
+  ]);
+}
