@@ -38,6 +38,7 @@ import {
   type CredentialSource,
   type RegistryClient,
 } from "./prepare/index.ts";
+import { removeDeadCheckouts } from "./prepare/index.ts";
 import { createReconciler } from "./reconcile/reconcile.ts";
 import { stackFor } from "./route.ts";
 import { runStack, type StackContext } from "./run-stack.ts";
@@ -130,6 +131,8 @@ export function createAgent(deps: AgentDeps): Agent {
       log.info({ spool: spool.root, stacks: config.stacks.map((s) => s.name), pollIntervalMs: config.pollIntervalMs }, "watcher starting");
       try {
         logModes(log, await ensureSpool(spool));
+        const dead = await removeDeadCheckouts(config.stateDir);
+        if (dead.length > 0) log.warn({ jobs: dead }, "removed checkouts a stopped watcher left behind (with any decrypted env_file)");
         await recover(state, ctx);
       } catch (err) {
         spoolProblem(state, ctx, err); // tried again by every tick until the spool is there

@@ -61,6 +61,8 @@ export interface AgentConfig {
   stateDir: string;
   /** Versions of each content-named config and secret kept after a deploy (stacks from git). */
   keepObjectVersions: number;
+  /** SOPS_AGE_KEY_FILE: the age identities that decrypt a stack's encrypted files (read when one needs them). */
+  ageKeyFile?: string | undefined;
   /** DRY_RUN=1: every job is planned and recorded `planned`; nothing is deployed. */
   dryRun: boolean;
   stacks: readonly StackConfig[];
@@ -130,6 +132,7 @@ const shape = {
   STACK_ENV: listVar.pipe(z.array(z.string().regex(ENV_NAME, "STACK_ENV: each must be a variable name (A-Z, 0-9, _)"))).optional(),
   STATE_DIR: z.string().default("/var/lib/swarmhook"),
   KEEP_OBJECT_VERSIONS: z.coerce.number().int().min(1).max(100).default(3),
+  SOPS_AGE_KEY_FILE: z.string().optional(),
   DRY_RUN: z.enum(["0", "1", "true", "false"], { error: "DRY_RUN must be 1 or 0" }).default("0"),
   ON_FAILURE: z.enum(["rollback", "stay"], { error: "ON_FAILURE must be rollback or stay" }).default("rollback"),
   HISTORY_KEEP_DAYS: z.coerce.number().int().min(1).max(36500).default(90),
@@ -196,7 +199,9 @@ const MEANINGS: Record<keyof typeof shape, string> = {
   STACK_ENV:
     "the watcher's variables every stack is rendered with, besides IMAGE_TAG and DEPLOY_SHA (unset: those a file on this node references)",
   STATE_DIR: "local state: git mirrors, checkouts, the outbox, claim copies (never on the NFS spool)",
-  KEEP_OBJECT_VERSIONS: "versions of each content-named config and secret kept after a deploy (stacks from git)",
+  KEEP_OBJECT_VERSIONS: "versions of each content-named config and secret kept after a deploy (a rollback needs its release's)",
+  SOPS_AGE_KEY_FILE:
+    "age identities (mode 0600) that decrypt a stack's SOPS and age files; `swarmhook keygen` makes one, e.g. /etc/swarmhook/age.key",
   DRY_RUN: "`1`: every job is planned and recorded `planned`; nothing is deployed",
   ON_FAILURE: "after a deploy that failed once Swarm had applied it: `rollback` to the last good release, or `stay`",
   HISTORY_KEEP_DAYS: "records older than this are removed (hourly)",
@@ -430,6 +435,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
     spoolDir: v.SPOOL_DIR,
     stateDir: path.resolve(v.STATE_DIR),
     keepObjectVersions: v.KEEP_OBJECT_VERSIONS,
+    ageKeyFile: v.SOPS_AGE_KEY_FILE ? path.resolve(v.SOPS_AGE_KEY_FILE) : undefined,
     dryRun: v.DRY_RUN === "1" || v.DRY_RUN === "true",
     stacks: Object.freeze(stacks.map((s) => Object.freeze(s))),
     pollIntervalMs: v.POLL_INTERVAL_MS,

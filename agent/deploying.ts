@@ -12,14 +12,15 @@ import type { Plan, RegistryClient, Rendered, VersionedObject } from "./prepare/
 export type DeployPolicy = Pick<
   AgentConfig,
   "deployTimeoutMs" | "retries" | "retryBackoffMs" | "healthTimeoutMs" | "digestPolicy" | "imageWaitMs"
-> & {
-  /** DRY_RUN=1: plan and record, deploy nothing. */
-  dryRun?: boolean;
-  /** How often to inspect the services while they converge (default 1 s). */
-  verifyEveryMs?: number;
-  /** How often to poll the health URL (default 1 s). */
-  healthEveryMs?: number;
-};
+> &
+  Partial<Pick<AgentConfig, "ageKeyFile" | "keepObjectVersions">> & {
+    /** DRY_RUN=1: plan and record, deploy nothing. */
+    dryRun?: boolean;
+    /** How often to inspect the services while they converge (default 1 s). */
+    verifyEveryMs?: number;
+    /** How often to poll the health URL (default 1 s). */
+    healthEveryMs?: number;
+  };
 
 export interface DeployResult {
   /**
@@ -67,6 +68,8 @@ export interface DeployDeps {
   stack: StackConfig;
   job: Job;
   clock: Clock;
+  /** The job's private checkout, when the stack file is a commit's (encrypted env_files are decrypted only there). */
+  checkout?: string;
 }
 
 /** A release on its way through the steps: what prepare produced, then what apply added. */
@@ -81,6 +84,10 @@ export interface Deploying {
   env: Record<string, string>;
   /** When the images were resolved to the digests the deploy asks for. */
   resolvedAt: string;
+  /** Service → variables an encrypted env_file gave it: their values are redacted from what is kept. */
+  secretEnv: ReadonlyMap<string, ReadonlySet<string>>;
+  /** Remove the decrypted env_files (apply calls it right after `docker stack deploy`). */
+  removePlaintext(): Promise<void>;
   attempts: Attempt[];
   warnings: string[];
   /** Swarm took the new spec. */

@@ -22,6 +22,8 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Called with each output line as it arrives (stdout and stderr). */
   onLine?: (line: string) => void;
+  /** What the command reads from stdin (a decrypted secret for `docker secret create NAME -`); else stdin is closed. */
+  input?: Buffer;
 }
 
 export interface DockerRunner {
@@ -68,7 +70,7 @@ export function createDockerRunner(opts: { bin?: string; env?: Record<string, st
     const sub = execa(bin, args, {
       reject: false,
       all: true,
-      stdin: "ignore",
+      ...(o.input ? { input: o.input } : { stdin: "ignore" as const }),
       // never the watcher's whole environment: a stack file could interpolate ${GITHUB_TOKEN} into a service
       env: { ...base, ...opts.env, ...o.env },
       extendEnv: false,

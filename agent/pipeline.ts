@@ -28,6 +28,7 @@ export async function deployJob(d: DeployDeps): Promise<DeployResult> {
     const applied = await applyRelease(r);
     return "outcome" in applied ? applied : await verifyRelease(applied);
   } finally {
+    await prepared.removePlaintext();
     await prepared.rendered.cleanup();
   }
 }

@@ -213,7 +213,7 @@ async function deployFrom(
       (err: unknown) => `the stack file cannot be read: ${(err as Error).message}`,
     );
     if (outside) return { outcome: "invalid", reason: outside, attempts: [], services: [], warnings: [], applied: false };
-    const result = await deployJob({ ...deps, stack: { ...stack, file: co.file } });
+    const result = await deployJob({ ...deps, stack: { ...stack, file: co.file }, checkout: co.root });
     if (result.outcome === "success" && result.objects?.length) {
       const removed = await pruneObjectVersions(ctx.docker, stack.name, result.objects, ctx.config.keepObjectVersions).catch(
         (err: unknown) => {

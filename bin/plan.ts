@@ -7,6 +7,7 @@ import { checkout } from "../agent/prepare/git-stack.ts";
 import { openMirror } from "../agent/prepare/git.ts";
 import { planStack, type Plan } from "../agent/prepare/plan.ts";
 import { deployEnv, renderStack } from "../agent/prepare/render.ts";
+import { ageKeysOnDemand, decryptEnvFiles, SecretFileError } from "../agent/prepare/secrets.ts";
 import { createRegistryClient, dockerCredentials, insecureRegistries, pinRendered } from "../agent/prepare/index.ts";
 import { pino } from "pino";
 import { systemClock } from "../lib/clock.ts";
@@ -65,7 +66,10 @@ async function planGit(config: AgentConfig, stack: StackConfig, docker: DockerRu
   try {
     const outside = await outsideCheckout(co.root, co.file);
     if (outside) throw new PlanError(`the commit ${full.slice(0, 12)} is refused: ${outside}`);
-    return { sha: full, ...(await planRendered(docker, stack, co.file, full, true)) };
+    return {
+      sha: full,
+      ...(await planRendered(docker, stack, co.file, full, { versionObjects: true, keyFile: config.ageKeyFile, checkout: co.root })),
+    };
   } finally {
     await co.cleanup();
   }
@@ -81,10 +85,30 @@ async function planRendered(
   stack: StackConfig,
   file: string,
   sha: string,
-  versionObjects: boolean,
+  how: { versionObjects: boolean; keyFile: string | undefined; checkout: string | null },
 ): Promise<Planned> {
-  const o = { versionObjects, vars: stack.vars };
-  const first = await renderStack(docker, file, stack.name, renderJob(sha), o);
+  const keys = ageKeysOnDemand(how.keyFile);
+  const decrypted = await decryptEnvFiles(file, how.checkout, keys).catch(secretError);
+  try {
+    return await planDecrypted(docker, stack, file, sha, { versionObjects: how.versionObjects, vars: stack.vars, keys });
+  } finally {
+    await decrypted.removePlaintext();
+  }
+}
+
+/** An encrypted file that cannot be decrypted: the plan is refused with why (never a value). */
+const secretError = (err: unknown): never => {
+  throw err instanceof SecretFileError ? new PlanError(`an encrypted file cannot be decrypted: ${err.message}`) : err;
+};
+
+async function planDecrypted(
+  docker: DockerRunner,
+  stack: StackConfig,
+  file: string,
+  sha: string,
+  o: Parameters<typeof renderStack>[4],
+): Promise<Planned> {
+  const first = await renderStack(docker, file, stack.name, renderJob(sha), o).catch(secretError);
   const log = pino({ level: "silent" });
   const registry = createRegistryClient({ credentials: dockerCredentials(), insecure: insecureRegistries(docker) });
   const deps = { docker, registry, log, clock: systemClock, policy: { digestPolicy: "warn" as const, imageWaitMs: 0 } };
@@ -116,7 +140,10 @@ export async function planFor(
   const at = sha ?? (await readDeployed(openSpool(config.spoolDir), name).catch(() => ({ deployed: null }))).deployed?.sha;
   if (!at) throw new PlanError(`no commit to plan: give --sha (state/${name}.json names none)`);
   if (!/^[0-9a-f]{40}$/.test(at)) throw new PlanError("--sha must be the full 40-hex commit for a stack file on this node");
-  return { sha: at, ...(await planRendered(docker, stack, stack.file, at, false)) };
+  return {
+    sha: at,
+    ...(await planRendered(docker, stack, stack.file, at, { versionObjects: false, keyFile: config.ageKeyFile, checkout: null })),
+  };
 }
 
 export function formatPlan(stack: string, sha: string, { plan, refused, unpinned }: Planned, json: boolean): string {

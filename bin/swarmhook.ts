@@ -13,6 +13,7 @@ import { JOBS_HELP, listJobs } from "./jobs.ts";
 import { LOCAL_HELP, operatorEnv, runLocal } from "./local.ts";
 import { PLAN_HELP, PlanError, formatPlan, planFor } from "./plan.ts";
 import { NothingToRollBack, ROLLBACK_HELP, rollback } from "./rollback.ts";
+import { ENCRYPT_HELP, KEYGEN_HELP, SecretsUsage, encrypt, keygen } from "./secrets.ts";
 import { SEND_HELP, send } from "./send.ts";
 
 const HELP = `Usage: swarmhook <command> [options]    (swarmhook <command> --help for one)
@@ -25,6 +26,8 @@ Commands:
   rollback  redeploy a recorded release by its image digests (just rollback STACK [SHA])
   plan      what a deploy would change in a stack, before it happens (just plan STACK [SHA])
   doctor    check what a deploy needs on this manager, one line per check (just doctor)
+  keygen    a new age identity for the watcher (SOPS_AGE_KEY_FILE) and its public recipient
+  encrypt   encrypt a file for age recipients: a plain age file, or a SOPS file (--sops)
   config    every variable the API and the watcher read: default and meaning
 
 ${LOCAL_HELP}
@@ -34,6 +37,8 @@ ${JOBS_HELP}
 ${ROLLBACK_HELP}
 ${PLAN_HELP}
 ${DOCTOR_HELP}
+${KEYGEN_HELP}
+${ENCRYPT_HELP}
 ${CONFIG_HELP}`;
 
 /** Bad usage exits 2, except for `plan`, whose 2 means "something would change": there every error is 1. */
@@ -62,6 +67,8 @@ const OPTIONS = {
   setup: { type: "boolean" },
   json: { type: "boolean" },
   program: { type: "string" },
+  out: { type: "string" },
+  sops: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -73,16 +80,21 @@ const COMMAND_HELP: Record<string, string | undefined> = {
   rollback: ROLLBACK_HELP,
   plan: PLAN_HELP,
   doctor: DOCTOR_HELP,
+  keygen: KEYGEN_HELP,
+  encrypt: ENCRYPT_HELP,
   config: CONFIG_HELP,
 };
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: rest,
     options: OPTIONS,
     strict: true,
+    allowPositionals: true,
   });
+  if (positionals.length > (command === "encrypt" ? 1 : 0))
+    return fail(`unexpected argument "${positionals.at(-1)}" (swarmhook ${command ?? ""} --help)`);
   const help = COMMAND_HELP[command ?? ""];
   if (values.help || command === undefined || command === "help" || command === "--help" || command === "-h") {
     process.stdout.write(help ?? HELP);
@@ -129,6 +141,9 @@ async function main(argv: string[]): Promise<void> {
       return runRollback(spoolDir, values.stack, values.to);
     case "plan":
       return runPlan(env, values.stack, values.sha, values.json === true);
+    case "keygen":
+    case "encrypt":
+      return runSecrets(command, values, positionals[0]);
     case "config":
       if (values.program !== undefined && values.program !== "api" && values.program !== "watcher")
         return fail(`--program must be api or watcher (not ${values.program})`);
@@ -136,6 +151,27 @@ async function main(argv: string[]): Promise<void> {
       return;
     default:
       return fail(`unknown command "${command}" (swarmhook --help)`);
+  }
+}
+
+async function runSecrets(
+  command: "keygen" | "encrypt",
+  values: { out?: string | undefined; to?: string | undefined; sops?: boolean | undefined },
+  file: string | undefined,
+): Promise<void> {
+  try {
+    if (command === "keygen") {
+      const recipient = await keygen(values.out);
+      process.stderr.write(`swarmhook: wrote a new age identity to ${values.out ?? ""} (mode 0600); its public recipient:\n`);
+      process.stdout.write(`${recipient}\n`);
+      return;
+    }
+    const text = await encrypt({ to: values.to, sops: values.sops === true, out: values.out, file });
+    if (!values.out) process.stdout.write(text);
+  } catch (err) {
+    if (err instanceof SecretsUsage) return fail(err.message);
+    process.stderr.write(`swarmhook: ${(err as Error).message}\n`);
+    process.exitCode = 1;
   }
 }
 

@@ -74,6 +74,16 @@ export const ReleaseSchema = z.strictObject({
   ),
   /** When the watcher resolved the images to these digests, before the deploy changed anything (absent in older records). */
   resolvedAt: z.iso.datetime().optional(),
+  /** The content-named secret versions the release ran with (`<stack>_<key>_<12 hex>`): a rollback puts these back. */
+  secrets: z
+    .array(
+      z.strictObject({
+        key: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/),
+        name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,190}_[0-9a-f]{12}$/),
+      }),
+    )
+    .max(100)
+    .optional(),
 });
 export type Release = z.infer<typeof ReleaseSchema>;
 

@@ -49,12 +49,39 @@ async function runDeploy(r: Deploying): Promise<DockerResult | undefined> {
 }
 
 /**
+ * Create the configs and secrets decrypted for this deploy that Docker does not have yet, each from
+ * stdin (`docker secret create --label com.docker.stack.namespace=<stack> NAME -`): the plaintext is
+ * never in a file or an argument. Returns why one could not be created, or null.
+ */
+async function createDecrypted(r: Deploying): Promise<string | null> {
+  const { docker, stack, log } = r.d;
+  for (const o of r.rendered.create) {
+    if ((await docker.capture([o.kind, "inspect", "--format", "{{.ID}}", o.name], { timeoutMs: 30_000 })).exitCode === 0) continue;
+    const c = await docker.capture([o.kind, "create", "--label", `com.docker.stack.namespace=${stack.name}`, o.name, "-"], {
+      input: o.data,
+      timeoutMs: 30_000,
+    });
+    if (c.exitCode !== 0)
+      return `could not create ${o.kind} ${o.name}: ${c.spawnError ?? decisiveLine(c.outputTail) ?? `exit ${c.exitCode}`}`;
+    log.info({ [o.kind]: o.name }, `created ${o.kind} ${o.name} from its encrypted file`);
+  }
+  return null;
+}
+
+/**
  * Apply the prepared release: `docker stack deploy` until it succeeds, fails for good or the deadline
  * passes. Ends the deploy when Swarm never took the spec; otherwise hands on the release `applied`
  * (a deploy that did not return in time is judged by the services' state, with a warning).
  */
 export async function applyRelease(r: Deploying): Promise<Deploying | DeployResult> {
-  const last = await runDeploy(r);
+  const missing = await createDecrypted(r);
+  if (missing) return ended(r, "failed", missing);
+  let last: DockerResult | undefined;
+  try {
+    last = await runDeploy(r);
+  } finally {
+    await r.removePlaintext(); // a decrypted env_file lives only as long as docker stack deploy reads it
+  }
   if (!last) return ended(r, "failed", "no attempt ran");
   if (last.spawnError) return ended(r, "failed", `docker could not be run: ${last.spawnError}`);
   if (!last.timedOut && last.exitCode !== 0) {

@@ -1,6 +1,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
+import { splitSelector } from "./secrets.ts";
 
 type RawDoc = {
   services?: Record<string, { env_file?: unknown } | null>;
@@ -38,7 +39,7 @@ export async function outsideCheckout(root: string, stackFile: string): Promise<
     for (const def of Object.values(group ?? {})) if (typeof def?.file === "string") refs.push(def.file);
   for (const ref of refs) {
     if (ref.includes("$")) return `${ref}: a referenced file's path may not be interpolated in a stack from git`;
-    const abs = path.resolve(path.dirname(stackFile), ref);
+    const abs = (await splitSelector(path.resolve(path.dirname(stackFile), ref))).file; // `secrets.sops.yaml#key`: the file
     const resolved = await fs.realpath(abs).catch(() => null);
     if (!inside(base, resolved ?? path.resolve(path.dirname(real), ref)))
       return `${ref}: ${resolved === null ? "points" : "resolves"} outside the checkout (a commit may reference only its own files)`;

@@ -75,3 +75,14 @@ export async function checkout(stateDir: string, mirror: Mirror, stack: StackCon
   const file = fileInCheckout(dir, stack.git?.path ?? stack.file);
   return { root: dir, file, cleanup: () => fs.rm(dir, { recursive: true, force: true }) };
 }
+
+/**
+ * At start, before any job runs: remove the checkouts a killed watcher left in STATE_DIR/jobs (with
+ * any env_file decrypted in them). A job still in work/ is checked out again. Returns the job ids removed.
+ */
+export async function removeDeadCheckouts(stateDir: string): Promise<string[]> {
+  const root = path.join(stateDir, "jobs");
+  const left = await fs.readdir(root).catch(() => [] as string[]);
+  for (const name of left) await fs.rm(path.join(root, name), { recursive: true, force: true });
+  return left;
+}

@@ -10,4 +10,5 @@ export * from "./prepare.ts";
 export * from "./registry.ts";
 export * from "./render.ts";
 export * from "./resolve-rollback.ts";
+export { REDACTED, redactSecretEnv } from "./secrets.ts";
 export * from "./stack-policy.ts";

@@ -1,7 +1,9 @@
 import type { DeployDeps, DeployResult } from "../deploying.ts";
 import { resolveImages, type ImageDeps, type ImageResolution, type ResolvedImage } from "./images.ts";
 import { planStack, type Plan } from "./plan.ts";
+import type { DockerRunner } from "../docker.ts";
 import { deployEnv, renderStack, type Rendered } from "./render.ts";
+import { ageKeysOnDemand, decryptEnvFiles, SecretFileError, type DecryptedEnv } from "./secrets.ts";
 import { policyRefusals } from "./stack-policy.ts";
 
 /** What the prepare step hands on: the rendered stack (its temp files until cleanup), its plan, the deploy's clock marks. */
@@ -14,6 +16,10 @@ export interface Prepared {
   env: Record<string, string>;
   /** When every image was resolved to the digest the deploy asks for (before anything changed). */
   resolvedAt: string;
+  /** Service → variables from encrypted env_files (their values are redacted from what is kept). */
+  secretEnv: DecryptedEnv["secretEnv"];
+  /** Remove the decrypted env_files: right after `docker stack deploy`, and whatever else happens (safe twice). */
+  removePlaintext(): Promise<void>;
 }
 
 const before = (outcome: DeployResult["outcome"], reason: string): DeployResult => ({
@@ -31,18 +37,42 @@ const before = (outcome: DeployResult["outcome"], reason: string): DeployResult 
  * the stack cannot be rendered or is refused; the caller cleans the rendered files up otherwise.
  */
 export async function prepareRelease(d: DeployDeps): Promise<Prepared | DeployResult> {
+  const keys = ageKeysOnDemand(d.policy.ageKeyFile);
+  let decrypted: DecryptedEnv;
+  try {
+    decrypted = await decryptEnvFiles(d.stack.file, d.checkout ?? null, keys);
+  } catch (err) {
+    if (err instanceof SecretFileError) return before("invalid", err.message);
+    return before("failed", `the stack file could not be read: ${(err as Error).message}`);
+  }
+  const prepared = await prepareDecrypted(d, keys);
+  if ("outcome" in prepared) await decrypted.removePlaintext();
+  return "outcome" in prepared ? prepared : { ...prepared, secretEnv: decrypted.secretEnv, removePlaintext: decrypted.removePlaintext };
+}
+
+async function prepareDecrypted(
+  d: DeployDeps,
+  keys: ReturnType<typeof ageKeysOnDemand>,
+): Promise<Omit<Prepared, "secretEnv" | "removePlaintext"> | DeployResult> {
   let rendered: Rendered;
   try {
-    rendered = await renderStack(d.docker, d.stack.file, d.stack.name, d.job, opts(d));
+    rendered = await renderStack(d.docker, d.stack.file, d.stack.name, d.job, opts(d, keys));
   } catch (err) {
+    if (err instanceof SecretFileError) return before("invalid", err.message);
     return before("failed", `the stack file could not be rendered: ${(err as Error).message}`);
   }
   const refused = policyRefusals(rendered.doc, d.stack.policy);
-  if (refused.length > 0) {
+  const gone = refused.length > 0 ? [] : await missingSecrets(d.docker, rendered.restored);
+  if (refused.length > 0 || gone.length > 0) {
     await rendered.cleanup();
+    if (gone.length > 0)
+      return before(
+        "failed",
+        `refused before anything changed: the release's secret ${gone.join(", ")} ${gone.length > 1 ? "are" : "is"} gone (KEEP_OBJECT_VERSIONS=${d.policy.keepObjectVersions ?? 3} keeps that many versions of each)`,
+      );
     return before("invalid", `refused by the stack's policy: ${refused.join("; ")}`);
   }
-  const pinnedRender = await pinImages(d, rendered);
+  const pinnedRender = await pinImages(d, rendered, keys);
   if ("outcome" in pinnedRender) return pinnedRender;
   rendered = pinnedRender.rendered;
   for (const w of rendered.warnings) d.log.warn(w);
@@ -63,12 +93,26 @@ export async function prepareRelease(d: DeployDeps): Promise<Prepared | DeployRe
   };
 }
 
+/** The secret versions of `names` that Docker no longer has (pruned beyond KEEP_OBJECT_VERSIONS, or removed by hand). */
+async function missingSecrets(docker: DockerRunner, names: readonly string[]): Promise<string[]> {
+  const gone: string[] = [];
+  for (const name of names) {
+    const r = await docker.capture(["secret", "inspect", "--format", "{{.Spec.Name}}", name], { timeoutMs: 30_000 });
+    if (r.exitCode !== 0) gone.push(name);
+  }
+  return gone;
+}
+
 /**
  * The images-first step for a deploy: resolveImages with the deploy's hooks (a newer job ends a wait;
  * the wait is reported), then pinRendered. Ends the deploy, with `rendered` cleaned up, when an image
  * cannot be had or a newer job took over the wait.
  */
-async function pinImages(d: DeployDeps, rendered: Rendered): Promise<{ rendered: Rendered; resolvedAt: string } | DeployResult> {
+async function pinImages(
+  d: DeployDeps,
+  rendered: Rendered,
+  keys: ReturnType<typeof ageKeysOnDemand>,
+): Promise<{ rendered: Rendered; resolvedAt: string } | DeployResult> {
   const waitStarted = d.clock.now().getTime();
   let waited = false;
   const deps: ImageDeps = {
@@ -84,7 +128,9 @@ async function pinImages(d: DeployDeps, rendered: Rendered): Promise<{ rendered:
       await d.hooks?.onWaiting?.(images);
     },
   };
-  const r = await pinRendered(deps, rendered, (images) => renderStack(d.docker, d.stack.file, d.stack.name, d.job, { ...opts(d), images }));
+  const r = await pinRendered(deps, rendered, (images) =>
+    renderStack(d.docker, d.stack.file, d.stack.name, d.job, { ...opts(d, keys), images }),
+  );
   if (r.status === "failed") return before("failed", r.reason);
   if (r.status === "interrupted") return before("interrupted", "the watcher stopped while the job waited for its images");
   if (r.status === "superseded")
@@ -132,4 +178,8 @@ export async function pinRendered(
   }
 }
 
-const opts = (d: DeployDeps) => ({ versionObjects: Boolean(d.stack.git), vars: d.stack.vars });
+const opts = (d: DeployDeps, keys: ReturnType<typeof ageKeysOnDemand>) => ({
+  versionObjects: Boolean(d.stack.git),
+  vars: d.stack.vars,
+  keys,
+});

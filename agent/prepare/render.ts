@@ -5,7 +5,9 @@ import path from "node:path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import type { Job, Release } from "../../spool/index.ts";
 import type { DockerRunner, RunOptions } from "../docker.ts";
+import type { AgeKeys } from "../../lib/age-keys.ts";
 import { PINNED } from "./image-ref.ts";
+import { SecretFileError, decryptFile, splitSelector } from "./secrets.ts";
 
 /** A stack file as one deploy uses it: the files handed to Docker, what each service asks for, and what to record. */
 export interface Rendered {
@@ -16,8 +18,12 @@ export interface Rendered {
   /** sha256 of the stack file as `docker stack config` renders it for this commit (without a rollback's images). */
   stackFileHash: string;
   warnings: string[];
-  /** Configs and secrets named by their content for this deploy (stacks from git). */
+  /** Configs and secrets named by their content for this deploy (stacks from git; encrypted files on any stack). */
   objects: VersionedObject[];
+  /** Decrypted configs and secrets to create (from stdin) before the deploy; the overlay names them external. */
+  create: { kind: "config" | "secret"; name: string; data: Buffer }[];
+  /** Secret versions a rollback's release names, laid over as external: each must still exist. */
+  restored: string[];
   /** `docker stack config` of `files` together, parsed: what the deploy asks for (the plan compares it). */
   doc: unknown;
   /** Remove the per-job files; safe to call twice. */
@@ -60,19 +66,53 @@ export interface VersionedObject {
 /** The prefix every version of one stack's config or secret shares: `<stack>_<key>_`. */
 export const versionPrefix = (stack: string, key: string): string => `${stack}_${key}_`;
 
+/** How `versionObjects` treats the files a stack's configs and secrets come from. */
+interface ObjectOptions {
+  /** Name plain files by their content too (stacks from git); encrypted files always are. */
+  plain: boolean;
+  keys: () => Promise<AgeKeys>;
+  /** A rollback's release: its secret versions are put back by name, never made again. */
+  restore?: readonly { key: string; name: string }[] | undefined;
+}
+
 /**
  * Name every config and secret defined from a file (and not external, not named by hand) after its
- * content: `<stack>_<key>_<first 12 hex of sha256>`. Returns the overlay entries and the names.
+ * content: `<stack>_<key>_<12 hex>`. A plain file (stacks from git): the first 12 hex of its sha256,
+ * and Docker creates it from the file. An encrypted file (SOPS or age; `file.sops.yaml#key` selects
+ * one key): decrypted here, named by a hash keyed with the watcher's age identities (a low-entropy
+ * value's plain hash would give it away), created by the watcher from stdin and laid over as
+ * external. A rollback lays its release's secret versions over as external.
  */
-async function versionObjects(doc: RenderedDoc, stackName: string) {
+async function versionObjects(doc: RenderedDoc, stackName: string, o: ObjectOptions) {
   const overlay: { configs?: Record<string, object>; secrets?: Record<string, object> } = {};
   const objects: VersionedObject[] = [];
+  const create: Rendered["create"] = [];
+  const restored: string[] = [];
   for (const [kind, group] of [
     ["config", "configs"],
     ["secret", "secrets"],
   ] as const) {
     for (const [key, def] of Object.entries(doc[group] ?? {})) {
       if (!def.file || def.name || def.external) continue;
+      const recorded = kind === "secret" ? o.restore?.find((s) => s.key === key) : undefined;
+      if (recorded) {
+        (overlay[group] ??= {})[key] = { name: recorded.name, external: true };
+        objects.push({ kind, key, name: recorded.name });
+        restored.push(recorded.name);
+        continue;
+      }
+      const { file, select } = await splitSelector(def.file);
+      const plain = await decryptFile(file, o.keys, select).catch((err: unknown) => {
+        throw new SecretFileError(`${kind} ${key} (${path.basename(def.file ?? "")}): ${(err as Error).message}`);
+      });
+      if (plain) {
+        const name = `${versionPrefix(stackName, key)}${(await o.keys()).mac(plain).slice(0, 12)}`;
+        (overlay[group] ??= {})[key] = { name, external: true };
+        objects.push({ kind, key, name });
+        create.push({ kind, name, data: plain });
+        continue;
+      }
+      if (!o.plain) continue;
       const hash = createHash("sha256")
         .update(await fs.readFile(def.file))
         .digest("hex")
@@ -82,7 +122,7 @@ async function versionObjects(doc: RenderedDoc, stackName: string) {
       objects.push({ kind, key, name });
     }
   }
-  return { overlay, objects };
+  return { overlay, objects, create, restored };
 }
 
 /** For a rollback: the recorded image of each service, over the stack file; what cannot be laid over is said. */
@@ -131,6 +171,8 @@ export async function renderStack(
   job: Job,
   o: {
     versionObjects?: boolean;
+    /** The watcher's age identities, read when an encrypted file needs them (SOPS_AGE_KEY_FILE). */
+    keys?: () => Promise<AgeKeys>;
     vars?: Readonly<Record<string, string>>;
     /** Service key → the image to deploy instead (the digests resolved before the deploy), over everything else. */
     images?: ReadonlyMap<string, string>;
@@ -150,9 +192,20 @@ export async function renderStack(
     images.overlay[svc] = { image };
     asked.set(`${stackName}_${svc}`, image);
   }
-  const versioned = o.versionObjects ? await versionObjects(doc, stackName) : { overlay: {}, objects: [] };
+  const versioned = await versionObjects(doc, stackName, {
+    plain: o.versionObjects === true,
+    keys: o.keys ?? (() => Promise.reject(new SecretFileError("no age key was given to decrypt it with"))),
+    restore: job.kind === "rollback" ? job.release.secrets : undefined,
+  });
   const overlay = { ...(Object.keys(images.overlay).length > 0 ? { services: images.overlay } : {}), ...versioned.overlay };
-  const base = { asked, stackFileHash, warnings: images.warnings, objects: versioned.objects };
+  const base = {
+    asked,
+    stackFileHash,
+    warnings: images.warnings,
+    objects: versioned.objects,
+    create: versioned.create,
+    restored: versioned.restored,
+  };
   if (Object.keys(overlay).length === 0) return { ...base, doc, files: [stackFile], cleanup: async () => undefined };
   // Docker merges only files of one compose version: the overlay says the stack file's own
   const { version } = (parseYaml(await fs.readFile(stackFile, "utf8")) ?? {}) as { version?: unknown };

@@ -19,6 +19,7 @@ import type { StackConfig } from "../config.ts";
 import type { DockerRunner } from "../docker.ts";
 import {
   comparePlan,
+  REDACTED,
   fileInCheckout,
   networkNames,
   openMirror,
@@ -318,6 +319,24 @@ export async function snapshot(docker: DockerRunner, known?: Map<string, string>
  * desired, from the pass's snapshot. The release is the rendering its deploy kept (STATE_DIR/releases),
  * or, for a deploy that kept none, rendered once; so a pass over a stack in sync costs no docker call of its own.
  */
+/**
+ * The kept rendering with each REDACTED value (a variable an encrypted env_file gave) set to what
+ * runs: the loop compares that the variable is there, never its value (which it does not keep).
+ */
+function withRunningSecrets(doc: unknown, specs: readonly ServiceSpec[], stack: string): unknown {
+  const services = (doc as { services?: Record<string, { environment?: Record<string, string | null> }> }).services ?? {};
+  if (!Object.values(services).some((s) => Object.values(s.environment ?? {}).includes(REDACTED))) return doc;
+  const copy = structuredClone(doc) as { services: typeof services };
+  for (const [name, def] of Object.entries(copy.services)) {
+    const running = specs.find((s) => s.Spec.Name === `${stack}_${name}`)?.Spec.TaskTemplate.ContainerSpec.Env ?? [];
+    for (const [k, v] of Object.entries(def.environment ?? {})) {
+      const line = v === REDACTED ? running.find((l) => l.startsWith(`${k}=`)) : undefined;
+      if (line !== undefined) def.environment![k] = line.slice(k.length + 1);
+    }
+  }
+  return copy;
+}
+
 async function compare(
   r: Run,
   stack: StackConfig,
@@ -335,7 +354,7 @@ async function compare(
     r.rendered.set(stack.name, known);
   }
   const specs = seen.specs.filter((s) => s.Spec.Labels?.["com.docker.stack.namespace"] === stack.name);
-  const plan = comparePlan(stack.name, known.doc, specs, seen.networks);
+  const plan = comparePlan(stack.name, withRunningSecrets(known.doc, specs, stack.name), specs, seen.networks);
   const short: Short[] = [];
   for (const s of specs) {
     const t = seen.tasks.get(s.Spec.Name);

@@ -1,6 +1,7 @@
+import type { Release } from "../../spool/index.ts";
 import type { DeployResult, Deploying } from "../deploying.ts";
 import { ended } from "../deploying.ts";
-import { releaseOf } from "../prepare/index.ts";
+import { redactSecretEnv, releaseOf } from "../prepare/index.ts";
 import { checkHealth, inspectStack, type Verdict } from "./verify.ts";
 
 /** Inspect the stack until it converged on the asked images, rolled back, or `deadline` passed. */
@@ -19,6 +20,12 @@ const health = (r: Deploying) =>
     ? checkHealth(r.d.stack.healthUrl, r.d.job.sha, r.d.policy.healthTimeoutMs, { clock: r.d.clock, everyMs: r.d.policy.healthEveryMs })
     : Promise.resolve(null);
 
+/** The release with the secret versions it ran with (a rollback puts them back). */
+function withSecrets(release: Release, r: Deploying): Release {
+  const secrets = r.rendered.objects.filter((o) => o.kind === "secret").map(({ key, name }) => ({ key, name }));
+  return secrets.length > 0 ? { ...release, secrets } : release;
+}
+
 const succeeded = (r: Deploying, verdict: Verdict, reason?: string): DeployResult => ({
   outcome: "success",
   ...(reason ? { reason } : {}),
@@ -26,9 +33,9 @@ const succeeded = (r: Deploying, verdict: Verdict, reason?: string): DeployResul
   services: verdict.services,
   warnings: r.warnings,
   applied: r.applied,
-  release: releaseOf(r.d.stack.name, verdict.specImages, r.rendered.stackFileHash, r.resolvedAt),
+  release: withSecrets(releaseOf(r.d.stack.name, verdict.specImages, r.rendered.stackFileHash, r.resolvedAt), r),
   objects: r.rendered.objects,
-  deployedDoc: r.rendered.doc,
+  deployedDoc: redactSecretEnv(r.rendered.doc, r.secretEnv),
   ...(r.plan ? { plan: r.plan } : {}),
 });
 
