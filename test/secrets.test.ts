@@ -1,0 +1,261 @@
+// Secrets in the repository, on the real one-node swarm with real git: a SOPS secret and a SOPS
+// env_file in a commit, encrypted with `swarmhook encrypt` for the watcher's key; rotated by a commit,
+// put back by a rollback, refused when the version is pruned; and the plaintext nowhere but Docker.
+import assert from "node:assert/strict";
+import { randomBytes, createHash } from "node:crypto";
+import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { writeNewIdentity } from "../lib/age-keys.ts";
+import { encryptSops } from "../lib/sops.ts";
+import { publish, readRecords, startTestAgent, waitForRecord, type TestAgent } from "./helpers/agent.ts";
+import { receiver } from "./helpers/chat.ts";
+import { onEnd, type Ends } from "./helpers/cleanup.ts";
+import { REPO, gitConfig, makeRepo } from "./helpers/git-repo.ts";
+import { buildWebImage } from "./helpers/images.ts";
+import { spawnTs } from "./helpers/proc.ts";
+import { useTempSpool } from "./helpers/spool.ts";
+import { docker, uniqueStack, waitFor } from "./helpers/swarm.ts";
+
+const STACK_YAML = [
+  'version: "3.8"',
+  "services:",
+  "  web:",
+  "    image: swarmhook-test/web:${IMAGE_TAG:?IMAGE_TAG is set by the agent}",
+  "    env_file: app.sops.env",
+  "    secrets: [postgres_password]",
+  "    deploy:",
+  "      replicas: 1",
+  "      endpoint_mode: dnsrr",
+  "      update_config: { parallelism: 1, delay: 0s, failure_action: rollback, monitor: 1s, order: start-first }",
+  "secrets:",
+  "  postgres_password:",
+  "    file: ./secrets.sops.yaml#postgres_password",
+  "",
+].join("\n");
+
+/** 40 random characters, as a real password would be. */
+const secretValue = () => randomBytes(30).toString("base64url").slice(0, 40);
+const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+
+/** What the running task of `<stack>_web` reads: the sha256 of its secret file and of its API_KEY variable. */
+async function seenByService(stack: string): Promise<{ secret: string; env: string }> {
+  return waitFor(`${stack}_web running`, async () => {
+    const ids = (await docker(["ps", "-q", "--filter", `label=com.docker.swarm.service.name=${stack}_web`, "--filter", "status=running"]))
+      .split("\n")
+      .filter(Boolean);
+    if (ids.length !== 1) return undefined;
+    const out = await docker([
+      "exec",
+      ids[0]!,
+      "sh",
+      "-c",
+      'sha256sum /run/secrets/postgres_password | cut -c1-64; printf %s "$API_KEY" | sha256sum | cut -c1-64',
+    ]).catch(() => "");
+    const [secret, env] = out.split("\n");
+    return secret && env ? { secret, env } : undefined;
+  });
+}
+
+const secretOf = async (stack: string) =>
+  (
+    JSON.parse(await docker(["service", "inspect", `${stack}_web`, "-f", "{{json .Spec.TaskTemplate.ContainerSpec.Secrets}}"])) as {
+      SecretName: string;
+    }[]
+  )[0]?.SecretName;
+const versionIndex = async (stack: string) => Number(await docker(["service", "inspect", `${stack}_web`, "-f", "{{.Version.Index}}"]));
+
+/** Every file under `dir` whose bytes hold one of `needles` (file paths). */
+async function filesHolding(dir: string, needles: string[]): Promise<string[]> {
+  const hits: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile()) {
+        const text = (await readFile(p).catch(() => Buffer.alloc(0))).toString("latin1");
+        if (needles.some((n) => text.includes(n))) hits.push(p);
+      }
+    }
+  };
+  await walk(dir);
+  return hits;
+}
+
+/** Sample every process's command line until stopped: the hits of `needles` in any of them. */
+function watchCmdlines(t: Ends, needles: string[]) {
+  const hits: string[] = [];
+  let samples = 0;
+  let on = true;
+  const loop = (async () => {
+    while (on) {
+      for (const pid of await readdir("/proc").catch(() => [])) {
+        if (!/^\d+$/.test(pid)) continue;
+        const cmd = await readFile(`/proc/${pid}/cmdline`).catch(() => null);
+        if (cmd && needles.some((n) => cmd.includes(n))) hits.push(cmd.toString().replaceAll("\0", " "));
+      }
+      samples++;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  })();
+  const stop = async () => {
+    on = false;
+    await loop;
+    return { hits, samples };
+  };
+  onEnd(t, () => void stop());
+  return stop;
+}
+
+/** Sample the job checkouts: whenever a decrypted env_file is there, its mode and its directory's. */
+function watchCheckouts(t: Ends, stateDir: string, plaintexts: string[]) {
+  const seen: { file: string; mode: number; dirMode: number }[] = [];
+  let on = true;
+  const loop = (async () => {
+    while (on) {
+      for (const job of await readdir(path.join(stateDir, "jobs")).catch(() => [])) {
+        const file = path.join(stateDir, "jobs", job, "app.sops.env");
+        const text = await readFile(file, "utf8").catch(() => "");
+        if (plaintexts.some((p) => text.includes(p))) {
+          const [f, d] = await Promise.all([stat(file).catch(() => null), stat(path.dirname(file)).catch(() => null)]);
+          if (f && d) seen.push({ file, mode: f.mode & 0o777, dirMode: d.mode & 0o777 });
+        }
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  onEnd(t, () => void (on = false));
+  return async () => {
+    on = false;
+    await loop;
+    return seen;
+  };
+}
+
+describe("secrets in the repository", () => {
+  it("a SOPS secret and env_file deploy decrypted; a commit rotates the secret; a rollback puts its version back; a pruned version is refused; another recipient's file is invalid; the plaintext is nowhere else", async (t) => {
+    const s = await useTempSpool(t);
+    const stack = uniqueStack(t);
+    const repo = await makeRepo(t);
+    const { stateDir, config } = await gitConfig(t, `file://${repo.dir}`, stack);
+    await mkdir(stateDir, { recursive: true });
+    const keyFile = path.join(stateDir, "age.key");
+    const recipient = await writeNewIdentity(keyFile);
+    const chat = await receiver(t);
+    const agent: TestAgent = await startTestAgent(s.root, {
+      AGENT_CONFIG: config,
+      STATE_DIR: stateDir,
+      SOPS_AGE_KEY_FILE: keyFile,
+      KEEP_OBJECT_VERSIONS: "2",
+      NOTIFY_URLS: `${chat.url}/hook`,
+      NOTIFY_ON: "all",
+    });
+    onEnd(t, () => agent.stop());
+    const passwords = [secretValue(), secretValue(), secretValue()];
+    const apiKeys = [secretValue(), secretValue(), secretValue()];
+    const cmdlines = watchCmdlines(t, [...passwords, ...apiKeys]);
+    const checkouts = watchCheckouts(t, stateDir, apiKeys);
+
+    const commit = async (i: number, to = [recipient]) => {
+      await writeFile(path.join(repo.dir, "stack.yaml"), STACK_YAML);
+      await writeFile(
+        path.join(repo.dir, "secrets.sops.yaml"),
+        await encryptSops(Buffer.from(`postgres_password: ${passwords[i]}\nother: unused\n`), "yaml", to),
+      );
+      await writeFile(
+        path.join(repo.dir, "app.sops.env"),
+        await encryptSops(Buffer.from(`API_KEY=${apiKeys[i]}\nMODE=plain-${i}\n`), "dotenv", to),
+      );
+      await repo.git("add", "-A");
+      await repo.git("commit", "--quiet", "-m", `secrets ${i}`);
+      const sha = await repo.git("rev-parse", "HEAD");
+      await buildWebImage(sha);
+      return sha;
+    };
+    const deploy = async (sha: string) => waitForRecord(s.root, await publish(s.root, sha, { repository: REPO }));
+
+    // 1. the first commit: the service reads the decrypted values
+    const c1 = await commit(0);
+    const r1 = await deploy(c1);
+    assert.equal(r1.outcome, "success", r1.reason);
+    assert.deepEqual(await seenByService(stack), { secret: sha256(passwords[0]!), env: sha256(apiKeys[0]!) });
+    const v1 = r1.release?.secrets?.[0]?.name ?? "";
+    assert.match(v1, new RegExp(`^${stack}_postgres_password_[0-9a-f]{12}$`));
+    assert.ok(!v1.endsWith(sha256(passwords[0]!).slice(0, 12)), "the version's name is not the value's plain hash");
+    assert.equal(await secretOf(stack), v1);
+
+    // 2. a commit changing the encrypted value: a new version, the service restarted with it
+    const c2 = await commit(1);
+    const r2 = await deploy(c2);
+    assert.equal(r2.outcome, "success", r2.reason);
+    const v2 = r2.release?.secrets?.[0]?.name ?? "";
+    assert.notEqual(v2, v1);
+    assert.deepEqual(await seenByService(stack), { secret: sha256(passwords[1]!), env: sha256(apiKeys[1]!) });
+    const plan2 = JSON.stringify(r2.plan);
+    assert.match(plan2, /secrets/, "the plan names the secret change");
+
+    // 3. a rollback to c1: the version c1's release names is back
+    const back = spawnTs("bin/swarmhook.ts", ["rollback", "--spool", s.root, "--stack", stack, "--to", c1], {});
+    assert.equal(await back.exited, 0, back.err());
+    const rb = await waitForRecord(s.root, /^queued (\S+):/.exec(back.out())?.[1] ?? "");
+    assert.equal(rb.outcome, "success", rb.reason);
+    assert.equal(await secretOf(stack), v1);
+    assert.equal((await seenByService(stack)).secret, sha256(passwords[0]!));
+
+    // 4. c3 rotates again; KEEP_OBJECT_VERSIONS=2 keeps c3's and c2's: c1's is pruned, and a rollback to it is refused
+    const c3 = await commit(2);
+    const r3 = await deploy(c3);
+    assert.equal(r3.outcome, "success", r3.reason);
+    const names = (await docker(["secret", "ls", "--filter", `label=com.docker.stack.namespace=${stack}`, "--format", "{{.Name}}"]))
+      .split("\n")
+      .filter(Boolean)
+      .sort();
+    assert.deepEqual(names, [v2, r3.release?.secrets?.[0]?.name].sort(), "the oldest version was pruned");
+    const before = await versionIndex(stack);
+    const refused = spawnTs("bin/swarmhook.ts", ["rollback", "--spool", s.root, "--stack", stack, "--to", c1], {});
+    assert.equal(await refused.exited, 0, refused.err());
+    const rr = await waitForRecord(s.root, /^queued (\S+):/.exec(refused.out())?.[1] ?? "");
+    assert.equal(rr.outcome, "failed");
+    assert.match(
+      rr.reason ?? "",
+      new RegExp(`refused before anything changed: the release's secret ${v1} is gone \\(KEEP_OBJECT_VERSIONS=2`),
+    );
+    assert.equal(await versionIndex(stack), before, "nothing changed");
+
+    // 5. a file encrypted for another recipient: invalid, naming the file; nothing changed
+    const other = await writeNewIdentity(path.join(stateDir, "other.key"));
+    const c4 = await commit(1, [other]);
+    const r4 = await deploy(c4);
+    assert.equal(r4.outcome, "invalid");
+    assert.match(r4.reason ?? "", /env_file app\.sops\.env: it is not encrypted for this watcher's key: its age recipients are age1/);
+    assert.equal(await versionIndex(stack), before);
+
+    // the plaintext: nowhere in the spool, STATE_DIR, the log, the records, the plans, the chat bodies or any command line
+    const needles = [...passwords, ...apiKeys];
+    const { hits, samples } = await cmdlines();
+    assert.ok(samples > 20, `command lines were sampled during the deploys (${samples})`);
+    assert.deepEqual(hits, []);
+    assert.deepEqual(await filesHolding(s.root, needles), []);
+    assert.deepEqual(await filesHolding(stateDir, needles), []);
+    const log = JSON.stringify(agent.logs);
+    const records = JSON.stringify(await readRecords(s.root));
+    assert.deepEqual(
+      needles.filter((n) => log.includes(n)),
+      [],
+    );
+    assert.deepEqual(
+      needles.filter((n) => records.includes(n)),
+      [],
+    );
+    assert.ok(chat.got.length >= 5, "chat heard of the deploys");
+    assert.deepEqual(
+      needles.filter((n) => chat.got.some((g) => g.body.includes(n))),
+      [],
+    );
+    // the decrypted env_file existed only in the job's private checkout, 0600 in 0700, and is gone
+    const seen = await checkouts();
+    assert.ok(seen.length > 0, "the decrypted env_file was seen during a deploy");
+    for (const x of seen) assert.deepEqual([x.mode, x.dirMode], [0o600, 0o700], x.file);
+    assert.deepEqual(await readdir(path.join(stateDir, "jobs")), []);
+  });
+});
