@@ -87,7 +87,7 @@ export interface Deploying {
   /** Service → variables an encrypted env_file gave it: their values are redacted from what is kept. */
   secretEnv: ReadonlyMap<string, ReadonlySet<string>>;
   /** Remove the decrypted env_files (apply calls it right after `docker stack deploy`). */
-  removePlaintext(): Promise<void>;
+  removePlaintext(): Promise<number>;
   attempts: Attempt[];
   warnings: string[];
   /** Swarm took the new spec. */

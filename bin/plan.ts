@@ -5,7 +5,7 @@ import { outsideCheckout } from "../agent/prepare/confine.ts";
 import { policyRefusals } from "../agent/prepare/stack-policy.ts";
 import { checkout } from "../agent/prepare/git-stack.ts";
 import { openMirror } from "../agent/prepare/git.ts";
-import { planStack, type Plan } from "../agent/prepare/plan.ts";
+import { describeField, planStack, type Plan } from "../agent/prepare/plan.ts";
 import { deployEnv, renderStack } from "../agent/prepare/render.ts";
 import { ageKeysOnDemand, decryptEnvFiles, SecretFileError } from "../agent/prepare/secrets.ts";
 import { createRegistryClient, dockerCredentials, insecureRegistries, pinRendered } from "../agent/prepare/index.ts";
@@ -157,8 +157,7 @@ export function formatPlan(stack: string, sha: string, { plan, refused, unpinned
   if (plan.changes.length === 0) lines.push("  no changes");
   for (const c of plan.changes) {
     if (c.change !== "update") lines.push(`  ${c.service}: ${c.change === "add" ? "added" : "removed"}`);
-    for (const f of c.fields)
-      lines.push(f.field === "environment" ? `  ${c.service}: environment ${f.to}` : `  ${c.service}: ${f.field} ${f.from} → ${f.to}`);
+    for (const f of c.fields) lines.push(`  ${c.service}: ${describeField(f)}`);
   }
   for (const u of unpinned) lines.push(`  ${u}`);
   if (plan.unresolved.length > 0)

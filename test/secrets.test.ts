@@ -7,12 +7,13 @@ import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { writeNewIdentity } from "../lib/age-keys.ts";
-import { encryptSops } from "../lib/sops.ts";
+import { encryptAge, encryptSops } from "../lib/sops.ts";
 import { publish, readRecords, startTestAgent, waitForRecord, type TestAgent } from "./helpers/agent.ts";
 import { receiver } from "./helpers/chat.ts";
 import { onEnd, type Ends } from "./helpers/cleanup.ts";
 import { REPO, gitConfig, makeRepo } from "./helpers/git-repo.ts";
 import { buildWebImage } from "./helpers/images.ts";
+import { randomSha } from "./helpers/jobs.ts";
 import { spawnTs } from "./helpers/proc.ts";
 import { useTempSpool } from "./helpers/spool.ts";
 import { docker, uniqueStack, waitFor } from "./helpers/swarm.ts";
@@ -39,7 +40,7 @@ const secretValue = () => randomBytes(30).toString("base64url").slice(0, 40);
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 
 /** What the running task of `<stack>_web` reads: the sha256 of its secret file and of its API_KEY variable. */
-async function seenByService(stack: string): Promise<{ secret: string; env: string }> {
+async function seenByService(stack: string, withEnv = true): Promise<{ secret: string; env: string }> {
   return waitFor(`${stack}_web running`, async () => {
     const ids = (await docker(["ps", "-q", "--filter", `label=com.docker.swarm.service.name=${stack}_web`, "--filter", "status=running"]))
       .split("\n")
@@ -53,7 +54,7 @@ async function seenByService(stack: string): Promise<{ secret: string; env: stri
       'sha256sum /run/secrets/postgres_password | cut -c1-64; printf %s "$API_KEY" | sha256sum | cut -c1-64',
     ]).catch(() => "");
     const [secret, env] = out.split("\n");
-    return secret && env ? { secret, env } : undefined;
+    return secret && (env || !withEnv) ? { secret, env: env ?? "" } : undefined;
   });
 }
 
@@ -109,7 +110,7 @@ function watchCmdlines(t: Ends, needles: string[]) {
 
 /** Sample the job checkouts: whenever a decrypted env_file is there, its mode and its directory's. */
 function watchCheckouts(t: Ends, stateDir: string, plaintexts: string[]) {
-  const seen: { file: string; mode: number; dirMode: number }[] = [];
+  const seen: { file: string; job: string; at: number; mode: number; dirMode: number }[] = [];
   let on = true;
   const loop = (async () => {
     while (on) {
@@ -118,7 +119,7 @@ function watchCheckouts(t: Ends, stateDir: string, plaintexts: string[]) {
         const text = await readFile(file, "utf8").catch(() => "");
         if (plaintexts.some((p) => text.includes(p))) {
           const [f, d] = await Promise.all([stat(file).catch(() => null), stat(path.dirname(file)).catch(() => null)]);
-          if (f && d) seen.push({ file, mode: f.mode & 0o777, dirMode: d.mode & 0o777 });
+          if (f && d) seen.push({ file, job, at: Date.now(), mode: f.mode & 0o777, dirMode: d.mode & 0o777 });
         }
       }
       await new Promise((r) => setTimeout(r, 20));
@@ -156,8 +157,8 @@ describe("secrets in the repository", () => {
     const cmdlines = watchCmdlines(t, [...passwords, ...apiKeys]);
     const checkouts = watchCheckouts(t, stateDir, apiKeys);
 
-    const commit = async (i: number, to = [recipient]) => {
-      await writeFile(path.join(repo.dir, "stack.yaml"), STACK_YAML);
+    const commit = async (i: number, to = [recipient], extra = "") => {
+      await writeFile(path.join(repo.dir, "stack.yaml"), STACK_YAML + extra);
       await writeFile(
         path.join(repo.dir, "secrets.sops.yaml"),
         await encryptSops(Buffer.from(`postgres_password: ${passwords[i]}\nother: unused\n`), "yaml", to),
@@ -191,8 +192,8 @@ describe("secrets in the repository", () => {
     const v2 = r2.release?.secrets?.[0]?.name ?? "";
     assert.notEqual(v2, v1);
     assert.deepEqual(await seenByService(stack), { secret: sha256(passwords[1]!), env: sha256(apiKeys[1]!) });
-    const plan2 = JSON.stringify(r2.plan);
-    assert.match(plan2, /secrets/, "the plan names the secret change");
+    assert.match(r2.plan?.summary ?? "", /web: .*secret postgres_password: changed/, r2.plan?.summary);
+    assert.match(r2.plan?.summary ?? "", /environment ~API_KEY ~MODE/);
 
     // 3. a rollback to c1: the version c1's release names is back
     const back = spawnTs("bin/swarmhook.ts", ["rollback", "--spool", s.root, "--stack", stack, "--to", c1], {});
@@ -230,6 +231,12 @@ describe("secrets in the repository", () => {
     assert.match(r4.reason ?? "", /env_file app\.sops\.env: it is not encrypted for this watcher's key: its age recipients are age1/);
     assert.equal(await versionIndex(stack), before);
 
+    // 6. a deploy that fails in docker stack deploy (an external network that is not there): the env_file is removed all the same
+    const c5 = await commit(2, [recipient], `networks:\n  default:\n    external: true\n    name: no-such-net-${stack}\n`);
+    const r5 = await deploy(c5);
+    assert.equal(r5.outcome, "failed");
+    assert.match(r5.reason ?? "", /docker stack deploy exited 1: permanent failure/);
+
     // the plaintext: nowhere in the spool, STATE_DIR, the log, the records, the plans, the chat bodies or any command line
     const needles = [...passwords, ...apiKeys];
     const { hits, samples } = await cmdlines();
@@ -255,7 +262,52 @@ describe("secrets in the repository", () => {
     // the decrypted env_file existed only in the job's private checkout, 0600 in 0700, and is gone
     const seen = await checkouts();
     assert.ok(seen.length > 0, "the decrypted env_file was seen during a deploy");
-    for (const x of seen) assert.deepEqual([x.mode, x.dirMode], [0o600, 0o700], x.file);
+    for (const x of seen) {
+      assert.deepEqual([x.mode, x.dirMode], [0o600, 0o700], x.file);
+      // removed right after docker stack deploy read it, not when the job (its verification) ended
+      const removed = agent.logs.find((l) => l.jobId === x.job && /removed the decrypted env_files/.test(l.msg));
+      assert.ok(removed && x.at <= removed.at + 100, `${x.job}: plaintext seen after its removal was logged`);
+    }
     assert.deepEqual(await readdir(path.join(stateDir, "jobs")), []);
+  });
+
+  it("a stack file on this node: an age-encrypted secret deploys decrypted; an encrypted env_file is refused (no private checkout); a killed watcher's checkouts are removed at start", async (t) => {
+    const s = await useTempSpool(t);
+    const stack = uniqueStack(t);
+    const stateDir = `${s.root}.state`;
+    const keyFile = path.join(stateDir, "age.key");
+    await mkdir(path.join(stateDir, "jobs", "dead-job"), { recursive: true });
+    const recipient = await writeNewIdentity(keyFile);
+    const password = secretValue();
+    const dead = path.join(stateDir, "jobs", "dead-job", "app.sops.env");
+    await writeFile(dead, `API_KEY=${password}\n`, { mode: 0o600 });
+    const dir = path.join(stateDir, "stack");
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, "db.age"), await encryptAge(password, [recipient]));
+    const file = path.join(dir, "stack.yaml");
+    await writeFile(
+      file,
+      STACK_YAML.replace("    env_file: app.sops.env\n", "").replace("./secrets.sops.yaml#postgres_password", "./db.age"),
+    );
+    const agent = await startTestAgent(s.root, { STACK_FILE: file, STACK_NAME: stack, SOPS_AGE_KEY_FILE: keyFile });
+    onEnd(t, () => agent.stop());
+    await assert.rejects(stat(dead), "the decrypted env_file a killed watcher left is removed at start");
+    assert.ok(agent.logs.some((l) => /removed checkouts a stopped watcher left behind/.test(l.msg)));
+
+    const sha = randomSha();
+    await buildWebImage(sha);
+    const r = await waitForRecord(s.root, await publish(s.root, sha));
+    assert.equal(r.outcome, "success", r.reason);
+    assert.equal((await seenByService(stack, false)).secret, sha256(password));
+    assert.match(r.release?.secrets?.[0]?.name ?? "", new RegExp(`^${stack}_postgres_password_[0-9a-f]{12}$`));
+
+    await writeFile(path.join(dir, "app.env"), await encryptSops(Buffer.from(`API_KEY=${password}\n`), "dotenv", [recipient]));
+    await writeFile(file, STACK_YAML.replace("app.sops.env", "app.env").replace("./secrets.sops.yaml#postgres_password", "./db.age"));
+    const before = await versionIndex(stack);
+    const refused = await waitForRecord(s.root, await publish(s.root, randomSha()));
+    assert.equal(refused.outcome, "invalid");
+    assert.match(refused.reason ?? "", /env_file app\.env is encrypted: an encrypted env_file is decrypted only for a stack from git/);
+    assert.equal(await versionIndex(stack), before);
+    assert.deepEqual(await filesHolding(s.root, [password]), []);
   });
 });

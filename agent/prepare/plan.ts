@@ -176,6 +176,7 @@ function fieldChange(field: string, from: string, to: string): FieldChange {
       return { field, from: `${name(to)} ${shortDigest(from)}`, to: shortDigest(to) };
     return { field, from, to };
   }
+  if (field === "secrets") return secretsChange(from, to);
   if (field !== "environment") return { field, from, to };
   const keys = (s: string) => new Map(s === "none" ? [] : s.split(", ").map((kv) => [kv.split("=")[0] ?? "", kv] as const));
   const [a, b] = [keys(from), keys(to)];
@@ -185,6 +186,33 @@ function fieldChange(field: string, from: string, to: string): FieldChange {
   const said = [...added.map((k) => `+${k}`), ...changed.map((k) => `~${k}`), ...removed.map((k) => `-${k}`)].join(" ");
   return { field, from: `${a.size} keys`, to: said };
 }
+
+/**
+ * A secrets change by the name the service sees (`postgres_password: changed`), never by object
+ * name: a new version of a content-named secret is its value changing, and the name is not shown.
+ */
+function secretsChange(from: string, to: string): FieldChange {
+  const byTarget = (s: string) =>
+    new Map(
+      s === "none"
+        ? []
+        : s.split(", ").map((x) => {
+            const at = x.lastIndexOf(" → ");
+            return [x.slice(at + 3), x.slice(0, at)] as const;
+          }),
+    );
+  const [a, b] = [byTarget(from), byTarget(to)];
+  const said = [
+    ...[...b.keys()].filter((k) => !a.has(k)).map((k) => `${k}: added`),
+    ...[...b.keys()].filter((k) => a.has(k) && a.get(k) !== b.get(k)).map((k) => `${k}: changed`),
+    ...[...a.keys()].filter((k) => !b.has(k)).map((k) => `${k}: removed`),
+  ].join(", ");
+  return { field: "secrets", from: `${a.size} secrets`, to: said };
+}
+
+/** One field change as the plan prints it: environment and secrets by name only (values may be secret). */
+export const describeField = (f: FieldChange): string =>
+  f.field === "environment" ? `environment ${f.to}` : f.field === "secrets" ? `secret ${f.to}` : `${f.field} ${f.from} → ${f.to}`;
 
 /**
  * What deploying `rendered` (renderStack's `doc`: the stack as `docker stack config` renders it) as
@@ -248,7 +276,7 @@ export function summarize(changes: ServiceChange[]): string {
   return changes
     .map((c) =>
       c.change === "update"
-        ? `${c.service}: ${c.fields.map((f) => (f.field === "environment" ? `environment ${f.to}` : `${f.field} ${f.from} → ${f.to}`)).join(", ")}`
+        ? `${c.service}: ${c.fields.map(describeField).join(", ")}`
         : `${c.service} ${c.change === "add" ? "added" : "removed"}`,
     )
     .join("; ");

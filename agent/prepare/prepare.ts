@@ -19,7 +19,7 @@ export interface Prepared {
   /** Service → variables from encrypted env_files (their values are redacted from what is kept). */
   secretEnv: DecryptedEnv["secretEnv"];
   /** Remove the decrypted env_files: right after `docker stack deploy`, and whatever else happens (safe twice). */
-  removePlaintext(): Promise<void>;
+  removePlaintext(): Promise<number>;
 }
 
 const before = (outcome: DeployResult["outcome"], reason: string): DeployResult => ({
@@ -40,7 +40,7 @@ export async function prepareRelease(d: DeployDeps): Promise<Prepared | DeployRe
   const keys = ageKeysOnDemand(d.policy.ageKeyFile);
   let decrypted: DecryptedEnv;
   try {
-    decrypted = await decryptEnvFiles(d.stack.file, d.checkout ?? null, keys);
+    decrypted = await decryptEnvFiles(d.stack.file, d.checkout ?? null, keys, d.log);
   } catch (err) {
     if (err instanceof SecretFileError) return before("invalid", err.message);
     return before("failed", `the stack file could not be read: ${(err as Error).message}`);

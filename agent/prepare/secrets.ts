@@ -1,5 +1,6 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
+import type { Logger } from "pino";
 import { parse as parseYaml } from "yaml";
 import { loadAgeKeys, type AgeKeys } from "../../lib/age-keys.ts";
 import { SecretFileError, decryptAge, decryptSops, detectEncrypted } from "../../lib/sops.ts";
@@ -78,8 +79,8 @@ function envFilesOf(text: string): { service: string; ref: string }[] {
 export interface DecryptedEnv {
   /** Service → the variables an encrypted env_file gave it (their values never leave Docker's spec). */
   secretEnv: Map<string, Set<string>>;
-  /** Remove every decrypted env_file: right after `docker stack deploy`, and on every error path. Safe to call twice. */
-  removePlaintext(): Promise<void>;
+  /** Remove every decrypted env_file: right after `docker stack deploy`, and on every error path. Safe to call twice; returns how many it removed. */
+  removePlaintext(): Promise<number>;
 }
 
 /**
@@ -88,11 +89,19 @@ export interface DecryptedEnv {
  * `removePlaintext`. Outside a checkout (a stack file on this node) an encrypted env_file is refused:
  * its directory is the operator's, not the job's. Throws SecretFileError naming the file.
  */
-export async function decryptEnvFiles(stackFile: string, checkout: string | null, keys: () => Promise<AgeKeys>): Promise<DecryptedEnv> {
+export async function decryptEnvFiles(
+  stackFile: string,
+  checkout: string | null,
+  keys: () => Promise<AgeKeys>,
+  log?: Pick<Logger, "info">,
+): Promise<DecryptedEnv> {
   const written: string[] = [];
   const secretEnv = new Map<string, Set<string>>();
   const removePlaintext = async () => {
-    for (const f of written.splice(0)) await fs.rm(f, { force: true });
+    const files = written.splice(0);
+    for (const f of files) await fs.rm(f, { force: true });
+    if (files.length > 0) log?.info({ files: files.length }, "removed the decrypted env_files");
+    return files.length;
   };
   const dir = path.dirname(stackFile);
   const done = new Map<string, Set<string>>();
