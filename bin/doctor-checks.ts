@@ -1,11 +1,16 @@
 // The checks of `swarmhook doctor`: the post-reboot checklist of the runbook, each a small function.
 import { constants, promises as fs } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { AgentConfig, StackConfig } from "../agent/config.ts";
 import type { DockerRunner } from "../agent/docker.ts";
 import { decisiveLine } from "../agent/docker-lines.ts";
 import { MIN_CLI_MAJOR, checkEngine, cliMajor } from "../agent/engine.ts";
+import { openMirror } from "../agent/prepare/git.ts";
+import { ageKeysOnDemand, checkEncryptedFiles } from "../agent/prepare/secrets.ts";
+import { loadAgeKeys } from "../lib/age-keys.ts";
 import {
   API_DIR_MODE,
   SUBDIRS,
@@ -296,4 +301,61 @@ export async function checkInSync(d: DoctorDeps, stack: StackConfig): Promise<Ch
       `undo it by hand, or deploy what should run again (git push, swarmhook enqueue, swarmhook rollback --stack ${stack.name}); SELF_HEAL=1 does it by itself`,
     );
   return pass(name, `as deployed, checked ${rs.checkedAt}`);
+}
+
+/** SOPS_AGE_KEY_FILE: there, mode 0600, every line an age identity (not applicable when unset). */
+export async function checkAgeKey(d: DoctorDeps): Promise<Check> {
+  const name = "age key (SOPS_AGE_KEY_FILE)";
+  const file = d.config.ageKeyFile;
+  if (!file) return skip(name, "not set: a stack's encrypted files cannot be deployed");
+  try {
+    const keys = await loadAgeKeys(file);
+    return pass(
+      name,
+      `${file}: ${keys.recipients.length} identit${keys.recipients.length === 1 ? "y" : "ies"}, recipient ${keys.recipients.join(", ")}`,
+    );
+  } catch (err) {
+    const why = (err as Error).message;
+    return fail(
+      name,
+      why,
+      /chmod 600/.test(why) ? `chmod 600 ${file}` : `swarmhook keygen --out ${file} (then encrypt for its recipient again)`,
+    );
+  }
+}
+
+/**
+ * Every encrypted file the stack's current commit references decrypts with the watcher's key: a file
+ * stack's file on this node, a git stack's at the tip of its first branch in the watcher's mirror.
+ */
+export async function checkDecrypts(d: DoctorDeps, stack: StackConfig): Promise<Check> {
+  const name = `encrypted files of ${stack.name}`;
+  let stackFile = stack.file;
+  let cleanup = async () => undefined as unknown;
+  if (stack.git) {
+    const branch = stack.branches[0] ?? "main";
+    const mirror = await openMirror(d.config.stateDir, stack.git).catch(() => null);
+    const sha = mirror ? await mirror.resolve(`refs/remotes/origin/${branch}`).catch(() => null) : null;
+    if (!mirror || !sha) return skip(name, `no fetched commit of ${branch} yet (the first deploy fetches it)`);
+    const dir = await mkdtemp(path.join(os.tmpdir(), "swarmhook-doctor-"));
+    cleanup = () => rm(dir, { recursive: true, force: true });
+    await mirror.extract(sha, dir);
+    stackFile = path.join(dir, stack.git.path ?? "stack.yaml");
+  }
+  try {
+    const found = await checkEncryptedFiles(stackFile, ageKeysOnDemand(d.config.ageKeyFile)).catch((err: unknown) => err as Error);
+    if (found instanceof Error)
+      return fail(name, `the stack file cannot be read: ${found.message}`, `docker stack config -c ${stack.file}`);
+    if (found.length === 0) return skip(name, "none referenced");
+    const bad = found.filter((f) => f.problem);
+    if (bad.length > 0)
+      return fail(
+        name,
+        bad.map((f) => `${f.ref}: ${f.problem}`).join("; "),
+        "encrypt it again for the watcher's recipient: swarmhook encrypt --to <age1…> --sops FILE (or sops updatekeys)",
+      );
+    return pass(name, `${found.length} decrypt: ${found.map((f) => f.ref).join(", ")}`);
+  } finally {
+    await cleanup();
+  }
 }

@@ -13,7 +13,8 @@ export const DOCTOR_HELP = `swarmhook doctor [--json]
   manager; every node Ready and every manager reachable; per stack the overlay networks, the Swarm
   secrets and the node labels it needs, its services converged and its health URL; the spool mounted
   (not the bare mount point) and its directories mode 2770, group app (1011), writable; the watcher
-  unit and its last outcome. One line per check (✓ passed, ✗ failed with the command that fixes it,
+  unit and its last outcome; the age key (SOPS_AGE_KEY_FILE: there, mode 0600, parses) and that
+  every encrypted file each stack references decrypts with it. One line per check (✓ passed, ✗ failed with the command that fixes it,
   – not applicable here); exit status = the number of failed checks (at most 125). --json prints
   [{"check","ok","detail","fix"}] for scripts. With none of SPOOL_DIR, STACK_FILE and AGENT_CONFIG
   set, after npm start (swarmhook local), it checks the local set-up in .swarmhook/.
@@ -51,10 +52,11 @@ export async function runDoctor(deps: c.DoctorDeps, o: { unitState?: c.UnitState
           await c.checkSecrets(deps, stack, doc),
           await c.checkLabels(deps, stack, doc),
         );
+      out.push(await c.checkDecrypts(deps, stack));
       out.push(await c.checkServices(deps, stack), await c.checkHealthUrl(stack), await c.checkInSync(deps, stack));
     }
   }
-  out.push(await c.checkMount(deps), await c.checkSpoolDirs(deps));
+  out.push(await c.checkAgeKey(deps), await c.checkMount(deps), await c.checkSpoolDirs(deps));
   out.push(...(await c.checkWatcher(deps, o.unitState ?? (await unitState()))));
   return out;
 }

@@ -3,7 +3,7 @@
 // put back by a rollback, refused when the version is pruned; and the plaintext nowhere but Docker.
 import assert from "node:assert/strict";
 import { randomBytes, createHash } from "node:crypto";
-import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { writeNewIdentity } from "../lib/age-keys.ts";
@@ -14,6 +14,9 @@ import { onEnd, type Ends } from "./helpers/cleanup.ts";
 import { REPO, gitConfig, makeRepo } from "./helpers/git-repo.ts";
 import { buildWebImage } from "./helpers/images.ts";
 import { randomSha } from "./helpers/jobs.ts";
+import { loadAgentConfig } from "../agent/config.ts";
+import { createDockerRunner } from "../agent/docker.ts";
+import { checkAgeKey, checkDecrypts } from "../bin/doctor-checks.ts";
 import { spawnTs } from "./helpers/proc.ts";
 import { useTempSpool } from "./helpers/spool.ts";
 import { docker, uniqueStack, waitFor } from "./helpers/swarm.ts";
@@ -309,5 +312,44 @@ describe("secrets in the repository", () => {
     assert.match(refused.reason ?? "", /env_file app\.env is encrypted: an encrypted env_file is decrypted only for a stack from git/);
     assert.equal(await versionIndex(stack), before);
     assert.deepEqual(await filesHolding(s.root, [password]), []);
+  });
+
+  it("doctor checks the age key file (there, 0600, parses) and that every encrypted file a stack references decrypts", async (t) => {
+    const s = await useTempSpool(t);
+    const dir = `${s.root}.state`;
+    await mkdir(dir, { recursive: true });
+    const keyFile = path.join(dir, "age.key");
+    const recipient = await writeNewIdentity(keyFile);
+    const other = await writeNewIdentity(path.join(dir, "other.key"));
+    const file = path.join(dir, "stack.yaml");
+    await writeFile(path.join(dir, "db.sops.yaml"), await encryptSops(Buffer.from("postgres_password: x\n"), "yaml", [recipient]));
+    await writeFile(path.join(dir, "api.age"), await encryptAge("y", [other]));
+    await writeFile(path.join(dir, "plain.txt"), "not encrypted");
+    await writeFile(
+      file,
+      'version: "3.8"\nservices:\n  web: { image: busybox }\nsecrets:\n  db: { file: ./db.sops.yaml#postgres_password }\n  api: { file: ./api.age }\n  plain: { file: ./plain.txt }\n',
+    );
+    const config = (env: Record<string, string>) =>
+      loadAgentConfig({ SPOOL_DIR: s.root, STATE_DIR: dir, STACK_FILE: file, STACK_NAME: "app", ...env });
+    const deps = (env: Record<string, string>) => ({ config: config(env), docker: createDockerRunner(), env: {} });
+
+    assert.equal((await checkAgeKey(deps({}))).ok, null, "not applicable without SOPS_AGE_KEY_FILE");
+    const good = await checkAgeKey(deps({ SOPS_AGE_KEY_FILE: keyFile }));
+    assert.equal(good.ok, true, good.detail);
+    assert.match(good.detail, new RegExp(`1 identity, recipient ${recipient}`));
+    await chmod(keyFile, 0o640);
+    const loose = await checkAgeKey(deps({ SOPS_AGE_KEY_FILE: keyFile }));
+    assert.equal(loose.ok, false);
+    assert.equal(loose.fix, `chmod 600 ${keyFile}`);
+    await chmod(keyFile, 0o600);
+
+    const files = await checkDecrypts(deps({ SOPS_AGE_KEY_FILE: keyFile }), config({}).stacks[0]!);
+    assert.equal(files.ok, false);
+    assert.match(files.detail, /^\.\/api\.age: it is not encrypted for this watcher's key/);
+    assert.doesNotMatch(files.detail, /db\.sops|plain/, "the file that decrypts and the plain file are not named as failing");
+    await writeFile(path.join(dir, "api.age"), await encryptAge("y", [recipient]));
+    const fixed = await checkDecrypts(deps({ SOPS_AGE_KEY_FILE: keyFile }), config({}).stacks[0]!);
+    assert.equal(fixed.ok, true, fixed.detail);
+    assert.equal(fixed.detail, "2 decrypt: ./db.sops.yaml#postgres_password, ./api.age");
   });
 });

@@ -62,6 +62,36 @@ export async function decryptFile(file: string, keys: () => Promise<AgeKeys>, se
   return decryptSops(bytes, kind.format, decrypter, select);
 }
 
+/**
+ * Every file a stack file references (env_file, configs and secrets `file:`, with a `#key`
+ * selector) that is encrypted, each with why it does not decrypt (null when it does). What doctor
+ * checks; the values are never returned.
+ */
+export async function checkEncryptedFiles(
+  stackFile: string,
+  keys: () => Promise<AgeKeys>,
+): Promise<{ ref: string; problem: string | null }[]> {
+  const text = await fs.readFile(stackFile, "utf8");
+  const doc = (parseYaml(text) ?? {}) as Record<"configs" | "secrets", Record<string, { file?: unknown } | null> | undefined>;
+  const refs = [
+    ...envFilesOf(text).map((e) => e.ref),
+    ...[doc.configs, doc.secrets].flatMap((g) => Object.values(g ?? {}).flatMap((d) => (typeof d?.file === "string" ? [d.file] : []))),
+  ];
+  const out: { ref: string; problem: string | null }[] = [];
+  for (const ref of [...new Set(refs)]) {
+    if (ref.includes("$")) continue;
+    const { file, select } = await splitSelector(path.resolve(path.dirname(stackFile), ref));
+    const bytes = await fs.readFile(file).catch(() => null);
+    if (!bytes || !detectEncrypted(bytes, file)) continue;
+    const problem = await decryptFile(file, keys, select).then(
+      () => null,
+      (err: unknown) => (err as Error).message,
+    );
+    out.push({ ref, problem });
+  }
+  return out;
+}
+
 /** The env_file entries of every service of a stack file, as written (relative to the stack file's directory). */
 function envFilesOf(text: string): { service: string; ref: string }[] {
   const doc = (parseYaml(text) ?? {}) as { services?: Record<string, { env_file?: unknown } | null> };
