@@ -131,8 +131,6 @@ export function createAgent(deps: AgentDeps): Agent {
       log.info({ spool: spool.root, stacks: config.stacks.map((s) => s.name), pollIntervalMs: config.pollIntervalMs }, "watcher starting");
       try {
         logModes(log, await ensureSpool(spool));
-        const dead = await removeDeadCheckouts(config.stateDir);
-        if (dead.length > 0) log.warn({ jobs: dead }, "removed checkouts a stopped watcher left behind (with any decrypted env_file)");
         await recover(state, ctx);
       } catch (err) {
         spoolProblem(state, ctx, err); // tried again by every tick until the spool is there
@@ -283,6 +281,8 @@ async function cleanTemp(state: AgentState, ctx: StackContext): Promise<void> {
 }
 
 async function recover(state: AgentState, ctx: StackContext): Promise<void> {
+  const dead = await removeDeadCheckouts(ctx.config.stateDir);
+  if (dead.length > 0) ctx.log.warn({ jobs: dead }, "removed checkouts a stopped watcher left behind (with any decrypted env_file)");
   const indexed = await rebuildIndex(ctx.spool); // lines a crash lost, records from before the index
   ctx.log.debug({ records: indexed }, "history index rebuilt");
   for (const r of await recoverInterrupted(ctx.spool, ctx.clock.now())) {
