@@ -80,6 +80,10 @@ rollback STACK SHA="":
 plan STACK SHA="":
     set -a && . {{watcher_env}} && set +a && node dist/bin/swarmhook.js plan --stack {{STACK}} {{ if SHA == "" { "" } else { "--sha " + SHA } }}
 
+# the watcher's age identity for secrets in the repository (SOPS_AGE_KEY_FILE; 0600, owned by swarmhook); prints its recipient
+age-key FILE="/etc/swarmhook/age.key":
+    sudo node dist/bin/swarmhook.js keygen --out {{FILE}} && sudo chown swarmhook:app {{FILE}}
+
 # jobs waiting in the spool and the last outcomes
 jobs:
     node dist/bin/swarmhook.js jobs --spool {{spool}}
