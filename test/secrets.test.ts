@@ -10,6 +10,7 @@ import { writeNewIdentity } from "../lib/age-keys.ts";
 import { encryptAge, encryptSops } from "../lib/sops.ts";
 import { publish, readRecords, startTestAgent, waitForRecord, type TestAgent } from "./helpers/agent.ts";
 import { receiver } from "./helpers/chat.ts";
+import { startFakeGithub } from "./helpers/github.ts";
 import { onEnd, type Ends } from "./helpers/cleanup.ts";
 import { REPO, gitConfig, makeRepo } from "./helpers/git-repo.ts";
 import { buildWebImage } from "./helpers/images.ts";
@@ -37,6 +38,8 @@ const STACK_YAML = [
   "    file: ./secrets.sops.yaml#postgres_password",
   "",
 ].join("\n");
+
+const GITHUB_TOKEN = "ghp_secretstest0123456789abcdefghijklmnop";
 
 /** 40 random characters, as a real password would be. */
 const secretValue = () => randomBytes(30).toString("base64url").slice(0, 40);
@@ -146,7 +149,11 @@ describe("secrets in the repository", () => {
     const keyFile = path.join(stateDir, "age.key");
     const recipient = await writeNewIdentity(keyFile);
     const chat = await receiver(t);
+    const gh = await startFakeGithub({ token: GITHUB_TOKEN });
+    onEnd(t, () => gh.close());
     const agent: TestAgent = await startTestAgent(s.root, {
+      GITHUB_TOKEN,
+      GITHUB_API_URL: gh.url,
       AGENT_CONFIG: config,
       STATE_DIR: stateDir,
       SOPS_AGE_KEY_FILE: keyFile,
@@ -257,7 +264,7 @@ describe("secrets in the repository", () => {
       needles.filter((n) => records.includes(n)),
       [],
     );
-    assert.ok(chat.got.length >= 5, "chat heard of the deploys");
+    await waitFor("chat heard of the deploys", async () => (chat.got.length >= 5 ? true : undefined));
     assert.deepEqual(
       needles.filter((n) => chat.got.some((g) => g.body.includes(n))),
       [],
@@ -303,6 +310,14 @@ describe("secrets in the repository", () => {
     assert.equal(r.outcome, "success", r.reason);
     assert.equal((await seenByService(stack, false)).secret, sha256(password));
     assert.match(r.release?.secrets?.[0]?.name ?? "", new RegExp(`^${stack}_postgres_password_[0-9a-f]{12}$`));
+
+    // a SOPS secret whose value was changed by hand: its MAC refuses it, naming the file
+    const sopsFile = await encryptSops(Buffer.from(`postgres_password: ${password}\nnote_unencrypted: a\n`), "yaml", [recipient]);
+    await writeFile(path.join(dir, "db.sops.yaml"), sopsFile.replace("note_unencrypted: a", "note_unencrypted: b"));
+    await writeFile(file, STACK_YAML.replace("    env_file: app.sops.env\n", "").replace("./secrets.sops.yaml", "./db.sops.yaml"));
+    const tampered = await waitForRecord(s.root, await publish(s.root, randomSha()));
+    assert.equal(tampered.outcome, "invalid");
+    assert.match(tampered.reason ?? "", /^secret postgres_password \(db\.sops\.yaml#postgres_password\): its MAC does not match its values/);
 
     await writeFile(path.join(dir, "app.env"), await encryptSops(Buffer.from(`API_KEY=${password}\n`), "dotenv", [recipient]));
     await writeFile(file, STACK_YAML.replace("app.sops.env", "app.env").replace("./secrets.sops.yaml#postgres_password", "./db.age"));

@@ -136,7 +136,9 @@ export async function decryptEnvFiles(
   const dir = path.dirname(stackFile);
   const done = new Map<string, Set<string>>();
   try {
-    for (const { service, ref } of envFilesOf(await fs.readFile(stackFile, "utf8"))) {
+    // a stack file that cannot be read is docker stack config's to report, naming it as Docker does
+    const text = await fs.readFile(stackFile, "utf8").catch(() => "");
+    for (const { service, ref } of envFilesOf(text)) {
       if (ref.includes("$")) continue; // interpolated: Docker resolves it (refused in a checkout by outsideCheckout)
       const file = path.resolve(dir, ref);
       let names = done.get(file);
