@@ -317,7 +317,10 @@ describe("secrets in the repository", () => {
     await writeFile(file, STACK_YAML.replace("    env_file: app.sops.env\n", "").replace("./secrets.sops.yaml", "./db.sops.yaml"));
     const tampered = await waitForRecord(s.root, await publish(s.root, randomSha()));
     assert.equal(tampered.outcome, "invalid");
-    assert.match(tampered.reason ?? "", /^secret postgres_password \(db\.sops\.yaml#postgres_password\): its MAC does not match its values/);
+    assert.match(
+      tampered.reason ?? "",
+      /^secret postgres_password \(db\.sops\.yaml#postgres_password\): its MAC does not match its values/,
+    );
 
     await writeFile(path.join(dir, "app.env"), await encryptSops(Buffer.from(`API_KEY=${password}\n`), "dotenv", [recipient]));
     await writeFile(file, STACK_YAML.replace("app.sops.env", "app.env").replace("./secrets.sops.yaml#postgres_password", "./db.age"));
