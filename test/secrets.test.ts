@@ -162,6 +162,7 @@ describe("secrets in the repository", () => {
       NOTIFY_ON: "all",
     });
     onEnd(t, () => agent.stop());
+    let planOutput = "";
     const passwords = [secretValue(), secretValue(), secretValue()];
     const apiKeys = [secretValue(), secretValue(), secretValue()];
     const cmdlines = watchCmdlines(t, [...passwords, ...apiKeys]);
@@ -197,6 +198,17 @@ describe("secrets in the repository", () => {
 
     // 2. a commit changing the encrypted value: a new version, the service restarted with it
     const c2 = await commit(1);
+    // swarmhook plan, before the deploy: the secret and the variables by name, never a value
+    const plan = spawnTs("bin/swarmhook.ts", ["plan", "--stack", stack, "--sha", c2], {
+      SPOOL_DIR: s.root,
+      AGENT_CONFIG: config,
+      STATE_DIR: stateDir,
+      SOPS_AGE_KEY_FILE: keyFile,
+    });
+    assert.equal(await plan.exited, 2, plan.err());
+    assert.match(plan.out(), /web: secret postgres_password: changed\n/);
+    assert.match(plan.out(), /web: environment ~API_KEY ~MODE\n/);
+    planOutput = plan.out() + plan.err();
     const r2 = await deploy(c2);
     assert.equal(r2.outcome, "success", r2.reason);
     const v2 = r2.release?.secrets?.[0]?.name ?? "";
@@ -257,6 +269,11 @@ describe("secrets in the repository", () => {
     const log = JSON.stringify(agent.logs);
     const records = JSON.stringify(await readRecords(s.root));
     assert.deepEqual(
+      needles.filter((n) => planOutput.includes(n)),
+      [],
+      "nothing of them in swarmhook plan's output",
+    );
+    assert.deepEqual(
       needles.filter((n) => log.includes(n)),
       [],
     );
@@ -274,7 +291,9 @@ describe("secrets in the repository", () => {
     assert.ok(seen.length > 0, "the decrypted env_file was seen during a deploy");
     for (const x of seen) {
       assert.deepEqual([x.mode, x.dirMode], [0o600, 0o700], x.file);
-      // removed right after docker stack deploy read it, not when the job (its verification) ended
+      // removed right after docker stack deploy read it, not when the job (its verification) ended;
+      // swarmhook plan's checkout (plan-<pid>) is removed when it exits (the jobs directory is empty below)
+      if (x.job.startsWith("plan-")) continue;
       const removed = agent.logs.find((l) => l.jobId === x.job && /removed the decrypted env_files/.test(l.msg));
       assert.ok(removed && x.at <= removed.at + 100, `${x.job}: plaintext seen after its removal was logged`);
     }
