@@ -4,6 +4,7 @@ import { sendDeploy, type SendResult } from "../api/send.ts";
 
 export const SEND_HELP = `swarmhook send --repository OWNER/NAME --sha SHA [--branch main] [--url URL]
                [--secret-file FILE] [--before SHA] [--committed-at ISO-TIME] [--sender NAME]
+               [--wait [--timeout S] [--history-token-file FILE]]
   --url           the API's webhook URL (default: $DEPLOY_WEBHOOK_URL),
                   e.g. https://app.example.com/api/webhook/github
   --secret-file   file holding the webhook secret (default: $DEPLOY_WEBHOOK_SECRET;
@@ -16,6 +17,12 @@ export const SEND_HELP = `swarmhook send --repository OWNER/NAME --sha SHA [--br
                   already moved past is then recorded stale instead of deployed
   --committed-at  the commit's time (default: now); shown in records, never used to decide
   --sender        who asked (default: swarmhook-send)
+  --wait          after the 202, wait for the verified outcome through the API's history
+                  (…/api/deployments/<job id>, with the history token) and exit by it: 0 success
+                  (or planned), 1 failed, rolled back, blocked or invalid (the reason printed),
+                  3 superseded or stale. Without a token it says so and does not wait.
+  --timeout       how long --wait waits, in seconds (default 1800)
+  --history-token-file  file holding the API's HISTORY_TOKEN (default: $DEPLOY_HISTORY_TOKEN)
   Prints the API's answer; exits 0 on 2xx, 1 on any other status, 2 on bad usage or no answer.
 `;
 
@@ -28,6 +35,12 @@ export interface SendArgs {
   before?: string;
   committedAt?: string;
   sender?: string;
+}
+
+/** The history token for --wait: --history-token-file, else $DEPLOY_HISTORY_TOKEN; undefined when neither. */
+export function historyToken(file: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  const token = (file ? readFileSync(file, "utf8") : (env.DEPLOY_HISTORY_TOKEN ?? "")).trim();
+  return token === "" ? undefined : token;
 }
 
 /** Resolve flags and environment into a request; throws a usage message when something is missing. */

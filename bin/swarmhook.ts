@@ -14,7 +14,8 @@ import { LOCAL_HELP, operatorEnv, runLocal } from "./local.ts";
 import { PLAN_HELP, PlanError, formatPlan, planFor } from "./plan.ts";
 import { NothingToRollBack, ROLLBACK_HELP, rollback } from "./rollback.ts";
 import { ENCRYPT_HELP, KEYGEN_HELP, SecretsUsage, encrypt, keygen } from "./secrets.ts";
-import { SEND_HELP, send } from "./send.ts";
+import { SEND_HELP, historyToken, send } from "./send.ts";
+import { waitForVerdict } from "./verdict.ts";
 
 const HELP = `Usage: swarmhook <command> [options]    (swarmhook <command> --help for one)
 
@@ -69,6 +70,9 @@ const OPTIONS = {
   program: { type: "string" },
   out: { type: "string" },
   sops: { type: "boolean" },
+  wait: { type: "boolean" },
+  timeout: { type: "string" },
+  "history-token-file": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -125,6 +129,7 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(`${r.status} ${r.body}\n`);
       process.stderr.write(`delivery ${r.deliveryId}\n`);
       process.exitCode = r.status >= 200 && r.status < 300 ? 0 : 1;
+      if (values.wait && r.status === 202) await waitAfterSend(values, r.body);
       return;
     }
     case "enqueue":
@@ -151,6 +156,39 @@ async function main(argv: string[]): Promise<void> {
       return;
     default:
       return fail(`unknown command "${command}" (swarmhook --help)`);
+  }
+}
+
+/** `send --wait`: the job's verdict through the API's history, as the exit status (bin/verdict.ts). */
+async function waitAfterSend(
+  values: { url?: string | undefined; timeout?: string | undefined; "history-token-file"?: string | undefined },
+  body: string,
+): Promise<void> {
+  const token = historyToken(values["history-token-file"], process.env);
+  if (!token) {
+    process.stderr.write("swarmhook: --wait needs the API's history token (DEPLOY_HISTORY_TOKEN or --history-token-file): not waiting\n");
+    return;
+  }
+  const timeoutS = Number(values.timeout ?? "1800");
+  if (!Number.isFinite(timeoutS) || timeoutS <= 0) return fail("--timeout must be a number of seconds");
+  const jobId = (JSON.parse(body) as { jobId?: string }).jobId;
+  if (!jobId) {
+    process.stderr.write("swarmhook: the API's answer names no job (an event it ignores?): nothing to wait for\n");
+    return;
+  }
+  try {
+    const v = await waitForVerdict({
+      webhookUrl: values.url ?? process.env.DEPLOY_WEBHOOK_URL ?? "",
+      jobId,
+      token,
+      timeoutMs: timeoutS * 1000,
+      onStatus: (s) => process.stderr.write(`${new Date().toISOString()} ${jobId}: ${s}\n`),
+    });
+    process.stdout.write(`${v.status}${v.reason ? `: ${v.reason}` : ""}\n`);
+    process.exitCode = v.exitCode;
+  } catch (err) {
+    process.stderr.write(`swarmhook: ${(err as Error).message}\n`);
+    process.exitCode = 1;
   }
 }
 

@@ -77,7 +77,14 @@ describe("the Actions workflow's deploy step", () => {
       .flatMap((j) => j.steps)
       .find((s) => s.run?.includes("swarmhook -- send"));
     assert.ok(step?.run, "the workflow has a send step");
-    assert.deepEqual(Object.keys(step.env ?? {}).sort(), ["DEPLOY_WEBHOOK_SECRET", "DEPLOY_WEBHOOK_URL", "PUSH_BEFORE"]);
+    // DEPLOY_HISTORY_TOKEN (an environment secret) makes the step wait for the verdict (send --wait); unset here: it does not
+    assert.deepEqual(Object.keys(step.env ?? {}).sort(), [
+      "DEPLOY_HISTORY_TOKEN",
+      "DEPLOY_WEBHOOK_SECRET",
+      "DEPLOY_WEBHOOK_URL",
+      "PUSH_BEFORE",
+    ]);
+    assert.match(step.run, /--wait --timeout 1800/);
     const t = await tempSpool();
     const api = await startTestApi(t.root, { DEPLOY_REPOSITORY: "acme/app", DEPLOY_BRANCHES: "main" });
     try {
