@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { Clock } from "../lib/clock.ts";
-import type { Attempt, Job, Release, ServiceState } from "../spool/index.ts";
+import type { Attempt, Job, Progress, Release, ServiceState } from "../spool/index.ts";
 import type { AgentConfig, StackConfig } from "./config.ts";
 import type { DockerRunner } from "./docker.ts";
 import type { Plan, RegistryClient, Rendered, VersionedObject } from "./prepare/index.ts";
@@ -57,6 +57,8 @@ export interface DeployHooks {
   onWaiting?: (images: string[]) => Promise<void> | void;
   /** The images are there: the deploy goes on to change the cluster. `waitedMs` is 0 when it did not wait. */
   onResolved?: (waitedMs: number) => Promise<void> | void;
+  /** Where the deploy is, for `swarmhook follow` and the deployment page (each phase, each inspection). */
+  onProgress?: (phase: Progress["phase"], services: Progress["services"]) => Promise<void> | void;
 }
 
 export interface DeployDeps {

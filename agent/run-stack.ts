@@ -9,7 +9,9 @@ import {
   shortSha,
   writeDeployed,
   writeImageWait,
+  writeProgress,
   type Deployed,
+  type Progress,
   type RollbackRequest,
   type Spool,
 } from "../spool/index.ts";
@@ -243,8 +245,13 @@ function deployHooks(ctx: StackContext, runtime: StackRuntime, job: Pending, log
     waiting = false;
     await writeImageWait(ctx.spool, name, null);
   };
+  const progress = progressWriter(ctx, name, job, log);
   return {
-    over: ended,
+    over: async () => {
+      await ended();
+      await progress.end();
+    },
+    onProgress: progress.write,
     stopping: ctx.stopping,
     newer: () =>
       runtime.pending.find((p) => p.job.kind === "deploy" && Date.parse(p.job.receivedAt) >= Date.parse(job.job.receivedAt))?.jobId,
@@ -259,11 +266,38 @@ function deployHooks(ctx: StackContext, runtime: StackRuntime, job: Pending, log
         since: ctx.clock.now().toISOString(),
       }).catch((err: unknown) => log.warn({ err }, "could not note the image wait in state/"));
       await ctx.reporter.waiting(job, runtime.config, images);
+      await progress.write("waiting for images", []);
     },
     async onResolved(waitedMs) {
       if (waiting) ctx.metrics.imageWait.observe(waitedMs / 1000);
       await ended();
       await ctx.reporter.started(job, runtime.config);
+    },
+  };
+}
+
+/**
+ * Publish a deploy's progress to state/_progress.<stack>.json (what `swarmhook follow`, the API and
+ * the deployment page read), written only when it changed; `end` removes it. A write that fails is
+ * logged once and never fails the deploy.
+ */
+function progressWriter(ctx: StackContext, stack: string, job: Pending, log: Logger) {
+  const startedAt = ctx.clock.now().toISOString();
+  let last = "";
+  let warned = false;
+  return {
+    async write(phase: Progress["phase"], services: Progress["services"]) {
+      const key = JSON.stringify([phase, services]);
+      if (key === last) return;
+      last = key;
+      const p = { stack, jobId: job.jobId, sha: job.job.sha, phase, startedAt, updatedAt: ctx.clock.now().toISOString(), services };
+      await writeProgress(ctx.spool, stack, p).catch((err: unknown) => {
+        if (!warned) log.warn({ err }, "could not publish the deploy's progress in state/");
+        warned = true;
+      });
+    },
+    async end() {
+      if (last !== "") await writeProgress(ctx.spool, stack, null).catch(() => undefined);
     },
   };
 }

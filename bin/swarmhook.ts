@@ -9,6 +9,7 @@ import { loadConfigOrExit } from "../lib/config.ts";
 import { CONFIG_HELP, configTable } from "./config.ts";
 import { DOCTOR_HELP, doctorStatus, formatDoctor, runDoctor } from "./doctor.ts";
 import { ENQUEUE_HELP, enqueue } from "./enqueue.ts";
+import { FOLLOW_HELP, FollowUsage, follow } from "./follow.ts";
 import { JOBS_HELP, listJobs } from "./jobs.ts";
 import { LOCAL_HELP, operatorEnv, runLocal } from "./local.ts";
 import { PLAN_HELP, PlanError, formatPlan, planFor } from "./plan.ts";
@@ -24,6 +25,7 @@ Commands:
   send      sign and POST a deploy request to the API, exactly as GitHub would
   enqueue   put a manual deploy job straight into the spool (just deploy-now)
   jobs      list pending jobs and the last outcomes (just jobs)
+  follow    one deploy live: phase, tasks on the new version, then its outcome (exit status)
   rollback  redeploy a recorded release by its image digests (just rollback STACK [SHA])
   plan      what a deploy would change in a stack, before it happens (just plan STACK [SHA])
   doctor    check what a deploy needs on this manager, one line per check (just doctor)
@@ -35,6 +37,7 @@ ${LOCAL_HELP}
 ${SEND_HELP}
 ${ENQUEUE_HELP}
 ${JOBS_HELP}
+${FOLLOW_HELP}
 ${ROLLBACK_HELP}
 ${PLAN_HELP}
 ${DOCTOR_HELP}
@@ -81,6 +84,7 @@ const COMMAND_HELP: Record<string, string | undefined> = {
   send: SEND_HELP,
   enqueue: ENQUEUE_HELP,
   jobs: JOBS_HELP,
+  follow: FOLLOW_HELP,
   rollback: ROLLBACK_HELP,
   plan: PLAN_HELP,
   doctor: DOCTOR_HELP,
@@ -97,7 +101,7 @@ async function main(argv: string[]): Promise<void> {
     strict: true,
     allowPositionals: true,
   });
-  if (positionals.length > (command === "encrypt" ? 1 : 0))
+  if (positionals.length > (command === "encrypt" || command === "follow" ? 1 : 0))
     return fail(`unexpected argument "${positionals.at(-1)}" (swarmhook ${command ?? ""} --help)`);
   const help = COMMAND_HELP[command ?? ""];
   if (values.help || command === undefined || command === "help" || command === "--help" || command === "-h") {
@@ -106,7 +110,7 @@ async function main(argv: string[]): Promise<void> {
   }
   // after `npm start`, doctor, jobs and plan look at what it laid out in .swarmhook/ (unless told otherwise)
   const { env, local } = operatorEnv(process.env, path.resolve(values.dir), ROOT);
-  if (local && ["doctor", "jobs", "plan"].includes(command))
+  if (local && ["doctor", "jobs", "plan", "follow"].includes(command))
     process.stderr.write(`swarmhook: the local set-up in ${values.dir}/ (swarmhook local)\n`);
   const spoolDir = values.spool ?? env.SPOOL_DIR;
   switch (command) {
@@ -142,6 +146,8 @@ async function main(argv: string[]): Promise<void> {
         await listJobs(spoolDir, Math.max(1, Number(values.last) || 10), values.state ?? env.STATE_DIR ?? "/var/lib/swarmhook"),
       );
       return;
+    case "follow":
+      return runFollow(spoolDir, positionals[0], values.stack);
     case "rollback":
       return runRollback(spoolDir, values.stack, values.to);
     case "plan":
@@ -189,6 +195,22 @@ async function waitAfterSend(
   } catch (err) {
     process.stderr.write(`swarmhook: ${(err as Error).message}\n`);
     process.exitCode = 1;
+  }
+}
+
+async function runFollow(spoolDir: string | undefined, jobId: string | undefined, stack: string | undefined): Promise<void> {
+  if (!spoolDir) return fail("--spool or SPOOL_DIR is required");
+  try {
+    process.exitCode = await follow({
+      spoolDir,
+      jobId,
+      stack,
+      tty: process.stdout.isTTY ? process.stdout : undefined,
+      write: (text) => process.stdout.write(text),
+    });
+  } catch (err) {
+    if (err instanceof FollowUsage) return fail(err.message);
+    throw err;
   }
 }
 

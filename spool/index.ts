@@ -8,5 +8,6 @@ export * from "./write.ts";
 export * from "./claim.ts";
 export * from "./finish.ts";
 export * from "./state.ts";
+export * from "./progress.ts";
 export * from "./history.ts";
 export * from "./clean.ts";

@@ -74,6 +74,7 @@ async function createDecrypted(r: Deploying): Promise<string | null> {
  * (a deploy that did not return in time is judged by the services' state, with a warning).
  */
 export async function applyRelease(r: Deploying): Promise<Deploying | DeployResult> {
+  await r.d.hooks?.onProgress?.("deploying", []);
   const missing = await createDecrypted(r);
   if (missing) return ended(r, "failed", missing);
   let last: DockerResult | undefined;

@@ -9,16 +9,19 @@ async function waitConverged(r: Deploying, deadline: number): Promise<Verdict> {
   const { docker, stack, clock, policy } = r.d;
   for (;;) {
     const verdict = await inspectStack(docker, stack.name, r.rendered.asked, r.since, r.env);
+    await r.d.hooks?.onProgress?.("verifying", verdict.progress);
     if (verdict.status !== "pending" || clock.now().getTime() > deadline) return verdict;
     await clock.sleep(policy.verifyEveryMs ?? 1000);
   }
 }
 
 /** The health URL, when the stack has one: a problem, or null. */
-const health = (r: Deploying) =>
-  r.d.stack.healthUrl
+const health = async (r: Deploying, verdict: Verdict) => {
+  if (r.d.stack.healthUrl) await r.d.hooks?.onProgress?.("checking health", verdict.progress);
+  return r.d.stack.healthUrl
     ? checkHealth(r.d.stack.healthUrl, r.d.job.sha, r.d.policy.healthTimeoutMs, { clock: r.d.clock, everyMs: r.d.policy.healthEveryMs })
-    : Promise.resolve(null);
+    : null;
+};
 
 /** The release with the secret versions it ran with (a rollback puts them back). */
 function withSecrets(release: Release, r: Deploying): Release {
@@ -54,7 +57,7 @@ export async function verifyRelease(r: Deploying): Promise<DeployResult> {
   if (verdict.status === "pending")
     return ended(r, "failed", `not converged within the deploy timeout: ${verdict.reason}`, verdict.services);
   if (verdict.status !== "converged") return ended(r, verdict.status, verdict.reason, verdict.services);
-  const problem = await health(r);
+  const problem = await health(r, verdict);
   if (problem) return ended(r, "failed", problem, verdict.services);
   return succeeded(r, verdict);
 }
@@ -72,7 +75,7 @@ export async function verifyUnchanged(r: Deploying): Promise<DeployResult> {
     return ended(r, "failed", `verification failed: ${(err as Error).message}`);
   }
   if (verdict.status !== "converged") return ended(r, "failed", `no changes, but ${verdict.reason}`, verdict.services);
-  const problem = await health(r);
+  const problem = await health(r, verdict);
   if (problem) return ended(r, "failed", `no changes, but ${problem}`, verdict.services);
   return succeeded(r, verdict, "no changes");
 }

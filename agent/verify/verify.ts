@@ -1,5 +1,5 @@
 import { systemClock, type Clock } from "../../lib/clock.ts";
-import { shortSha, type ServiceState } from "../../spool/index.ts";
+import { shortSha, type Progress, type ServiceState } from "../../spool/index.ts";
 import type { DockerRunner, RunOptions } from "../docker.ts";
 import { PINNED, query } from "../prepare/index.ts";
 
@@ -15,7 +15,19 @@ export type Verdict = (
 ) & {
   /** Full service name → the image its spec holds, as Swarm keeps it (`name:tag@sha256:…` once pinned). */
   specImages: Map<string, string>;
+  /** Per service: tasks running the asked version against desired, and what they are doing (for `swarmhook follow`). */
+  progress: Progress["services"];
 };
+
+/** What a service's tasks are doing, in a word: from its update state and its tasks' current states. */
+function taskState(updateState: string | null, rows: TaskRow[], updated: number, desired: number): string {
+  if (updateState === "rollback_started") return "rolling back";
+  if (updateState === "rollback_completed" || updateState === "rollback_paused") return "rolled back";
+  if (updateState === "paused") return "paused";
+  if (rows.some((t) => t.CurrentState.startsWith("Preparing"))) return "pulling";
+  if (rows.some((t) => /^(New|Pending|Assigned|Accepted|Ready|Starting)/.test(t.CurrentState))) return "starting";
+  return updated >= desired && updateState !== "updating" ? "running" : "updating";
+}
 
 interface ServiceInspect {
   ID: string;
@@ -47,9 +59,10 @@ export async function inspectStack(
 ): Promise<Verdict> {
   const ids = (await query(docker, ["stack", "services", stackName, "--format", "{{.ID}}"], env)).split("\n").filter(Boolean);
   const specImages = new Map<string, string>();
-  if (ids.length === 0) return { status: "failed", services: [], reason: `stack ${stackName} has no services`, specImages };
+  if (ids.length === 0) return { status: "failed", services: [], reason: `stack ${stackName} has no services`, specImages, progress: [] };
   const inspected = JSON.parse(await query(docker, ["service", "inspect", ...ids], env)) as ServiceInspect[];
   const services: ServiceState[] = [];
+  const progress: Progress["services"] = [];
   const problems: { kind: "rolled_back" | "failed" | "pending"; text: string }[] = [];
 
   for (const s of inspected) {
@@ -72,6 +85,13 @@ export async function inspectStack(
     const running = rows.filter((t) => t.CurrentState.startsWith("Running"));
     const desired = s.Spec.Mode.Replicated ? (s.Spec.Mode.Replicated.Replicas ?? 1) : rows.length;
     const runningImages = [...new Set(running.map((t) => same(t.Image)))];
+    const updated = running.filter((t) => same(t.Image) === wanted).length;
+    progress.push({
+      name: name.startsWith(`${stackName}_`) ? name.slice(stackName.length + 1) : name,
+      updated,
+      desired,
+      state: taskState(updateState, rows, updated, desired),
+    });
     services.push({
       name,
       image: runningImages.length === 1 ? (runningImages[0] ?? null) : runningImages.length === 0 ? null : runningImages.join(","),
@@ -100,10 +120,10 @@ export async function inspectStack(
   const settled = problems.find((p) => p.kind !== "pending");
   if (settled) {
     const kind = problems.some((p) => p.kind === "rolled_back") ? "rolled_back" : "failed";
-    return { status: kind, services, reason: problems.map((p) => p.text).join("; "), specImages };
+    return { status: kind, services, reason: problems.map((p) => p.text).join("; "), specImages, progress };
   }
-  if (problems.length > 0) return { status: "pending", services, reason: problems.map((p) => p.text).join("; "), specImages };
-  return { status: "converged", services, specImages };
+  if (problems.length > 0) return { status: "pending", services, reason: problems.map((p) => p.text).join("; "), specImages, progress };
+  return { status: "converged", services, specImages, progress };
 }
 
 /**

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { html, raw } from "hono/html";
 import type { HtmlEscapedString } from "hono/utils/html";
-import { shortSha, type ResultRecord, type Spool } from "../../spool/index.ts";
+import { shortSha, type Progress, type ResultRecord, type Spool } from "../../spool/index.ts";
 import type { DeploymentSummary } from "../history.ts";
 import { loadOne, loadPage, parseQuery, type HistoryQuery, type StackDrift } from "./deployments.ts";
 
@@ -34,11 +34,12 @@ const when = (iso: string | null) => (iso ? iso.replace("T", " ").replace(/\.\d+
 const took = (ms: number | null) => (ms === null ? "–" : ms < 60_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 60_000)} min`);
 const branch = (ref: string | null) => (ref ? ref.replace(/^refs\/(heads|tags)\//, "") : "");
 
-function layout(title: string, body: Html): Html {
+function layout(title: string, body: Html, refreshS?: number): Html {
   return html`<!doctype html>
     <html lang="en">
       <head>
         <meta charset="utf-8" />
+        ${refreshS ? html`<meta http-equiv="refresh" content="${refreshS}" />` : ""}
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <meta name="robots" content="noindex" />
         <title>${title} · swarmhook</title>
@@ -220,9 +221,41 @@ function detailPage(one: NonNullable<Awaited<ReturnType<typeof loadOne>>>): Html
               <dd>${v}</dd>`,
         )}
       </dl>
-      ${one.record ? recordDetails(one.record) : ""}
+      ${one.progress ? progressDetails(one.progress) : ""} ${one.record ? recordDetails(one.record) : ""}
       <p class="muted"><a href="/api/deployments/${encodeURIComponent(d.id)}">as JSON</a></p>`,
+    // a job still pending refreshes itself (no script: the CSP stays default-src 'none')
+    one.record ? undefined : 3,
   );
+}
+
+/** A running deploy as the watcher last published it: phase, time so far, each service's tasks on the new version. */
+function progressDetails(p: Progress): Html {
+  const elapsed = took(Date.now() - Date.parse(p.startedAt));
+  return html`<h2>In progress: ${p.phase}, ${elapsed}</h2>
+    ${
+      p.services.length > 0
+        ? html`<table>
+            <thead>
+              <tr>
+                <th>Service</th>
+                <th>New version</th>
+                <th>State</th>
+              </tr>
+            </thead>
+            <tbody>
+              ${p.services.map(
+                (x) =>
+                  html`<tr>
+                    <td data-label="Service">${x.name}</td>
+                    <td data-label="New version">${x.updated}/${x.desired}</td>
+                    <td data-label="State">${x.state}</td>
+                  </tr>`,
+              )}
+            </tbody>
+          </table>`
+        : ""
+    }
+    <p class="muted">as of ${when(p.updatedAt)}; this page refreshes itself every 3 s while the job runs</p>`;
 }
 
 /** GET /deployments and /deployments/:id: the history as server-rendered HTML (mounted behind the history token). */

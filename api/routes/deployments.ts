@@ -8,6 +8,7 @@ import {
   listPendingJobs,
   listRecords,
   readReconcileStates,
+  readProgressOf,
   readRecord,
   type Spool,
 } from "../../spool/index.ts";
@@ -60,13 +61,17 @@ export interface StackDrift {
   checkedAt: string;
 }
 
-/** One delivery: its pending job, or its latest record in full (attempts, services, release); null when unknown. */
+/**
+ * One delivery: its pending job (with the progress of its deploy while it runs: phase, tasks on the
+ * new version per service), or its latest record in full (attempts, services, release); null when unknown.
+ */
 export async function loadOne(spool: Spool, id: string) {
   const found = await findDelivery(spool, id);
   if (!found) return null;
-  if ("pending" in found) return { deployment: summarizePending(found.pending), job: found.pending.job, record: null };
+  if ("pending" in found)
+    return { deployment: summarizePending(found.pending), job: found.pending.job, record: null, progress: await readProgressOf(spool, id) };
   const { record, problem } = await readRecord(spool, found.record);
-  return { deployment: summarizeRecord(found.record, record, problem), job: record?.job ?? null, record };
+  return { deployment: summarizeRecord(found.record, record, problem), job: record?.job ?? null, record, progress: null };
 }
 
 /** GET /api/deployments and /api/deployments/:id: the history as JSON (mounted behind the history token). */
