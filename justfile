@@ -84,6 +84,10 @@ plan STACK SHA="":
 age-key FILE="/etc/swarmhook/age.key":
     sudo node dist/bin/swarmhook.js keygen --out {{FILE}} && sudo chown swarmhook:app {{FILE}}
 
+# one deploy of STACK live (its running or newest job) until its outcome; the exit status says how it ended
+follow STACK:
+    node dist/bin/swarmhook.js follow --spool {{spool}} --stack {{STACK}}
+
 # jobs waiting in the spool and the last outcomes
 jobs:
     node dist/bin/swarmhook.js jobs --spool {{spool}}

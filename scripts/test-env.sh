@@ -10,8 +10,9 @@ Brings this machine to the state the test suite needs, printing one line per
 service with what it found or did:
   packages  Debian's docker.io, iptables, postgresql, bindfs, busybox-static,
             shellcheck, systemd (for systemd-analyze), age (the age CLI the
-            secrets tests check interoperability with; one 'apt-get update',
-            then install what is missing)
+            secrets tests check interoperability with), tmux (a terminal for
+            swarmhook follow's display); one 'apt-get update', then install
+            what is missing
   just      the 'just' binary from npm's rust-just package (global, outside the lockfile)
   dockerd   started in the background when none answers (log /var/log/swarmhook-dockerd.log)
   cli       a docker CLI >= 26 (stack config, stack deploy --detach) is on PATH
@@ -43,7 +44,7 @@ DEMO=false
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 JUST_VERSION=${SWARMHOOK_JUST_VERSION:-1.57.0}
-PACKAGES=(docker.io iptables postgresql bindfs busybox-static shellcheck systemd docker-registry apache2-utils openssl chromium curl age)
+PACKAGES=(docker.io iptables postgresql bindfs busybox-static shellcheck systemd docker-registry apache2-utils openssl chromium curl age tmux)
 DEMO_PACKAGES=(docker.io iptables busybox-static)
 DOCKERD_LOG=${SWARMHOOK_DOCKERD_LOG:-/var/log/swarmhook-dockerd.log}
 DOCKERD_PIDFILE=${SWARMHOOK_DOCKERD_PIDFILE:-/var/run/docker.pid}
