@@ -251,6 +251,8 @@ describe("justfile", () => {
     "rollback",
     "plan",
     "jobs",
+    "follow",
+    "age-key",
     "doctor",
     "test",
   ];
@@ -288,6 +290,11 @@ describe("justfile", () => {
         "set -a && . /etc/swarmhook/webhook-watcher.env && set +a && node dist/bin/swarmhook.js plan --stack app --sha 3f2a9c1",
       ],
       [["jobs"], "node dist/bin/swarmhook.js jobs --spool /mnt/nfs/webhook_jobs"],
+      [["follow", "app"], "node dist/bin/swarmhook.js follow --spool /mnt/nfs/webhook_jobs --stack app"],
+      [
+        ["age-key"],
+        "sudo node dist/bin/swarmhook.js keygen --out /etc/swarmhook/age.key && sudo chown swarmhook:app /etc/swarmhook/age.key",
+      ],
       [["doctor", "--json"], "set -a && . /etc/swarmhook/webhook-watcher.env && set +a && node dist/bin/swarmhook.js doctor --json"],
       [["test"], "npm test"],
     ];
