@@ -10,7 +10,7 @@ import { decisiveLine } from "../agent/docker-lines.ts";
 import { MIN_CLI_MAJOR, checkEngine, cliMajor } from "../agent/engine.ts";
 import { openMirror } from "../agent/prepare/git.ts";
 import { ageKeysOnDemand, checkEncryptedFiles } from "../agent/prepare/secrets.ts";
-import { loadAgeKeys } from "../lib/age-keys.ts";
+import { loadAgeKeys } from "../agent/prepare/age-keys.ts";
 import {
   API_DIR_MODE,
   SUBDIRS,

@@ -2,8 +2,8 @@
 // for it (plain age, or SOPS with age recipients), without the age or sops binaries.
 import { promises as fs } from "node:fs";
 import path from "node:path";
-import { writeNewIdentity } from "../lib/age-keys.ts";
-import { SecretFileError, encryptAge, encryptSops, formatOfName, type SopsFormat } from "../lib/sops.ts";
+import { writeNewIdentity } from "../agent/prepare/age-keys.ts";
+import { SecretFileError, encryptAge, encryptSops, formatOfName, type SopsFormat } from "../agent/prepare/sops.ts";
 
 export const KEYGEN_HELP = `swarmhook keygen --out FILE
   Writes a new age identity to FILE (mode 0600; an existing file is never overwritten) and prints

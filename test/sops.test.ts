@@ -8,8 +8,8 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { execa } from "execa";
 import { parse as parseYaml } from "yaml";
-import { loadAgeKeys } from "../lib/age-keys.ts";
-import { SecretFileError, decryptAge, decryptSops, detectEncrypted, encryptAge, encryptSops } from "../lib/sops.ts";
+import { loadAgeKeys } from "../agent/prepare/age-keys.ts";
+import { SecretFileError, decryptAge, decryptSops, detectEncrypted, encryptAge, encryptSops } from "../agent/prepare/sops.ts";
 import { onEnd, type Ends } from "./helpers/cleanup.ts";
 import { ROOT, spawnTs } from "./helpers/proc.ts";
 

@@ -5,7 +5,7 @@ import path from "node:path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import type { Job, Release } from "../../spool/index.ts";
 import type { DockerRunner, RunOptions } from "../docker.ts";
-import type { AgeKeys } from "../../lib/age-keys.ts";
+import type { AgeKeys } from "./age-keys.ts";
 import { PINNED } from "./image-ref.ts";
 import { SecretFileError, decryptFile, splitSelector } from "./secrets.ts";
 

@@ -2,8 +2,8 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import type { Logger } from "pino";
 import { parse as parseYaml } from "yaml";
-import { loadAgeKeys, type AgeKeys } from "../../lib/age-keys.ts";
-import { SecretFileError, decryptAge, decryptSops, detectEncrypted } from "../../lib/sops.ts";
+import { loadAgeKeys, type AgeKeys } from "./age-keys.ts";
+import { SecretFileError, decryptAge, decryptSops, detectEncrypted } from "./sops.ts";
 
 // The decrypt step of prepare: encrypted files a stack references (SOPS with age recipients, plain
 // age) become plaintext only where Docker needs it. A secret's or config's plaintext stays in memory
