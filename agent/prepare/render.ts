@@ -103,7 +103,9 @@ async function versionObjects(doc: RenderedDoc, stackName: string, o: ObjectOpti
       }
       const { file, select } = await splitSelector(def.file);
       const plain = await decryptFile(file, o.keys, select).catch((err: unknown) => {
-        throw new SecretFileError(`${kind} ${key} (${path.basename(def.file ?? "")}): ${(err as Error).message}`);
+        // a file that cannot be decrypted is the commit's fault (invalid); one that cannot be read is not
+        const said = `${kind} ${key} (${path.basename(def.file ?? "")}): ${(err as Error).message}`;
+        throw err instanceof SecretFileError ? new SecretFileError(said) : new Error(said);
       });
       if (plain) {
         const name = `${versionPrefix(stackName, key)}${(await o.keys()).mac(plain).slice(0, 12)}`;
