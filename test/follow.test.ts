@@ -48,12 +48,20 @@ describe("following a deploy", () => {
     onEnd(t, () => execa("tmux", ["kill-session", "-t", session], { reject: false }).then(() => undefined));
     const screens: string[] = [];
     const capture = async () => (await execa("tmux", ["capture-pane", "-p", "-t", session])).stdout;
+    // the terminal, sampled until the deploy ends (follow polls every 500 ms: a glance at one moment can miss it)
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        screens.push(await capture().catch(() => ""));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    onEnd(t, () => void (sampling = false));
 
     // while it runs: the progress in state/, in the API, on the page
     const progress = await waitFor(
       "progress of the running deploy",
       async () => {
-        screens.push(await capture());
         const p = await readProgressOf(openSpool(s.root), id);
         return p && p.services.length === 1 && p.services[0]!.updated < 2 ? p : undefined;
       },
@@ -90,6 +98,8 @@ describe("following a deploy", () => {
     await waitFor("the page refreshed itself", async () => (loads >= 2 ? true : undefined), 15_000, 200);
 
     const r2 = await waitForRecord(s.root, id);
+    sampling = false;
+    await sampler;
     assert.equal(r2.outcome, "success", r2.reason);
     assert.equal(await piped.exited, 0, piped.err());
     const lines = piped.out().trim().split("\n");
