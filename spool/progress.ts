@@ -1,9 +1,8 @@
-import { promises as fs } from "node:fs";
 import { z } from "zod";
 import { isoTime } from "../lib/zod.ts";
-import { replaceWith, writeTemp, type Spool } from "./layout.ts";
-import { isUnreadable, readBounded } from "./read.ts";
+import type { Spool } from "./layout.ts";
 import { COMMIT_SHA, STACK_NAME } from "./schema.ts";
+import { readStateNotes, writeStateNote } from "./state.ts";
 
 /**
  * `state/_progress.<stack>.json`: the deploy running now for a stack, as the watcher last saw it:
@@ -34,34 +33,11 @@ export const ProgressSchema = z.strictObject({
     .max(200),
 });
 export type Progress = z.infer<typeof ProgressSchema>;
-const progressName = (stack: string) => `_progress.${stack}.json`;
-
 /** Publish (or, with null, remove) the progress of `stack`'s running deploy. */
-export async function writeProgress(spool: Spool, stack: string, p: Progress | null): Promise<void> {
-  const file = spool.file("state", progressName(stack));
-  if (p === null) {
-    await fs.unlink(file).catch(() => undefined);
-    return;
-  }
-  await replaceWith(await writeTemp(spool, `progress-${stack}`, `${JSON.stringify(ProgressSchema.parse(p))}\n`), file);
-}
+export const writeProgress = (spool: Spool, stack: string, p: Progress | null): Promise<void> =>
+  writeStateNote(spool, "progress", stack, ProgressSchema, p);
 
 /** The progress of the deploy of `jobId`, if one is running; a file that is not valid is left out. */
 export async function readProgressOf(spool: Spool, jobId: string): Promise<Progress | null> {
-  const names = (await fs.readdir(spool.dir("state")).catch(() => [])).filter((n) => /^_progress\..+\.json$/.test(n));
-  for (const n of names) {
-    const text = await readBounded(spool.file("state", n), 64 * 1024).catch(() => null);
-    if (text === null || isUnreadable(text)) continue;
-    const parsed = ProgressSchema.safeParse(
-      (() => {
-        try {
-          return JSON.parse(text) as unknown;
-        } catch {
-          return null;
-        }
-      })(),
-    );
-    if (parsed.success && parsed.data.jobId === jobId) return parsed.data;
-  }
-  return null;
+  return (await readStateNotes(spool, "progress", ProgressSchema)).find((p) => p.jobId === jobId) ?? null;
 }

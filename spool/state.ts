@@ -104,26 +104,38 @@ export const ImageWaitSchema = z.object({
   since: isoTime,
 });
 export type ImageWait = z.infer<typeof ImageWaitSchema>;
-const imageWaitName = (stack: string) => `_images.${stack}.json`;
 
 export async function writeImageWait(spool: Spool, stack: string, wait: ImageWait | null): Promise<void> {
-  const file = spool.file("state", imageWaitName(stack));
-  if (wait === null) {
-    await fs.unlink(file).catch(() => undefined);
-    return;
-  }
-  await replaceWith(await writeTemp(spool, `images-${stack}`, `${JSON.stringify(ImageWaitSchema.parse(wait))}\n`), file);
+  await writeStateNote(spool, "images", stack, ImageWaitSchema, wait);
 }
 
 /** Every job waiting for images now; a file that is not valid is left out. */
-export async function readImageWaits(spool: Spool): Promise<ImageWait[]> {
-  const names = (await fs.readdir(spool.dir("state")).catch(() => [])).filter((n) => /^_images\..+\.json$/.test(n)).sort();
-  const out: ImageWait[] = [];
+export const readImageWaits = (spool: Spool): Promise<ImageWait[]> => readStateNotes(spool, "images", ImageWaitSchema);
+
+/**
+ * `state/_<kind>.<stack>.json`, a note the watcher keeps of one stack for the readers of the spool
+ * (the image wait, a deploy's progress): written whole through a temp file (validated by `schema`),
+ * or removed with null.
+ */
+export async function writeStateNote<T>(spool: Spool, kind: string, stack: string, schema: z.ZodType<T>, value: T | null): Promise<void> {
+  const file = spool.file("state", `_${kind}.${stack}.json`);
+  if (value === null) {
+    await fs.unlink(file).catch(() => undefined);
+    return;
+  }
+  await replaceWith(await writeTemp(spool, `${kind}-${stack}`, `${JSON.stringify(schema.parse(value))}\n`), file);
+}
+
+/** Every `state/_<kind>.*.json` note, by file name; a file that is unreadable or not valid is left out. */
+export async function readStateNotes<T>(spool: Spool, kind: string, schema: z.ZodType<T>): Promise<T[]> {
+  const pattern = new RegExp(`^_${kind}\\..+\\.json$`);
+  const names = (await fs.readdir(spool.dir("state")).catch(() => [])).filter((n) => pattern.test(n)).sort();
+  const out: T[] = [];
   for (const n of names) {
     const text = await readBounded(spool.file("state", n), 64 * 1024).catch(() => null);
     if (text === null || isUnreadable(text)) continue;
     try {
-      out.push(ImageWaitSchema.parse(JSON.parse(text)));
+      out.push(schema.parse(JSON.parse(text)));
     } catch {
       // not one of ours: not shown
     }
