@@ -3,7 +3,7 @@ import type { Clock } from "../lib/clock.ts";
 import type { Attempt, Job, Progress, Release, ServiceState } from "../spool/index.ts";
 import type { AgentConfig, StackConfig } from "./config.ts";
 import type { DockerRunner } from "./docker.ts";
-import type { Plan, RegistryClient, Rendered, VersionedObject } from "./prepare/index.ts";
+import type { Plan, RegistryClient, Rendered, Stage, VersionedObject } from "./prepare/index.ts";
 
 // The value one stack's deploy carries down its steps (agent/pipeline.ts): the steps import it from
 // here, never from each other's insides, and this file imports no step but for types.
@@ -58,7 +58,7 @@ export interface DeployHooks {
   /** The images are there: the deploy goes on to change the cluster. `waitedMs` is 0 when it did not wait. */
   onResolved?: (waitedMs: number) => Promise<void> | void;
   /** Where the deploy is, for `swarmhook follow` and the deployment page (each phase, each inspection). */
-  onProgress?: (phase: Progress["phase"], services: Progress["services"]) => Promise<void> | void;
+  onProgress?: (phase: Progress["phase"], services: Progress["services"], stage?: Progress["stage"]) => Promise<void> | void;
 }
 
 export interface DeployDeps {
@@ -79,6 +79,8 @@ export interface Deploying {
   d: DeployDeps;
   rendered: Rendered;
   plan: Plan | undefined;
+  /** The stack's stages (`swarmhook.stage` labels, job services), lowest first; null: all at once. */
+  stages: Stage[] | null;
   /** Update states from before this are not this deploy's. */
   since: Date;
   deadline: number;

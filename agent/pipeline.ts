@@ -1,10 +1,12 @@
-import { applyRelease } from "./apply/index.ts";
+import { applyRelease, whileApplying } from "./apply/index.ts";
 import { ended, type DeployDeps, type DeployResult, type Deploying } from "./deploying.ts";
 import { prepareRelease } from "./prepare/index.ts";
+import { deployStages } from "./stages.ts";
 import { inspectStack, verifyRelease, verifyUnchanged } from "./verify/index.ts";
 
 // One stack's deploy, as its steps: prepare (render, policy, plan) → apply (docker stack deploy) →
-// verify (converged, healthy, pinned). Each step takes the Deploying value the one before produced
+// verify (converged, healthy, pinned); a stack with stages (swarmhook.stage labels, job services)
+// applies and verifies stage by stage (agent/stages.ts). Each step takes the Deploying value the one before produced
 // and gives it on, or ends the deploy with its DeployResult. Record and report follow in run-stack.ts.
 
 export type { DeployDeps, DeployHooks, DeployPolicy, DeployResult, Deploying } from "./deploying.ts";
@@ -24,43 +26,13 @@ export async function deployJob(d: DeployDeps): Promise<DeployResult> {
   try {
     const r: Deploying = { d, ...prepared, attempts: [], warnings: [...prepared.rendered.warnings], applied: false };
     if (d.policy.dryRun) return ended(r, "planned", `DRY_RUN: ${r.plan?.summary ?? "the plan failed"}; nothing deployed`);
+    if (r.stages) return await deployStages(r, r.stages);
     if (r.plan && r.plan.changes.length === 0 && r.plan.unresolved.length === 0) return await verifyUnchanged(r);
-    const applied = await whileApplying(r, () => applyRelease(r));
+    const look = async () => (await inspectStack(r.d.docker, r.d.stack.name, r.rendered.asked, r.since, r.env)).progress;
+    const applied = await whileApplying(r, () => applyRelease(r), look);
     return "outcome" in applied ? applied : await verifyRelease(applied);
   } finally {
     await prepared.removePlaintext();
     await prepared.rendered.cleanup();
-  }
-}
-
-/**
- * `docker stack deploy --detach=false` waits for the rollout itself: while it runs, the services are
- * inspected every second and their progress handed to `onProgress` ("deploying"), so `swarmhook
- * follow` and the page see the tasks move. An inspection that fails is skipped; the deploy is not.
- */
-async function whileApplying<T>(r: Deploying, apply: () => Promise<T>): Promise<T> {
-  const report = r.d.hooks?.onProgress;
-  if (!report) return apply();
-  let done = false;
-  let wake = () => {};
-  const pause = () =>
-    new Promise<void>((resolve) => {
-      wake = resolve;
-      void r.d.clock.sleep(1000).then(resolve);
-    });
-  const poll = (async () => {
-    while (!done) {
-      await pause();
-      if (done) break;
-      const v = await inspectStack(r.d.docker, r.d.stack.name, r.rendered.asked, r.since, r.env).catch(() => null);
-      if (v && !done) await report("deploying", v.progress);
-    }
-  })();
-  try {
-    return await apply();
-  } finally {
-    done = true;
-    wake(); // the deploy is over: no last second of waiting
-    await poll;
   }
 }

@@ -286,11 +286,20 @@ function progressWriter(ctx: StackContext, stack: string, job: Pending, log: Log
   let last = "";
   let warned = false;
   return {
-    async write(phase: Progress["phase"], services: Progress["services"]) {
-      const key = JSON.stringify([phase, services]);
+    async write(phase: Progress["phase"], services: Progress["services"], stage?: Progress["stage"]) {
+      const key = JSON.stringify([phase, services, stage]);
       if (key === last) return;
       last = key;
-      const p = { stack, jobId: job.jobId, sha: job.job.sha, phase, startedAt, updatedAt: ctx.clock.now().toISOString(), services };
+      const p = {
+        stack,
+        jobId: job.jobId,
+        sha: job.job.sha,
+        phase,
+        startedAt,
+        updatedAt: ctx.clock.now().toISOString(),
+        ...(stage ? { stage } : {}),
+        services,
+      };
       await writeProgress(ctx.spool, stack, p).catch((err: unknown) => {
         if (!warned) log.warn({ err }, "could not publish the deploy's progress in state/");
         warned = true;

@@ -18,6 +18,8 @@ export const ProgressSchema = z.strictObject({
   phase: z.enum(["waiting for images", "deploying", "verifying", "checking health"]),
   startedAt: isoTime,
   updatedAt: isoTime,
+  /** A stack deployed in stages: the stage moving now (its `swarmhook.stage` number), the how-manieth, of how many. */
+  stage: z.strictObject({ n: z.number().int(), index: z.number().int().min(1), of: z.number().int().min(1) }).optional(),
   services: z
     .array(
       z.strictObject({
@@ -26,8 +28,10 @@ export const ProgressSchema = z.strictObject({
         /** Running tasks on the version this deploy asks for. */
         updated: z.number().int().min(0),
         desired: z.number().int().min(0),
-        /** pulling, starting, running, updating, rolling back, rolled back, paused */
+        /** pulling, starting, running, updating, rolling back, rolled back, paused; waiting (a later stage); for a job: running, completed, failed */
         state: z.string().min(1).max(40),
+        /** Its stage, when the stack is deployed in stages. */
+        stage: z.number().int().optional(),
       }),
     )
     .max(200),

@@ -1,4 +1,4 @@
-import type { Attempt } from "../../spool/index.ts";
+import type { Attempt, Progress } from "../../spool/index.ts";
 import type { DockerResult } from "../docker.ts";
 import { createLineFilter, decisiveLine } from "../docker-lines.ts";
 import { ended, type Deploying, type DeployResult } from "../deploying.ts";
@@ -29,11 +29,15 @@ function toAttempt(n: number, r: DockerResult): Attempt {
   return { attempt: n, command, exitCode, timedOut, durationMs, outputTail, ...(r.spawnError ? { error: r.spawnError } : {}) };
 }
 
-/** `docker stack deploy`, retried with exponential backoff (at most MAX_BACKOFF_MS) while the failure is transient. */
-async function runDeploy(r: Deploying): Promise<DockerResult | undefined> {
+/**
+ * `docker stack deploy` of `files`, retried with exponential backoff (at most MAX_BACKOFF_MS) while the
+ * failure is transient. `detach`: return once Swarm took the spec (a stage with a job: the CLI would
+ * wait for a failing job for ever); the deploy's own verification waits instead.
+ */
+async function runDeploy(r: Deploying, files: readonly string[], detach: boolean): Promise<DockerResult | undefined> {
   const { docker, log, policy, stack, clock } = r.d;
   const env = r.env;
-  const args = ["stack", "deploy", ...r.rendered.files.flatMap((f) => ["-c", f]), stack.name, "--with-registry-auth", "--detach=false"];
+  const args = ["stack", "deploy", ...files.flatMap((f) => ["-c", f]), stack.name, "--with-registry-auth", `--detach=${detach}`];
   let last: DockerResult | undefined;
   for (let n = 1; n <= policy.retries + 1; n++) {
     log.info({ attempt: n, command: ["docker", ...args] }, "deploy started");
@@ -53,7 +57,7 @@ async function runDeploy(r: Deploying): Promise<DockerResult | undefined> {
  * stdin (`docker secret create --label com.docker.stack.namespace=<stack> NAME -`): the plaintext is
  * never in a file or an argument. Returns why one could not be created, or null.
  */
-async function createDecrypted(r: Deploying): Promise<string | null> {
+export async function createDecrypted(r: Deploying): Promise<string | null> {
   const { docker, stack, log } = r.d;
   for (const o of r.rendered.create) {
     if ((await docker.capture([o.kind, "inspect", "--format", "{{.ID}}", o.name], { timeoutMs: 30_000 })).exitCode === 0) continue;
@@ -79,10 +83,19 @@ export async function applyRelease(r: Deploying): Promise<Deploying | DeployResu
   if (missing) return ended(r, "failed", missing);
   let last: DockerResult | undefined;
   try {
-    last = await runDeploy(r);
+    last = await runDeploy(r, r.rendered.files, false);
   } finally {
     await r.removePlaintext(); // a decrypted env_file lives only as long as docker stack deploy reads it
   }
+  return judgeDeploy(r, last);
+}
+
+/** One stage's stack file (stageDoc), deployed as applyRelease deploys the whole stack. */
+export async function applyFiles(r: Deploying, files: readonly string[], detach: boolean): Promise<Deploying | DeployResult> {
+  return judgeDeploy(r, await runDeploy(r, files, detach));
+}
+
+function judgeDeploy(r: Deploying, last: DockerResult | undefined): Deploying | DeployResult {
   if (!last) return ended(r, "failed", "no attempt ran");
   if (last.spawnError) return ended(r, "failed", `docker could not be run: ${last.spawnError}`);
   if (!last.timedOut && last.exitCode !== 0) {
@@ -93,4 +106,41 @@ export async function applyRelease(r: Deploying): Promise<Deploying | DeployResu
   if (last.timedOut)
     r.warnings.push(`docker stack deploy did not return within ${r.d.policy.deployTimeoutMs / 1000} s; judged by the services' state`);
   return { ...r, applied: true };
+}
+
+/**
+ * `docker stack deploy --detach=false` waits for the rollout itself: while `apply` runs, `look` is
+ * asked every second where the services are and that is handed to `onProgress` ("deploying"), so
+ * `swarmhook follow` and the page see the tasks move. A look that fails is skipped; the deploy is not.
+ */
+export async function whileApplying<T>(
+  r: Deploying,
+  apply: () => Promise<T>,
+  look: () => Promise<Progress["services"]>,
+  stage?: Progress["stage"],
+): Promise<T> {
+  const report = r.d.hooks?.onProgress;
+  if (!report) return apply();
+  let done = false;
+  let wake = () => {};
+  const pause = () =>
+    new Promise<void>((resolve) => {
+      wake = resolve;
+      void r.d.clock.sleep(1000).then(resolve);
+    });
+  const poll = (async () => {
+    while (!done) {
+      await pause();
+      if (done) break;
+      const seen = await look().catch(() => null);
+      if (seen && !done) await report("deploying", seen, stage);
+    }
+  })();
+  try {
+    return await apply();
+  } finally {
+    done = true;
+    wake(); // the deploy is over: no last second of waiting
+    await poll;
+  }
 }

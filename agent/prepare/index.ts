@@ -12,3 +12,4 @@ export * from "./render.ts";
 export * from "./resolve-rollback.ts";
 export { REDACTED, redactSecretEnv } from "./secrets.ts";
 export * from "./stack-policy.ts";
+export * from "./stages.ts";

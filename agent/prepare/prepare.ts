@@ -5,11 +5,14 @@ import type { DockerRunner } from "../docker.ts";
 import { deployEnv, renderStack, type Rendered } from "./render.ts";
 import { ageKeysOnDemand, decryptEnvFiles, SecretFileError, type DecryptedEnv } from "./secrets.ts";
 import { policyRefusals } from "./stack-policy.ts";
+import { jobWarnings, stagesOf, type Stage } from "./stages.ts";
 
 /** What the prepare step hands on: the rendered stack (its temp files until cleanup), its plan, the deploy's clock marks. */
 export interface Prepared {
   rendered: Rendered;
   plan: Plan | undefined;
+  /** The stack's stages, lowest first (stagesOf); null when it deploys all at once. */
+  stages: Stage[] | null;
   since: Date;
   deadline: number;
   /** What every docker command of this deploy is run with: IMAGE_TAG, DEPLOY_SHA and the stack's variables. */
@@ -61,6 +64,13 @@ async function prepareDecrypted(
     if (err instanceof SecretFileError) return before("invalid", err.message);
     return before("failed", `the stack file could not be rendered: ${(err as Error).message}`);
   }
+  let stages: Stage[] | null;
+  try {
+    stages = stagesOf(rendered.doc, d.policy.deployTimeoutMs);
+  } catch (err) {
+    await rendered.cleanup();
+    return before("invalid", (err as Error).message);
+  }
   const refused = policyRefusals(rendered.doc, d.stack.policy);
   const gone = refused.length > 0 ? [] : await missingSecrets(d.docker, rendered.restored);
   if (refused.length > 0 || gone.length > 0) {
@@ -75,6 +85,7 @@ async function prepareDecrypted(
   const pinnedRender = await pinImages(d, rendered, keys);
   if ("outcome" in pinnedRender) return pinnedRender;
   rendered = pinnedRender.rendered;
+  rendered.warnings.push(...jobWarnings(rendered.doc));
   for (const w of rendered.warnings) d.log.warn(w);
   const startedAt = d.clock.now().getTime();
   const env = deployEnv(d.job.sha, d.stack.vars);
@@ -86,6 +97,7 @@ async function prepareDecrypted(
   return {
     rendered,
     plan,
+    stages,
     since: new Date(startedAt - 1000),
     deadline: startedAt + d.policy.deployTimeoutMs,
     env,

@@ -49,6 +49,7 @@ interface TaskRow {
  * Inspect every service of a stack and judge it against what the stack file asked for. Exit 0 from
  * `docker stack deploy` is not trusted: a rollback, a paused update, a spec on another image or
  * missing replicas is seen here. Update states older than `since` belong to an earlier deploy.
+ * `only`: judge just these services (stack file keys: one stage's).
  */
 export async function inspectStack(
   docker: DockerRunner,
@@ -56,11 +57,14 @@ export async function inspectStack(
   asked: Map<string, string>,
   since: Date,
   env?: RunOptions["env"],
+  only?: ReadonlySet<string>,
 ): Promise<Verdict> {
   const ids = (await query(docker, ["stack", "services", stackName, "--format", "{{.ID}}"], env)).split("\n").filter(Boolean);
   const specImages = new Map<string, string>();
   if (ids.length === 0) return { status: "failed", services: [], reason: `stack ${stackName} has no services`, specImages, progress: [] };
-  const inspected = JSON.parse(await query(docker, ["service", "inspect", ...ids], env)) as ServiceInspect[];
+  const inspected = (JSON.parse(await query(docker, ["service", "inspect", ...ids], env)) as ServiceInspect[]).filter(
+    (s) => !only || only.has(s.Spec.Name.slice(stackName.length + 1)),
+  );
   const services: ServiceState[] = [];
   const progress: Progress["services"] = [];
   const problems: { kind: "rolled_back" | "failed" | "pending"; text: string }[] = [];
