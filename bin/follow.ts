@@ -71,8 +71,12 @@ const secondsSince = (iso: string, now: number) => `${Math.max(0, Math.round((no
 
 function progressLines(p: Progress): string[] {
   const width = Math.max(...p.services.map((s) => s.name.length), 7);
-  return p.services.map((s) => `  ${s.name.padEnd(width)}  ${`${s.updated}/${s.desired}`.padStart(5)} new  ${s.state}`);
+  const stage = (s: Progress["services"][number]) => (s.stage === undefined ? "" : `stage ${s.stage}  `);
+  return p.services.map((s) => `  ${stage(s)}${s.name.padEnd(width)}  ${`${s.updated}/${s.desired}`.padStart(5)} new  ${s.state}`);
 }
+
+/** "stage 1 (2 of 3)" while a stack deploys in stages. */
+const stageOf = (p: Progress) => (p.stage ? ` · stage ${p.stage.n} (${p.stage.index} of ${p.stage.of})` : "");
 
 async function look(spool: Spool, id: string, now: number): Promise<View | null> {
   const found = await findDelivery(spool, id);
@@ -92,9 +96,9 @@ async function look(spool: Spool, id: string, now: number): Promise<View | null>
     const since = job?.receivedAt ? `, received ${secondsSince(job.receivedAt, now)} ago` : "";
     return { lines: [`${id} · ${sha} · ${state}${since}`], key: state };
   }
-  const head = `${id} · ${progress.stack} · ${sha} · ${progress.phase} · ${secondsSince(progress.startedAt, now)}`;
+  const head = `${id} · ${progress.stack} · ${sha} · ${progress.phase}${stageOf(progress)} · ${secondsSince(progress.startedAt, now)}`;
   const rows = progressLines(progress);
-  return { lines: [head, ...rows], key: `${progress.phase}\n${rows.join("\n")}` };
+  return { lines: [head, ...rows], key: `${progress.phase}${stageOf(progress)}\n${rows.join("\n")}` };
 }
 
 /**

@@ -14,6 +14,8 @@ import { randomSha } from "./helpers/jobs.ts";
 import { tempSpool, type TempSpool } from "./helpers/spool.ts";
 import { docker } from "./helpers/swarm.ts";
 import { randomBytes } from "node:crypto";
+import { execa } from "execa";
+import { ROOT, spawnDist } from "./helpers/proc.ts";
 
 /** The test's stack file: `migration` is the job's shell script (stage 0); api and web run IMAGE_TAG. */
 const stackYaml = (migration: string) =>
@@ -65,6 +67,41 @@ async function jobCompletedAt(stack: string): Promise<number> {
   const done = tasks.find((t) => (t.JobIteration?.Index ?? 0) === iteration && t.Status.State === "complete");
   assert.ok(done, `a completed task of iteration ${iteration}`);
   return Date.parse(done.Status.Timestamp);
+}
+
+/** `swarmhook follow` (the compiled CLI) under tmux, its screen sampled until `done()`, which returns the screens. */
+async function followInTmux(id: string, root: string, stack: string) {
+  const session = `follow-${stack}`;
+  await execa("tmux", [
+    "new-session",
+    "-d",
+    "-s",
+    session,
+    "-x",
+    "120",
+    "-y",
+    "20",
+    `node ${ROOT}/dist/bin/swarmhook.js follow ${id} --spool ${root}; echo EXIT=$?; sleep 60`,
+  ]);
+  const capture = async () => (await execa("tmux", ["capture-pane", "-p", "-t", session])).stdout;
+  const screens: string[] = [];
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      screens.push(await capture().catch(() => ""));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  return {
+    async done() {
+      const end = Date.now() + 20_000;
+      while (Date.now() < end && !screens.at(-1)?.includes("EXIT=")) await new Promise((r) => setTimeout(r, 100));
+      sampling = false;
+      await sampler;
+      await execa("tmux", ["kill-session", "-t", session], { reject: false });
+      return screens;
+    },
+  };
 }
 
 describe("stages and jobs: the pieces", () => {
@@ -146,9 +183,30 @@ describe("stages on the real one-node swarm", () => {
   it("deploys stage by stage: the job completes before api's update starts, api's update completes before web's starts", async () => {
     const r1 = await waitForRecord(t.root, await publish(t.root, v1));
     assert.equal(r1.outcome, "success", r1.reason);
-    await writeFile(file, stackYaml("echo migration 2"));
-    const r2 = await waitForRecord(t.root, await publish(t.root, v2));
+    await writeFile(file, stackYaml("echo migration 2; sleep 2"));
+    const id = await publish(t.root, v2);
+    // followed from the moment it is queued: piped (a line per change) and at a terminal (tmux, redrawn in place)
+    const piped = spawnDist("bin/swarmhook.js", ["follow", id, "--spool", t.root], {});
+    const tmux = await followInTmux(id, t.root, stack);
+    const r2 = await waitForRecord(t.root, id);
     assert.equal(r2.outcome, "success", r2.reason);
+    assert.equal(await piped.exited, 0, piped.err());
+    for (const [i, n] of [0, 1, 2].entries())
+      assert.match(piped.out(), new RegExp(` · (deploying|verifying) · stage ${n} \\(${i + 1} of 3\\) · `), piped.out());
+    for (const [n, svc] of [
+      [0, "migrate"],
+      [1, "api"],
+      [2, "web"],
+    ] as const)
+      assert.match(piped.out(), new RegExp(`^  stage ${n}  ${svc}\\s+\\d/\\d new  \\S`, "m"), piped.out());
+    assert.match(piped.out(), /^ {2}stage 2 {2}web\s+0\/0 new {2}waiting$/m, "a later stage waits its turn");
+    assert.match(piped.out(), /^ {2}stage 0 {2}migrate\s+1\/1 new {2}completed$/m);
+    const screens = await tmux.done();
+    assert.ok(
+      screens.some((x) => /stage 1 \(2 of 3\)/.test(x) && /stage 0 {2}migrate/.test(x)),
+      "the terminal showed the stages",
+    );
+    assert.match(screens.at(-1) ?? "", /EXIT=0/);
     const [api, web] = [(await inspect(stack, "api")).UpdateStatus, (await inspect(stack, "web")).UpdateStatus];
     assert.equal(api?.State, "completed");
     assert.equal(web?.State, "completed");
@@ -178,8 +236,12 @@ describe("stages on the real one-node swarm", () => {
   it("a migration exiting 3 fails the deploy with its exit code and log lines; api and web stay on their version", async () => {
     const [api, web] = [(await inspect(stack, "api")).Version.Index, (await inspect(stack, "web")).Version.Index];
     await writeFile(file, stackYaml("echo 'applying 0042_orders'; echo 'ERROR: relation orders already exists' >&2; exit 3"));
-    const r = await waitForRecord(t.root, await publish(t.root, v4));
+    const id = await publish(t.root, v4);
+    const follow = spawnDist("bin/swarmhook.js", ["follow", id, "--spool", t.root], {});
+    const r = await waitForRecord(t.root, id);
     assert.equal(r.outcome, "failed");
+    assert.equal(await follow.exited, 1, follow.err());
+    assert.match(follow.out(), / · failed\n {2}stage 0: migrate: the job failed with exit code 3/);
     assert.match(r.reason ?? "", /^stage 0: migrate: the job failed with exit code 3; its last 2 log lines:\n/);
     assert.match(r.reason ?? "", /applying 0042_orders/);
     assert.match(r.reason ?? "", /ERROR: relation orders already exists/);

@@ -60,6 +60,10 @@ export function finishedSteps(rec: ResultRecord): GithubStep[] {
 
 const FAILURES: ReadonlySet<Outcome> = new Set(["failed", "rolled_back", "invalid"]);
 
+/** At most `max` characters of a reason: its start and its end (a failed job's last log lines are at the end). */
+const clipMiddle = (text: string, max: number): string =>
+  text.length <= max ? text : `${text.slice(0, Math.floor(max / 2) - 1)}…${text.slice(text.length - Math.ceil(max / 2))}`;
+
 /** Two failures are the same when their reasons differ only in commit SHAs, ids and numbers. */
 const sameKey = (rec: ResultRecord) => `${rec.outcome}\u0000${(rec.reason ?? "").replace(/\b[0-9a-f]{7,64}\b/g, "#").replace(/\d+/g, "0")}`;
 
@@ -88,7 +92,7 @@ export function createNotifyPolicy(o: { on: "failure" | "all"; repeatMs: number 
         repository: job?.repository ?? null,
         sha: job?.sha ?? null,
         outcome: rec.outcome,
-        reason: rec.reason ? rec.reason.slice(0, 2000) : null,
+        reason: rec.reason ? clipMiddle(rec.reason, 2000) : null,
         deliveryId: rec.jobId,
         durationMs: recordDurationMs(rec),
         url,

@@ -231,7 +231,8 @@ function detailPage(one: NonNullable<Awaited<ReturnType<typeof loadOne>>>): Html
 /** A running deploy as the watcher last published it: phase, time so far, each service's tasks on the new version. */
 function progressDetails(p: Progress): Html {
   const elapsed = took(Date.now() - Date.parse(p.startedAt));
-  return html`<h2>In progress: ${p.phase}, ${elapsed}</h2>
+  const stage = p.stage ? `, stage ${p.stage.n} (${p.stage.index} of ${p.stage.of})` : "";
+  return html`<h2>In progress: ${p.phase}${stage}, ${elapsed}</h2>
     ${
       p.services.length > 0
         ? html`<table>
@@ -246,7 +247,7 @@ function progressDetails(p: Progress): Html {
               ${p.services.map(
                 (x) =>
                   html`<tr>
-                    <td data-label="Service">${x.name}</td>
+                    <td data-label="Service">${x.stage === undefined ? "" : `stage ${x.stage}: `}${x.name}</td>
                     <td data-label="New version">${x.updated}/${x.desired}</td>
                     <td data-label="State">${x.state}</td>
                   </tr>`,
