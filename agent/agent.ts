@@ -7,6 +7,7 @@ import {
   cleanStaleTemp,
   ensureSpool,
   listPending,
+  publishJob,
   quarantine,
   pruneMarks,
   pruneRecords,
@@ -17,6 +18,7 @@ import {
   shortSha,
   triggerOf,
   type ClaimResult,
+  type DeployJob,
   type Job,
   type ResultRecord,
   type Spool,
@@ -40,9 +42,9 @@ import {
 } from "./prepare/index.ts";
 import { removeDeadCheckouts } from "./prepare/index.ts";
 import { createReconciler } from "./reconcile/reconcile.ts";
-import { stackFor } from "./route.ts";
+import { blockedBy, copyJobId, stacksFor } from "./route.ts";
 import { runStack, type StackContext } from "./run-stack.ts";
-import { claimedCount, createState, type AgentState, type StackRuntime } from "./state.ts";
+import { OUTCOMES_KEPT, claimedCount, createState, type AgentState, type StackRuntime } from "./state.ts";
 
 export interface Agent {
   /** Recover `work/`, then poll `new/` every POLL_INTERVAL_MS until stopped. */
@@ -98,7 +100,8 @@ export function createAgent(deps: AgentDeps): Agent {
     deps.reporter ??
     createReporter({ config: config.reports, outbox, log, clock, version: deps.version ?? "unknown", ...(gh ? { github: gh } : {}) });
   const gitToken = github && gh ? createGitToken(github, gh) : undefined;
-  const onRecorded = (rec: ResultRecord) => reporter.finished(rec, rec.stack ? state.stacks.get(rec.stack)?.config : undefined);
+  const onRecorded = (rec: ResultRecord) =>
+    reporter.finished(noteOutcome(state, rec), rec.stack ? state.stacks.get(rec.stack)?.config : undefined);
   const recorder = createRecorder({ spool, log, clock, unrecorded: state.unrecorded, metrics, onRecorded });
   const onBranch = gh ? (repository: string, branch: string, sha: string) => commitOnBranch(gh, repository, branch, sha) : undefined;
   const registry =
@@ -108,7 +111,6 @@ export function createAgent(deps: AgentDeps): Agent {
       insecure: insecureRegistries(deps.docker),
       onRequest: (host, outcome) => metrics.registryRequests.inc({ registry: host, outcome }),
     });
-  const stopping = () => state.stopping;
   const ctx: StackContext = {
     config,
     spool,
@@ -121,7 +123,8 @@ export function createAgent(deps: AgentDeps): Agent {
     gitToken,
     onBranch,
     registry,
-    stopping,
+    stopping: () => state.stopping,
+    blockedBy: (stack, sha) => blockedBy(stack.config.dependsOn, sha, (name, commit) => state.stacks.get(name)?.outcomes.get(commit)),
   };
   const tick = () => runTick(state, ctx);
   const reconciler = reconcilerOf(state, ctx, tick, gh);
@@ -309,13 +312,18 @@ async function route(state: AgentState, ctx: StackContext, r: ClaimResult, fresh
   const job = await judgeRequest(state, ctx, r);
   if (!job) return;
   const pending = { jobId: r.jobId, job, claimedAt: r.claimedAt };
-  const stack = stackFor(state.stacks.values(), job);
+  const [stack, ...more] = stacksFor(state.stacks.values(), job);
   if (!stack) {
     const reason =
-      job.kind === "rollback" ? `no stack named ${job.stack} is configured` : `no stack is configured for ${job.repository} ${job.ref}`;
+      job.kind === "rollback"
+        ? `no stack named ${job.stack} is configured`
+        : job.stack
+          ? `stack ${job.stack} is not configured to deploy ${job.repository} ${job.ref}`
+          : `no stack is configured for ${job.repository} ${job.ref}`;
     await ctx.recorder.finish(pending, "invalid", { reason });
     return;
   }
+  if (job.kind === "deploy" && more.length > 0) await copyForStacks(state, ctx, r.jobId, job, more);
   const before = await deployedByReconcile(ctx, stack, job);
   if (before) {
     await ctx.recorder.finish(pending, "superseded", {
@@ -364,13 +372,55 @@ async function judgeRequest(state: AgentState, ctx: StackContext, r: Extract<Cla
   return null;
 }
 
+/**
+ * A push that deploys several stacks: the first (dependencies first) takes the job itself, and each
+ * other stack gets the watcher's own copy, named for it (`stack`), with an id derived from the push's
+ * (copyJobId), queued in new/ and claimed by this same tick. Publishing a copy again (a recovery, a
+ * redelivery) queues nothing new unless the copy ended in a retryable outcome.
+ */
+async function copyForStacks(state: AgentState, ctx: StackContext, jobId: string, job: DeployJob, stacks: StackRuntime[]): Promise<void> {
+  for (const s of stacks) {
+    const copy: DeployJob = { ...job, deliveryId: copyJobId(job.deliveryId, s.config.name), stack: s.config.name };
+    const r = await publishJob(ctx.spool, copy, ctx.clock.now().getTime());
+    ctx.log.info(
+      { jobId, copy: r.jobId, stack: s.config.name, status: r.status },
+      `the push deploys ${s.config.name} too: ${r.status === "queued" ? "queued" : r.status} ${r.jobId}`,
+    );
+  }
+  state.again = true; // claimed before this tick ends
+}
+
+/** The outcome of a stack's job for its commit, for the stacks that depend on it (the newest OUTCOMES_KEPT). */
+function noteOutcome(state: AgentState, rec: ResultRecord): ResultRecord {
+  const stack = rec.stack ? state.stacks.get(rec.stack) : undefined;
+  if (!stack || rec.job?.kind !== "deploy") return rec;
+  stack.outcomes.delete(rec.job.sha);
+  stack.outcomes.set(rec.job.sha, { outcome: rec.outcome, reason: rec.reason });
+  for (const sha of stack.outcomes.keys()) if (stack.outcomes.size > OUTCOMES_KEPT) stack.outcomes.delete(sha);
+  return rec;
+}
+
+/**
+ * Start a stack's deploy loop when it has jobs and is idle, and when no stack it depends on has a
+ * deploy running or jobs pending (those deploy first; their outcome may block this one). When a
+ * loop ends, what arrived meanwhile and the stacks waiting for it are started.
+ */
 function kick(state: AgentState, ctx: StackContext, stack: StackRuntime): void {
   if (stack.running || state.stopping || stack.pending.length === 0) return;
+  const waitFor = stack.config.dependsOn.find((d) => {
+    const dep = state.stacks.get(d);
+    return dep !== undefined && (dep.running !== null || dep.pending.length > 0);
+  });
+  if (waitFor) {
+    ctx.log.debug({ stack: stack.config.name, dependsOn: waitFor }, `waiting for ${waitFor} to deploy first`);
+    return;
+  }
   stack.runs += 1;
   stack.running = runStack(ctx, stack).then(
     () => {
       stack.running = null;
       kick(state, ctx, stack); // what arrived during the deploy
+      for (const s of state.stacks.values()) if (s.config.dependsOn.includes(stack.config.name)) kick(state, ctx, s);
     },
     (err: unknown) => {
       stack.running = null; // the next tick tries again

@@ -34,6 +34,8 @@ export interface StackConfig {
   reconcile: boolean;
   /** Whether a drifted stack is put back on its last release (SELF_HEAL, or the stack's `selfHeal`). */
   selfHeal: boolean;
+  /** Stacks that deploy before this one when one commit brings jobs for both; their failure blocks this one. */
+  dependsOn: readonly string[];
 }
 
 export type GithubAuth = { type: "token"; token: string } | { type: "app"; appId: string; privateKey: string; installationId: number };
@@ -262,6 +264,7 @@ const fileSchema = z.strictObject({
         productionEnvironment: z.boolean().default(true),
         reconcile: z.boolean().default(true),
         selfHeal: z.boolean().optional(),
+        dependsOn: z.array(z.string().regex(STACK_NAME, "dependsOn: stack names")).max(50).optional(),
       }),
     )
     .min(1),
@@ -322,7 +325,7 @@ function readStacksFile(file: string, env: NodeJS.ProcessEnv, v: Env): StackConf
     throw new ConfigError(`AGENT_CONFIG=${file}: ${describeIssues(parsed.error)}`);
   }
   const names = new Set<string>();
-  return parsed.data.stacks.map((s) => {
+  const stacks = parsed.data.stacks.map((s) => {
     if (names.has(s.name)) throw new ConfigError(`AGENT_CONFIG=${file}: stack ${s.name} is listed twice`);
     names.add(s.name);
     if (!s.file === !s.git) throw new ConfigError(`AGENT_CONFIG=${file}: stack ${s.name} needs one of file or git`);
@@ -343,8 +346,35 @@ function readStacksFile(file: string, env: NodeJS.ProcessEnv, v: Env): StackConf
       productionEnvironment: s.productionEnvironment,
       reconcile: s.reconcile,
       selfHeal: s.selfHeal ?? selfHeal(v),
+      dependsOn: [...new Set(s.dependsOn ?? [])],
     };
   });
+  const problem = dependencyProblem(stacks);
+  if (problem) throw new ConfigError(`AGENT_CONFIG=${file}: ${problem}`);
+  return stacks;
+}
+
+/** A `dependsOn` naming a stack that is not configured, or a cycle (`app → db → app`), or null. */
+export function dependencyProblem(stacks: readonly Pick<StackConfig, "name" | "dependsOn">[]): string | null {
+  const byName = new Map(stacks.map((s) => [s.name, s]));
+  for (const s of stacks)
+    for (const d of s.dependsOn) if (!byName.has(d)) return `stack ${s.name}: dependsOn names ${d}, which is not a configured stack`;
+  const done = new Set<string>();
+  const visit = (name: string, path: string[]): string | null => {
+    if (path.includes(name)) return `dependsOn forms a cycle: ${[...path.slice(path.indexOf(name)), name].join(" → ")}`;
+    if (done.has(name)) return null;
+    for (const d of byName.get(name)?.dependsOn ?? []) {
+      const found = visit(d, [...path, name]);
+      if (found) return found;
+    }
+    done.add(name);
+    return null;
+  };
+  for (const s of stacks) {
+    const found = visit(s.name, []);
+    if (found) return found;
+  }
+  return null;
 }
 
 const selfHeal = (v: Env): boolean => v.SELF_HEAL === "1" || v.SELF_HEAL === "true";
@@ -428,6 +458,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
         productionEnvironment: v.PRODUCTION_ENVIRONMENT === "true",
         reconcile: true,
         selfHeal: selfHeal(v),
+        dependsOn: [],
       },
     ];
   }

@@ -32,7 +32,7 @@ export function createAgentMetrics(version: string): AgentMetrics {
     registry,
     deployments: new Counter({
       name: "swarmhook_deployments_total",
-      help: "Finished jobs by stack and outcome (success, failed, rolled_back, superseded, stale, invalid)",
+      help: "Finished jobs by stack and outcome (success, failed, rolled_back, blocked, superseded, stale, invalid, planned)",
       labelNames: ["stack", "outcome"],
       registers,
     }),

@@ -46,6 +46,8 @@ export interface StackContext {
   registry: RegistryClient;
   /** The watcher is stopping (an image wait ends; the job stays in work/ for the next start). */
   stopping: () => boolean;
+  /** Why a stack may not deploy a commit: a stack it depends on failed it (`dependsOn`); null to go on. */
+  blockedBy?: (stack: StackRuntime, sha: string) => string | null;
 }
 
 /**
@@ -82,7 +84,7 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
     );
   const keep = () =>
     deployed ? remember({ sha: deployed.sha, jobId: deployed.jobId, release: deployed.release, record: deployed.record }) : undefined;
-  if (!winner) return keep();
+  if (!winner || (await refusedAsBlocked(ctx, stack, winner))) return keep();
   const started = clock.now();
   const jobLog = log.child({ jobId: winner.jobId, deliveryId: winner.job.deliveryId, sha: winner.job.sha, stack: name });
   const hooks = deployHooks(ctx, stack, winner, jobLog);
@@ -129,6 +131,15 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
         log.warn({ err, stack: name }, "could not keep the deployed rendering; the reconcile loop renders the release itself"),
       );
   } else await keep();
+}
+
+/** A winner whose commit a stack this one depends on failed: recorded `blocked`, nothing deployed. Whether it was. */
+async function refusedAsBlocked(ctx: StackContext, stack: StackRuntime, winner: Pending): Promise<boolean> {
+  const blocked = winner.job.kind === "deploy" ? ctx.blockedBy?.(stack, winner.job.sha) : null;
+  if (!blocked) return false;
+  ctx.log.error({ stack: stack.config.name, jobId: winner.jobId, sha: winner.job.sha }, blocked);
+  await ctx.recorder.finish(winner, "blocked", { stack: stack.config.name, reason: blocked });
+  return true;
 }
 
 /**

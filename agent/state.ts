@@ -1,5 +1,5 @@
 import type { FSWatcher } from "node:fs";
-import type { ResultRecord } from "../spool/index.ts";
+import type { Outcome, ResultRecord } from "../spool/index.ts";
 import type { Pending } from "./coalesce.ts";
 import type { AgentConfig, StackConfig } from "./config.ts";
 
@@ -13,7 +13,12 @@ export interface StackRuntime {
   current: Pending | null;
   /** How many deploy loops of this stack have started (the reconcile loop tells a comparison a deploy overlapped). */
   runs: number;
+  /** The outcome of its latest jobs by commit (the newest OUTCOMES_KEPT): a dependent stack's deploy of the same commit reads it. */
+  outcomes: Map<string, { outcome: Outcome; reason?: string | undefined }>;
 }
+
+/** How many commits' outcomes a stack keeps for the stacks that depend on it. */
+export const OUTCOMES_KEPT = 50;
 
 /** Work that must run inside a tick, right after new/ was claimed (the reconcile loop's decisions); cancelled when the tick cannot get there. */
 export interface InTick {
@@ -56,7 +61,9 @@ export const claimedCount = (state: AgentState): number => [...state.stacks.valu
 
 export function createState(config: Readonly<AgentConfig>, engineLogEveryMs = 60_000): AgentState {
   return {
-    stacks: new Map(config.stacks.map((s) => [s.name, { config: s, pending: [], running: null, current: null, runs: 0 }])),
+    stacks: new Map(
+      config.stacks.map((s) => [s.name, { config: s, pending: [], running: null, current: null, runs: 0, outcomes: new Map() }]),
+    ),
     unrecorded: [],
     stopping: false,
     ticking: false,

@@ -277,7 +277,7 @@ export async function checkWatcher(d: DoctorDeps, unitState: UnitState): Promise
   if (!last?.record) return [unit, skip("watcher last outcome", last ? `unreadable record ${last.path}` : "no job finished yet")];
   const r = last.record;
   const line = `${r.outcome} at ${r.timings.finished} (${r.stack ?? "-"} ${r.job ? shortSha(r.job.sha) : ""})${r.reason ? `: ${r.reason}` : ""}`;
-  const bad = r.outcome === "failed" || r.outcome === "rolled_back";
+  const bad = r.outcome === "failed" || r.outcome === "rolled_back" || r.outcome === "blocked";
   return [
     unit,
     bad ? fail("watcher last outcome", line, "just jobs; journalctl -u webhook-watcher -n 50") : pass("watcher last outcome", line),

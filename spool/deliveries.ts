@@ -19,7 +19,7 @@ export const DeliveryMarkSchema = z.strictObject({ outcome: z.enum(OUTCOMES), fi
 export type DeliveryMark = z.infer<typeof DeliveryMarkSchema>;
 
 /** Outcomes after which a redelivery is a new attempt: GitHub's "Redeliver" is how operators retry. */
-export const RETRYABLE: ReadonlySet<Outcome> = new Set(["failed", "rolled_back", "invalid", "planned"]);
+export const RETRYABLE: ReadonlySet<Outcome> = new Set(["failed", "rolled_back", "invalid", "planned", "blocked"]);
 
 /** A pending marker with no job in new/ or work/ for this long belongs to a writer that died between the two. */
 export const ABANDONED_MARK_MS = 60_000;

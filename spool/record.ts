@@ -3,7 +3,7 @@ import { isoTime } from "../lib/zod.ts";
 import { RecordedJobSchema, ReleaseSchema, TRIGGERS } from "./schema.ts";
 
 /** `planned`: DRY_RUN=1, the plan was recorded and nothing deployed. */
-export const OUTCOMES = ["success", "failed", "rolled_back", "superseded", "stale", "invalid", "planned"] as const;
+export const OUTCOMES = ["success", "failed", "rolled_back", "superseded", "stale", "invalid", "planned", "blocked"] as const;
 export type Outcome = (typeof OUTCOMES)[number];
 
 /** Outcomes that land in `done/`; the rest land in `failed/`. */

@@ -32,6 +32,9 @@ export function tagMatches(patterns: readonly string[], tag: string): boolean {
   );
 }
 /** A git ref as GitHub sends it; only ever compared as a string, never used as a path or argument. */
+/** Docker's own rule for stack names, which also keeps them safe as file names. */
+export const STACK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$/;
+
 const REF = /^refs\/(heads|tags)\/[^\s\0]{1,240}$/;
 
 export const DeployJobSchema = z.strictObject({
@@ -53,10 +56,13 @@ export const DeployJobSchema = z.strictObject({
   receivedAt: isoTime,
   /** Set by the writer when this delivery id already ended once (GitHub's "Redeliver"): shown, never decisive. */
   redelivery: z.literal(true).optional(),
+  /**
+   * The one stack this copy of a push is for, written by the watcher when a push deploys several
+   * stacks (one job per stack), and by its reconcile loop. Honoured only when that stack deploys the
+   * job's repository and branch anyway: a job that names it gets no more than a push would.
+   */
+  stack: z.string().regex(STACK_NAME, "stack must be a Docker stack name").optional(),
 });
-
-/** Docker's own rule for stack names, which also keeps them safe as file names. */
-export const STACK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$/;
 
 /** What a verified deploy ran, as the cluster runs it: enough to deploy exactly that again. */
 export const ReleaseSchema = z.strictObject({

@@ -30,6 +30,7 @@ const stack: StackConfig = {
   productionEnvironment: true,
   reconcile: false,
   selfHeal: false,
+  dependsOn: [],
 };
 const policy: DeployPolicy = {
   deployTimeoutMs: 600_000,

@@ -261,6 +261,7 @@ async function deployTip(r: Run, rt: StackRuntime, tip: Tip, deployed: Deployed 
       committedAt: (await tip.committedAt()) ?? now.toISOString(),
       sender: "swarmhook reconcile",
       receivedAt: now.toISOString(),
+      stack: name, // the tip of this stack's branch: for this stack only, whatever else deploys the repository
     };
     const r = await publishJob(ctx.spool, job, now.getTime());
     if (r.status !== "queued") {

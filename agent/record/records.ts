@@ -24,6 +24,7 @@ const LEVEL: Record<Outcome, "info" | "warn" | "error"> = {
   failed: "error",
   rolled_back: "error",
   invalid: "error",
+  blocked: "error",
   planned: "info",
 };
 

@@ -7,6 +7,7 @@ export const DEPLOYMENT_STATE: Record<Outcome, "success" | "failure" | "error" |
   failed: "failure",
   rolled_back: "failure",
   invalid: "error",
+  blocked: "error",
   superseded: "inactive",
   stale: "inactive",
   planned: "inactive",
@@ -18,6 +19,7 @@ export const COMMIT_STATE: Record<Outcome, "success" | "failure" | "error"> = {
   failed: "failure",
   rolled_back: "failure",
   invalid: "error",
+  blocked: "error",
   superseded: "error",
   stale: "error",
   planned: "error",
@@ -58,7 +60,7 @@ export function finishedSteps(rec: ResultRecord): GithubStep[] {
   ];
 }
 
-const FAILURES: ReadonlySet<Outcome> = new Set(["failed", "rolled_back", "invalid"]);
+const FAILURES: ReadonlySet<Outcome> = new Set(["failed", "rolled_back", "invalid", "blocked"]);
 
 /** At most `max` characters of a reason: its start and its end (a failed job's last log lines are at the end). */
 const clipMiddle = (text: string, max: number): string =>

@@ -21,7 +21,7 @@ th, td { text-align: left; padding: .4rem .5rem; border-bottom: 1px solid var(--
 th { font-size: .8rem; text-transform: uppercase; color: var(--muted); }
 code, pre { font: 13px/1.4 ui-monospace, monospace; } pre { white-space: pre-wrap; overflow-wrap: anywhere; background: rgba(127,127,127,.1); padding: .5rem; }
 .badge { display: inline-block; white-space: nowrap; padding: 0 .45rem; border-radius: 1rem; font-size: .85rem; font-weight: 600; color: #fff; background: var(--muted); }
-.success { background: var(--ok); } .failed, .rolled_back, .invalid, .unreadable { background: var(--bad); } .superseded, .stale, .badge.drift { background: var(--warn); } section.drift { border-left: 4px solid var(--warn); padding-left: .75rem; }
+.success { background: var(--ok); } .failed, .rolled_back, .invalid, .blocked, .unreadable { background: var(--bad); } .superseded, .stale, .badge.drift { background: var(--warn); } section.drift { border-left: 4px solid var(--warn); padding-left: .75rem; }
 .reason { max-width: 28rem; overflow-wrap: anywhere; } .muted { color: var(--muted); }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; } dt { color: var(--muted); } dd { margin: 0; overflow-wrap: anywhere; }
 @media (max-width: 640px) {

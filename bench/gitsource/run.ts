@@ -68,6 +68,7 @@ function benchStack(repo: string) {
     productionEnvironment: true,
     reconcile: false,
     selfHeal: false,
+    dependsOn: [],
   };
 }
 
