@@ -42,7 +42,7 @@ import {
 } from "./prepare/index.ts";
 import { removeDeadCheckouts } from "./prepare/index.ts";
 import { createReconciler } from "./reconcile/reconcile.ts";
-import { blockedBy, copyJobId, stacksFor } from "./route.ts";
+import { blockedBy, copyJobId, deploys, stacksFor } from "./route.ts";
 import { runStack, type StackContext } from "./run-stack.ts";
 import { OUTCOMES_KEPT, claimedCount, createState, type AgentState, type StackRuntime } from "./state.ts";
 
@@ -124,7 +124,7 @@ export function createAgent(deps: AgentDeps): Agent {
     onBranch,
     registry,
     stopping: () => state.stopping,
-    blockedBy: (stack, sha) => blockedBy(stack.config.dependsOn, sha, (name, commit) => state.stacks.get(name)?.outcomes.get(commit)),
+    blockedBy: (stack, job) => dependencyBlock(state, spool, stack, job),
   };
   const tick = () => runTick(state, ctx);
   const reconciler = reconcilerOf(state, ctx, tick, gh);
@@ -388,6 +388,20 @@ async function copyForStacks(state: AgentState, ctx: StackContext, jobId: string
     );
   }
   state.again = true; // claimed before this tick ends
+}
+
+/** blockedBy for one stack's job: over the stacks it depends on that deploy the job's repository and branch. */
+function dependencyBlock(state: AgentState, spool: Spool, stack: StackRuntime, job: DeployJob): Promise<string | null> {
+  const deps = stack.config.dependsOn.filter((d) => {
+    const dep = state.stacks.get(d);
+    return dep !== undefined && deploys(dep.config, job);
+  });
+  return blockedBy(
+    deps,
+    job.sha,
+    (name, sha) => state.stacks.get(name)?.outcomes.get(sha),
+    async (name) => (await readDeployed(spool, name)).deployed?.sha ?? null,
+  );
 }
 
 /** The outcome of a stack's job for its commit, for the stacks that depend on it (the newest OUTCOMES_KEPT). */

@@ -3,7 +3,7 @@ import { branchOf, sameRepository, shortSha, tagMatches, tagOf, type Job, type O
 import type { StackConfig } from "./config.ts";
 
 /** Whether `stack` deploys a push of `job`'s repository and branch (or tag, by the stack's tag patterns). */
-function deploys(stack: StackConfig, job: Extract<Job, { kind: "deploy" }>): boolean {
+export function deploys(stack: StackConfig, job: Extract<Job, { kind: "deploy" }>): boolean {
   const { repository, branches, tags } = stack;
   if (repository && !sameRepository(repository, job.repository)) return false;
   const branch = branchOf(job.ref);
@@ -54,18 +54,24 @@ export const copyJobId = (deliveryId: string, stack: string): string =>
 const BLOCKING: ReadonlySet<Outcome> = new Set(["failed", "rolled_back", "invalid", "blocked"]);
 
 /**
- * Why a deploy of `sha` to a stack may not go on: a stack it depends on ended its deploy of the same
- * commit without success. Null when every dependency deployed it, was not asked to, or was superseded.
+ * Why a deploy of `sha` to a stack may not go on: a stack it depends on (`dependsOn`, only those that
+ * deploy the same repository and branch) ended its job for the commit without success, or has no
+ * outcome for it and does not run it (its state file, which outlives a restart) — a job naming the
+ * dependent stack alone does not jump the order. Null when every dependency deployed it (or, DRY_RUN,
+ * planned it; or a newer commit superseded it there).
  */
-export function blockedBy(
+export async function blockedBy(
   dependsOn: readonly string[],
   sha: string,
   outcomeOf: (stack: string, sha: string) => { outcome: Outcome; reason?: string | undefined } | undefined,
-): string | null {
+  runs: (stack: string) => Promise<string | null>,
+): Promise<string | null> {
   for (const d of dependsOn) {
     const o = outcomeOf(d, sha);
     if (o && BLOCKING.has(o.outcome))
       return `blocked: ${d}, which this stack depends on, ended ${o.outcome} for ${shortSha(sha)}${o.reason ? ` (${o.reason.split("\n")[0]?.slice(0, 300)})` : ""}; nothing of this stack changed`;
+    if (!o && (await runs(d)) !== sha)
+      return `blocked: ${d}, which this stack depends on, has not deployed ${shortSha(sha)} (it deploys first); nothing of this stack changed`;
   }
   return null;
 }

@@ -10,6 +10,7 @@ import {
   writeDeployed,
   writeImageWait,
   writeProgress,
+  type DeployJob,
   type Deployed,
   type Progress,
   type RollbackRequest,
@@ -47,7 +48,7 @@ export interface StackContext {
   /** The watcher is stopping (an image wait ends; the job stays in work/ for the next start). */
   stopping: () => boolean;
   /** Why a stack may not deploy a commit: a stack it depends on failed it (`dependsOn`); null to go on. */
-  blockedBy?: (stack: StackRuntime, sha: string) => string | null;
+  blockedBy?: (stack: StackRuntime, job: DeployJob) => Promise<string | null>;
 }
 
 /**
@@ -135,7 +136,7 @@ export async function runStack(ctx: StackContext, stack: StackRuntime): Promise<
 
 /** A winner whose commit a stack this one depends on failed: recorded `blocked`, nothing deployed. Whether it was. */
 async function refusedAsBlocked(ctx: StackContext, stack: StackRuntime, winner: Pending): Promise<boolean> {
-  const blocked = winner.job.kind === "deploy" ? ctx.blockedBy?.(stack, winner.job.sha) : null;
+  const blocked = winner.job.kind === "deploy" ? await ctx.blockedBy?.(stack, winner.job) : null;
   if (!blocked) return false;
   ctx.log.error({ stack: stack.config.name, jobId: winner.jobId, sha: winner.job.sha }, blocked);
   await ctx.recorder.finish(winner, "blocked", { stack: stack.config.name, reason: blocked });

@@ -1,7 +1,8 @@
 // Stacks that wait for stacks, on the real one-node swarm: `app` dependsOn `db`, both deployed by
 // one repository's pushes. One commit queues one job per stack (the watcher's own copy for the
 // second); db's record is finished before app's deploy starts; db failing records app `blocked`,
-// with app's services untouched; a redelivery retries it; a cycle stops the watcher at start.
+// with app's services untouched; a redelivery retries it; a job naming app alone for a commit db
+// never ran is blocked too; a cycle stops the watcher at start.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
@@ -67,17 +68,20 @@ describe("dependsOn: the pieces", () => {
     assert.notEqual(copyJobId("x", "app"), copyJobId("x", "db"));
   });
 
-  it("blocks on a dependency's failure of the same commit only", () => {
-    const sha = randomSha();
+  it("blocks on a dependency's failure of the same commit, and on a commit the dependency does not run", async () => {
+    const [sha, running] = [randomSha(), randomSha()];
     const outcomes = new Map([[`db ${sha}`, { outcome: "rolled_back" as const, reason: "db_db: rollback_completed" }]]);
     const of = (stack: string, commit: string) => outcomes.get(`${stack} ${commit}`);
+    const runs = async () => running;
     assert.match(
-      blockedBy(["db"], sha, of) ?? "",
+      (await blockedBy(["db"], sha, of, runs)) ?? "",
       /^blocked: db, which this stack depends on, ended rolled_back for [0-9a-f]{12} \(db_db: rollback_completed\)/,
     );
-    assert.equal(blockedBy(["db"], randomSha(), of), null, "db did not deploy that commit");
+    assert.equal(await blockedBy(["db"], running, of, runs), null, "db runs that commit (deployed before a restart)");
+    assert.match((await blockedBy(["db"], randomSha(), of, runs)) ?? "", /has not deployed [0-9a-f]{12} \(it deploys first\)/);
     outcomes.set(`db ${sha}`, { outcome: "superseded" as never, reason: "" });
-    assert.equal(blockedBy(["db"], sha, of), null);
+    assert.equal(await blockedBy(["db"], sha, of, runs), null, "a newer commit went first there");
+    assert.equal(await blockedBy([], randomSha(), of, runs), null);
   });
 
   it("an unknown name or a cycle is a configuration error naming it", () => {
@@ -195,6 +199,23 @@ describe("dependsOn on the real one-node swarm", () => {
         [app, "blocked"],
         [db, "rolled_back"],
       ].sort(),
+    );
+  });
+
+  it("a job naming app alone, for a commit db never ran, does not jump the order: blocked", async () => {
+    // what a planted job (or a lost copy) looks like: stack: app, a commit db was never asked to deploy
+    const appVersion = await docker(["service", "inspect", `${app}_api`, "--format", "{{.Version.Index}}"]);
+    const alone = randomSha();
+    const id = await publish(t.root, alone, { stack: app });
+    const rec = await waitForRecord(t.root, id);
+    assert.deepEqual([rec.stack, rec.outcome], [app, "blocked"], rec.reason);
+    assert.match(rec.reason ?? "", new RegExp(`^blocked: ${db}, which this stack depends on, has not deployed ${alone.slice(0, 12)}`));
+    assert.equal(rec.attempts.length, 0, "docker stack deploy never ran for app");
+    assert.equal(await docker(["service", "inspect", `${app}_api`, "--format", "{{.Version.Index}}"]), appVersion);
+    assert.equal(
+      (await readRecords(t.root)).filter((r) => r.job?.kind === "deploy" && r.job.sha === alone).length,
+      1,
+      "db was not deployed by it either",
     );
   });
 });
