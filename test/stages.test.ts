@@ -17,8 +17,8 @@ import { randomBytes } from "node:crypto";
 import { execa } from "execa";
 import { ROOT, spawnDist } from "./helpers/proc.ts";
 
-/** The test's stack file: `migration` is the job's shell script (stage 0); api and web run IMAGE_TAG. */
-const stackYaml = (migration: string) =>
+/** The test's stack file: `migration` is the job's shell script (stage 0 unless told); api (1) and web (2) run IMAGE_TAG. */
+const stackYaml = (migration: string, migrateStage = 0) =>
   [
     'version: "3.8"',
     "services:",
@@ -28,7 +28,7 @@ const stackYaml = (migration: string) =>
     "    deploy:",
     "      mode: replicated-job",
     "      restart_policy: { condition: none }",
-    '      labels: { swarmhook.stage: "0", swarmhook.timeout: "60" }',
+    `      labels: { swarmhook.stage: "${migrateStage}", swarmhook.timeout: "60" }`,
     ...["api", "web"].flatMap((svc, i) => [
       `  ${svc}:`,
       "    image: swarmhook-test/web:${IMAGE_TAG}",
@@ -256,5 +256,30 @@ describe("stages on the real one-node swarm", () => {
     assert.equal(r.outcome, "rolled_back", r.reason);
     assert.match(r.reason ?? "", /^stage 1: .*_api: rollback_completed/);
     assert.equal((await inspect(stack, "web")).Version.Index, web, "web was never sent");
+  });
+
+  it("ON_FAILURE=rollback after a stage failed: the rollback moves back only what moved, runs no job, leaves web alone", async () => {
+    // the migration now runs beside api in stage 1 and fails: api has moved to v1 when the deploy stops
+    await writeFile(file, stackYaml("echo 'applying 0043'; exit 3", 1));
+    const image = async (svc: string) =>
+      docker(["service", "inspect", `${stack}_${svc}`, "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"]);
+    const good = await image("api");
+    assert.match(good, new RegExp(`:${v3}(@sha256:|$)`), "api runs the last good release, v3");
+    const [api, web] = [(await inspect(stack, "api")).Version.Index, (await inspect(stack, "web")).Version.Index];
+    const failed = await waitForRecord(t.root, await publish(t.root, v1));
+    assert.equal(failed.outcome, "failed", failed.reason);
+    assert.match(failed.reason ?? "", /^stage 1: migrate: the job failed with exit code 3/);
+    assert.match(failed.followedBy ?? "", /^rollback-/, "ON_FAILURE=rollback (the default) queued a rollback");
+    const migrate = await inspect(stack, "migrate");
+    const back = await waitForRecord(t.root, failed.followedBy ?? "");
+    assert.equal(back.outcome, "success", back.reason);
+    assert.ok((await inspect(stack, "api")).Version.Index > api, "api was sent (to v1, then back)");
+    assert.equal(await image("api"), good, "api is back on v3");
+    const moved = (back.plan?.changes ?? []).map((c) => c.service);
+    assert.ok(moved.includes("api") && !moved.includes("web"), `the rollback's plan: ${back.plan?.summary}`);
+    assert.equal((await inspect(stack, "web")).Version.Index, web, "web was sent neither by the deploy nor by the rollback");
+    const after = await inspect(stack, "migrate");
+    assert.equal(after.Version.Index, migrate.Version.Index, "the rollback did not send the job");
+    assert.equal(after.JobStatus?.JobIteration?.Index, migrate.JobStatus?.JobIteration?.Index, "nor run it again");
   });
 });
