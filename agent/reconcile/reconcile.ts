@@ -17,6 +17,7 @@ import {
 } from "../../spool/index.ts";
 import type { StackConfig } from "../config.ts";
 import type { DockerRunner } from "../docker.ts";
+import { localEngine, type EngineReader } from "../engine-socket.ts";
 import {
   comparePlan,
   REDACTED,
@@ -153,6 +154,8 @@ interface Run {
   networks?: Map<string, string> | undefined;
   /** This pass's view of the cluster, read when the first stack needs it. */
   seen?: Promise<Snapshot> | undefined;
+  /** The local engine's API, when the CLI talks to a local socket: asked once, again after a read failed. */
+  engine?: Promise<EngineReader | null> | undefined;
 }
 
 /** How long `checkedAt` may lag in state/ while nothing else changes (a pass that found nothing new writes nothing). */
@@ -203,10 +206,7 @@ async function reconcileStack(r: Run, rt: StackRuntime, answer: TipAnswer): Prom
     await save(r, { ...rs, checkedAt: now.toISOString() });
     return outcome;
   }
-  r.seen ??= snapshot(ctx.docker, r.networks).then((seen) => {
-    r.networks = seen.networks;
-    return seen;
-  });
+  r.seen ??= readCluster(r);
   const seen = await compare(r, rt.config, deployed, "tip" in answer ? answer.tip.mirror : undefined, await r.seen);
   // a deploy that started meanwhile makes the comparison meaningless: the next pass compares again
   if (busy() || rt.runs !== runs) {
@@ -224,6 +224,29 @@ async function reconcileStack(r: Run, rt: StackRuntime, answer: TipAnswer): Prom
   if (healed) return "heal";
   if (rs.drift) return "drift";
   return rs.degraded?.reported ? "degraded" : outcome;
+}
+
+/** This pass's snapshot; a failed read of the engine's API asks the CLI for its endpoint again next pass. */
+async function readCluster(r: Run): Promise<Snapshot> {
+  const { ctx } = r.d;
+  r.engine ??= localEngine(ctx.docker).then(
+    (engine) => {
+      ctx.log.debug(
+        { socket: engine?.socket ?? null },
+        engine ? "reconcile reads the engine's API on its socket" : "reconcile reads through the docker CLI",
+      );
+      return engine;
+    },
+    () => null,
+  );
+  try {
+    const seen = await snapshot(ctx.docker, r.networks, await r.engine);
+    r.networks = seen.networks;
+    return seen;
+  } catch (err) {
+    r.engine = undefined;
+    throw err;
+  }
 }
 
 /**
@@ -277,7 +300,7 @@ async function deployTip(r: Run, rt: StackRuntime, tip: Tip, deployed: Deployed 
   });
 }
 
-/** What the whole cluster runs, read once per pass (three docker calls, however many stacks; four when a network is new): specs, tasks, network names. */
+/** What the whole cluster runs, read once per pass however many stacks (from the engine API over a local socket, else three docker calls; one more when a network is new): specs, tasks, network names. */
 export interface Snapshot {
   specs: ServiceSpec[];
   /** Service name → its tasks that should run, and of those the ones running. */
@@ -285,24 +308,60 @@ export interface Snapshot {
   networks: Map<string, string>;
 }
 
+/** Specs and running tasks as the engine's API gives them (what the CLI's three calls print, without three processes). */
+async function readEngine(engine: EngineReader): Promise<{ specs: ServiceSpec[]; tasks: { service: string; running: boolean }[] }> {
+  const list = ((await engine.get("/services")) ?? []) as { ID: string }[];
+  // one service at a time with Docker's defaults filled in, as `docker service inspect` shows it; one gone meanwhile is left out
+  const specs = (
+    await Promise.all(
+      list.map(async (s) => (await engine.get(`/services/${encodeURIComponent(s.ID)}?insertDefaults=true`)) as ServiceSpec | null),
+    )
+  ).filter((s): s is ServiceSpec => s !== null);
+  const names = new Map(specs.map((s) => [s.ID, s.Spec.Name]));
+  const filters = encodeURIComponent(JSON.stringify({ "desired-state": ["running"] }));
+  const tasks = (((await engine.get(`/tasks?filters=${filters}`)) ?? []) as { ServiceID: string; Status?: { State?: string } }[])
+    .filter((t) => names.has(t.ServiceID))
+    .map((t) => ({ service: names.get(t.ServiceID) ?? "", running: t.Status?.State === "running" }));
+  return { specs, tasks };
+}
+
+/** Specs and running tasks from three docker CLI calls (an engine that is not a local socket, or a scripted docker). */
+async function readCli(docker: DockerRunner): Promise<{ specs: ServiceSpec[]; tasks: { service: string; running: boolean }[] }> {
+  const ids = (await query(docker, ["service", "ls", "-q"], {})).split("\n").filter(Boolean);
+  if (ids.length === 0) return { specs: [], tasks: [] };
+  const specs = JSON.parse(await query(docker, ["service", "inspect", ...ids], {})) as ServiceSpec[];
+  const lines = await query(
+    docker,
+    ["service", "ps", ...ids, "--filter", "desired-state=running", "--format", "{{.Name}}\t{{.CurrentState}}"],
+    {},
+  );
+  const tasks = lines
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => {
+      const [task = "", state = ""] = l.split("\t");
+      return { service: task.slice(0, task.lastIndexOf(".")), running: state.startsWith("Running") };
+    });
+  return { specs, tasks };
+}
+
+/** Network names by ID from the engine's API (the CLI's `network ls`). */
+async function engineNetworks(engine: EngineReader): Promise<Map<string, string>> {
+  return new Map((((await engine.get("/networks")) ?? []) as { Id: string; Name: string }[]).map((n) => [n.Id, n.Name]));
+}
+
 /**
- * The cluster as one pass sees it. Tasks are counted from `docker service ps` (desired state running):
+ * The cluster as one pass sees it: from the engine's API over its local socket when the docker CLI
+ * talks to one (`engine`), else from the CLI. Tasks are those that should run (desired state running):
  * a task on a node that went down still says `Running` to the engine's own replica count, never here.
  */
-export async function snapshot(docker: DockerRunner, known?: Map<string, string>): Promise<Snapshot> {
-  const ids = (await query(docker, ["service", "ls", "-q"], {})).split("\n").filter(Boolean);
-  const specs = ids.length > 0 ? (JSON.parse(await query(docker, ["service", "inspect", ...ids], {})) as ServiceSpec[]) : [];
+export async function snapshot(docker: DockerRunner, known?: Map<string, string>, engine?: EngineReader | null): Promise<Snapshot> {
+  const { specs, tasks: seen } = engine ? await readEngine(engine) : await readCli(docker);
   const tasks = new Map<string, { running: number; desired: number }>();
-  const lines =
-    ids.length > 0
-      ? await query(docker, ["service", "ps", ...ids, "--filter", "desired-state=running", "--format", "{{.Name}}\t{{.CurrentState}}"], {})
-      : "";
-  for (const l of lines.split("\n").filter(Boolean)) {
-    const [task = "", state = ""] = l.split("\t");
-    const service = task.slice(0, task.lastIndexOf("."));
+  for (const { service, running } of seen) {
     const t = tasks.get(service) ?? { running: 0, desired: 0 };
     t.desired += 1;
-    if (state.startsWith("Running")) t.running += 1;
+    if (running) t.running += 1;
     tasks.set(service, t);
   }
   for (const s of specs) {
@@ -312,7 +371,8 @@ export async function snapshot(docker: DockerRunner, known?: Map<string, string>
   }
   // network names change only with a network: the last pass's names serve while every spec's networks are among them
   const named = known && specs.every((s) => (s.Spec.TaskTemplate.Networks ?? []).every((n) => known.has(n.Target)));
-  return { specs, tasks, networks: named ? known : await networkNames(docker, {}) };
+  if (named) return { specs, tasks, networks: known };
+  return { specs, tasks, networks: engine ? await engineNetworks(engine) : await networkNames(docker, {}) };
 }
 
 /**

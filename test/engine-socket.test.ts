@@ -1,0 +1,75 @@
+// The reconcile loop's snapshot read from the engine's API over its local socket (no docker CLI process
+// per pass) is what the three CLI calls give, on the real engine: the same specs with Docker's defaults
+// filled in, the same task counts (a scaled service, a global one, one that cannot start), the same
+// network names. Where the CLI talks to anything but a local socket, the CLI is used.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { createDockerRunner } from "../agent/docker.ts";
+import { engineReader, localEngine } from "../agent/engine-socket.ts";
+import { snapshot } from "../agent/reconcile/reconcile.ts";
+import { onEnd } from "./helpers/cleanup.ts";
+import { docker, uniqueStack } from "./helpers/swarm.ts";
+
+/** A spec as compared: the CLI's own type may add fields the engine left out at their zero value. */
+const comparable = (spec: unknown) =>
+  JSON.parse(JSON.stringify(spec), (k: string, v: unknown) => (k === "NoNewPrivileges" && v === false ? undefined : v)) as unknown;
+
+describe("the engine's API on its local socket", () => {
+  it("gives the snapshot the docker CLI gives: specs with defaults, task counts, network names", async (t) => {
+    const stack = uniqueStack(t);
+    const svc = (name: string, ...args: string[]) =>
+      docker(["service", "create", "--detach", "--name", `${stack}_${name}`, "--label", `com.docker.stack.namespace=${stack}`, ...args]);
+    await docker(["network", "create", "--driver", "overlay", `${stack}_net`]);
+    onEnd(t, async () => {
+      const ids = (await docker(["service", "ls", "-q", "--filter", `label=com.docker.stack.namespace=${stack}`]))
+        .split("\n")
+        .filter(Boolean);
+      if (ids.length > 0) await docker(["service", "rm", ...ids]);
+      await new Promise((r) => setTimeout(r, 2000));
+      await docker(["network", "rm", `${stack}_net`]).catch(() => undefined);
+    });
+    await svc("two", "--replicas", "2", "--network", `${stack}_net`, "--env", "A=1", "swarmhook-test/busybox", "sleep", "3600");
+    await svc("everywhere", "--mode", "global", "swarmhook-test/busybox", "sleep", "3600");
+    // an image nobody has: its task never runs, so running < desired
+    await svc("never", "--replicas", "1", "--no-resolve-image", "swarmhook-test/not-built-anywhere:1", "sleep", "1");
+    const runner = createDockerRunner();
+    const engine = await localEngine(runner);
+    assert.ok(engine, "the CLI talks to a local socket here");
+    assert.match(engine.socket, /\.sock$/);
+
+    for (let i = 0; i < 60; i++) {
+      const [cli, api] = [await snapshot(runner, undefined, null), await snapshot(runner, undefined, engine)];
+      const mine = (s: typeof cli) =>
+        s.specs.filter((x) => x.Spec.Name.startsWith(`${stack}_`)).sort((a, b) => a.Spec.Name.localeCompare(b.Spec.Name));
+      const tasks = (s: typeof cli) => [...s.tasks].filter(([n]) => n.startsWith(`${stack}_`)).sort();
+      const settled = (s: typeof cli) => s.tasks.get(`${stack}_two`)?.running === 2 && s.tasks.get(`${stack}_everywhere`)?.running === 1;
+      if (JSON.stringify(tasks(cli)) !== JSON.stringify(tasks(api)) || !settled(cli)) {
+        await new Promise((r) => setTimeout(r, 500)); // tasks still starting, or changing between the two reads
+        continue;
+      }
+      assert.equal(mine(api).length, 3);
+      assert.deepEqual(mine(api).map(comparable), mine(cli).map(comparable), "the specs, defaults filled in");
+      assert.deepEqual(api.networks, cli.networks);
+      const counts = Object.fromEntries(tasks(api));
+      assert.deepEqual(counts[`${stack}_two`], { running: 2, desired: 2 });
+      assert.deepEqual(counts[`${stack}_everywhere`], { running: 1, desired: 1 });
+      assert.equal(counts[`${stack}_never`]?.running, 0);
+      assert.equal(counts[`${stack}_never`]?.desired, 1);
+      return;
+    }
+    assert.fail("the two reads never agreed on the tasks within 30 s");
+  });
+
+  it("is not used for an engine the CLI reaches over TCP, nor by a docker that cannot say; a 404 is null, other statuses throw", async () => {
+    assert.equal(await localEngine(createDockerRunner({ env: { DOCKER_HOST: "tcp://127.0.0.1:1" } })), null);
+    assert.equal(await localEngine(createDockerRunner({ bin: "false" })), null);
+    const host = await localEngine(createDockerRunner());
+    const reader = engineReader(host?.socket ?? "/var/run/docker.sock");
+    assert.equal(await reader.get("/services/no-such-service-here"), null);
+    await assert.rejects(
+      reader.get("/services?filters=%7Bnot-json"),
+      /^Error: engine API \/services\?filters=%7Bnot-json: HTTP [45]\d\d: /,
+    );
+    await assert.rejects(engineReader("/nonexistent/docker.sock").get("/services"), /ENOENT/);
+  });
+});
