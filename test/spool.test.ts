@@ -6,6 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
+  readBounded,
   claimJob,
   cleanStaleTemp,
   ensureSpool,
@@ -360,5 +361,29 @@ describe("pruneMarks", () => {
     assert.equal(await pruneMarks(s.spool), 1);
     assert.deepEqual((await fs.readdir(path.join(s.root, "ids"))).sort(), [fresh.deliveryId, pending.deliveryId].sort());
     assert.deepEqual(await publishJob(s.spool, fresh), { jobId: fresh.deliveryId, status: "handled", outcome: "success" });
+  });
+});
+
+describe("readBounded", () => {
+  it("reads a file up to its bound exactly, refuses one byte more, and holds only what the file has (not the bound)", async (t) => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "swarmhook-read-"));
+    t.after(() => fs.rm(dir, { recursive: true, force: true }));
+    const file = path.join(dir, "f.json");
+    await fs.writeFile(file, "");
+    assert.equal(await readBounded(file, 8), "");
+    await fs.writeFile(file, "ä".repeat(4)); // 8 bytes of UTF-8
+    assert.equal(await readBounded(file, 8), "ääää");
+    assert.deepEqual(await readBounded(file, 7), { reason: "file too large (8 bytes > 7)" });
+    await fs.writeFile(file, Buffer.from([0xc3])); // half a character
+    assert.deepEqual(await readBounded(file, 8), { reason: "not UTF-8 text" });
+    // a 12-byte file read 200 times under a 64 MiB bound: a buffer the size of the bound each time would be 12.5 GiB
+    await fs.writeFile(file, '{"ok": true}');
+    const before = process.memoryUsage().arrayBuffers;
+    let grew = 0;
+    for (let i = 0; i < 200; i++) {
+      assert.equal(await readBounded(file, 64 * 1024 * 1024), '{"ok": true}');
+      grew = Math.max(grew, process.memoryUsage().arrayBuffers - before);
+    }
+    assert.ok(grew < 16 * 1024 * 1024, `array buffers grew by up to ${grew} bytes`);
   });
 });
