@@ -47,7 +47,7 @@ function spawnNode(argv: string[], env: Record<string, string>, as?: { uid: numb
     err += d.toString();
     lines.push(d.toString());
   });
-  return { child, lines, out: () => out, err: () => err, exited: new Promise((r) => child.on("exit", (code) => r(code))) };
+  return { child, lines, out: () => out, err: () => err, exited: new Promise((r) => child.on("close", (code) => r(code))) };
 }
 
 /** Whether a process of this pid still exists (signal 0 asks the kernel without sending anything). */
