@@ -308,8 +308,14 @@ export interface Snapshot {
   networks: Map<string, string>;
 }
 
+/** The specs of every service and its tasks that should run (running or not), however read. */
+interface ClusterRead {
+  specs: ServiceSpec[];
+  tasks: { service: string; running: boolean }[];
+}
+
 /** Specs and running tasks as the engine's API gives them (what the CLI's three calls print, without three processes). */
-async function readEngine(engine: EngineReader): Promise<{ specs: ServiceSpec[]; tasks: { service: string; running: boolean }[] }> {
+async function readEngine(engine: EngineReader): Promise<ClusterRead> {
   const list = ((await engine.get("/services")) ?? []) as { ID: string }[];
   // one service at a time with Docker's defaults filled in, as `docker service inspect` shows it; one gone meanwhile is left out
   const specs = (
@@ -326,7 +332,7 @@ async function readEngine(engine: EngineReader): Promise<{ specs: ServiceSpec[];
 }
 
 /** Specs and running tasks from three docker CLI calls (an engine that is not a local socket, or a scripted docker). */
-async function readCli(docker: DockerRunner): Promise<{ specs: ServiceSpec[]; tasks: { service: string; running: boolean }[] }> {
+async function readCli(docker: DockerRunner): Promise<ClusterRead> {
   const ids = (await query(docker, ["service", "ls", "-q"], {})).split("\n").filter(Boolean);
   if (ids.length === 0) return { specs: [], tasks: [] };
   const specs = JSON.parse(await query(docker, ["service", "inspect", ...ids], {})) as ServiceSpec[];
