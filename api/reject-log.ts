@@ -24,6 +24,6 @@ export function createRejectLog(log: Logger, everyMs = 10_000, now = () => Date.
       return;
     }
     last.set(r.status, { at: t, left: 0 });
-    log.warn({ ...r, ...(seen?.left ? { notLogged: seen.left } : {}) }, msg);
+    log.warn(seen?.left ? { notLogged: seen.left, ...r } : r, msg);
   };
 }

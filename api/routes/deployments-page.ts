@@ -91,7 +91,7 @@ function driftNote(drift: StackDrift[]): Html {
 }
 
 function listPage(q: HistoryQuery, items: DeploymentSummary[], next: string | null, drift: StackDrift[] = []): Html {
-  const older = next ? `/deployments?${new URLSearchParams({ ...(q.stack ? { stack: q.stack } : {}), before: next })}` : null;
+  const older = next ? `/deployments?${new URLSearchParams(q.stack ? { stack: q.stack, before: next } : { before: next })}` : null;
   return layout(
     "Deployments",
     html`<h1>Deployments${q.stack ? html` of ${q.stack}` : ""}</h1>

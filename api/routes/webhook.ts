@@ -88,9 +88,13 @@ export function createWebhookRoute(deps: WebhookDeps): Hono {
       if (!signed.valid) throw new HttpError(401, "signature does not match the payload");
       if (!EVENT.test(h.event)) throw new HttpError(400, "X-GitHub-Event missing or malformed");
       if (!DELIVERY_ID.test(h.deliveryId)) throw new HttpError(400, "X-GitHub-Delivery missing or malformed");
+      // one literal that names its own fields first, not `{ ...fields, ...extra }`: V8 11 (Node 20) moves an
+      // object cloned by a leading spread and then added to into the old generation, even when pino drops
+      // the line (bench/webhook: ~250 B a request, garbage waiting for a major GC: most of the API's RSS
+      // above the bare server's). ESLint refuses that shape in api/.
       const done = (status: number, outcome: string, extra: Record<string, unknown> = {}) => {
-        const fields = { deliveryId: h.deliveryId, event: h.event, status, outcome, durationMs: Math.round(performance.now() - started) };
-        deps.log.info({ ...fields, ...extra }, `webhook ${outcome}`);
+        const durationMs = Math.round(performance.now() - started);
+        deps.log.info({ deliveryId: h.deliveryId, event: h.event, status, outcome, durationMs, ...extra }, `webhook ${outcome}`);
       };
       const decision = decide({ id: h.deliveryId, event: h.event, payload: payloadOf(signed.body, h.form), receivedAt }, config.deploy);
       signed.release(); // the bytes are parsed: what is held from here on is small
