@@ -1,4 +1,5 @@
-import http from "node:http";
+import http, { type IncomingMessage } from "node:http";
+import { readAtMost } from "../lib/bounded.ts";
 import type { DockerRunner } from "./docker.ts";
 
 /** The most an engine answer may hold (as the CLI runner's maxBuffer). */
@@ -31,30 +32,21 @@ export async function localEngine(docker: DockerRunner): Promise<EngineReader | 
 /** A reader of the engine API on the unix socket `socket`; one small keep-alive pool, bounded answers. */
 export function engineReader(socket: string): EngineReader {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 4, timeout: TIMEOUT_MS });
-  const get = (p: string) =>
-    new Promise<unknown>((resolve, reject) => {
-      const req = http.get({ socketPath: socket, path: p, agent, headers: { host: "docker" }, timeout: TIMEOUT_MS }, (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on("data", (c: Buffer) => {
-          size += c.length;
-          if (size > MAX_BYTES) req.destroy(new Error(`engine API ${p}: answer over ${MAX_BYTES} bytes`));
-          else chunks.push(c);
-        });
-        res.on("error", reject);
-        res.on("end", () => {
-          const body = Buffer.concat(chunks).toString("utf8");
-          if (res.statusCode === 404) return resolve(null);
-          if (res.statusCode !== 200) return reject(new Error(`engine API ${p}: HTTP ${res.statusCode}: ${body.slice(0, 200).trim()}`));
-          try {
-            resolve(JSON.parse(body));
-          } catch {
-            reject(new Error(`engine API ${p}: not JSON`));
-          }
-        });
-      });
+  const get = async (p: string): Promise<unknown> => {
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = http.get({ socketPath: socket, path: p, agent, headers: { host: "docker" }, timeout: TIMEOUT_MS }, resolve);
+      // the socket's idle timeout covers the answer's body too: destroying the request ends its read
       req.on("timeout", () => req.destroy(new Error(`engine API ${p}: no answer within ${TIMEOUT_MS / 1000} s`)));
       req.on("error", reject);
     });
+    const body = (await readAtMost(res, MAX_BYTES, () => new Error(`engine API ${p}: answer over ${MAX_BYTES} bytes`))).toString("utf8");
+    if (res.statusCode === 404) return null;
+    if (res.statusCode !== 200) throw new Error(`engine API ${p}: HTTP ${res.statusCode}: ${body.slice(0, 200).trim()}`);
+    try {
+      return JSON.parse(body);
+    } catch {
+      throw new Error(`engine API ${p}: not JSON`);
+    }
+  };
   return { socket, get };
 }

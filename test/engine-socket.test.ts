@@ -3,7 +3,13 @@
 // filled in, the same task counts (a scaled service, a global one, one that cannot start), the same
 // network names. Where the CLI talks to anything but a local socket, the CLI is used.
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { Readable } from "node:stream";
 import { describe, it } from "node:test";
+import { readAtMost } from "../lib/bounded.ts";
 import { createDockerRunner } from "../agent/docker.ts";
 import { engineReader, localEngine } from "../agent/engine-socket.ts";
 import { snapshot } from "../agent/reconcile/reconcile.ts";
@@ -71,5 +77,49 @@ describe("the engine's API on its local socket", () => {
       /^Error: engine API \/services\?filters=%7Bnot-json: HTTP [45]\d\d: /,
     );
     await assert.rejects(engineReader("/nonexistent/docker.sock").get("/services"), /ENOENT/);
+  });
+
+  it("refuses an answer over 64 MiB, and reads one of exactly the bound (readAtMost, shared with the registry client)", async (t) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "engine-socket-"));
+    const socket = path.join(dir, "engine.sock");
+    const bound = 64 * 1024 * 1024;
+    let sent = -1; // bytes of /huge written before its connection closed
+    const server = http.createServer((req, res) => {
+      if (req.url !== "/huge") {
+        res.writeHead(200, { "content-type": "application/json" }).end(`"${"a".repeat(bound - 2)}"`);
+        return;
+      }
+      // four times the bound, a MiB at a time as the client takes it: a reader that stops at the bound cuts it short
+      const total = 4 * bound;
+      let written = 0;
+      res.writeHead(200, { "content-type": "application/json", "content-length": String(total) });
+      const more = () => {
+        while (written < total && !res.destroyed) {
+          written += 1024 * 1024;
+          if (!res.write(Buffer.alloc(1024 * 1024, 0x61))) return void res.once("drain", more);
+        }
+        res.end();
+      };
+      res.on("close", () => (sent = written));
+      more();
+    });
+    await new Promise<void>((r) => server.listen(socket, r));
+    t.after(() => {
+      server.closeAllConnections();
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const reader = engineReader(socket);
+    await assert.rejects(reader.get("/huge"), /^Error: engine API \/huge: answer over 67108864 bytes$/);
+    assert.equal(((await reader.get("/fits")) as string).length, bound - 2);
+    for (let i = 0; i < 50 && sent < 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(sent > 0 && sent < 4 * bound, `the oversized answer's connection was cut, not read to its end (${sent} bytes sent)`);
+
+    const chunks = (n: number) => Readable.from([Buffer.alloc(n - 1, 1), Buffer.alloc(1, 2)]);
+    assert.deepEqual([...(await readAtMost(chunks(5), 5, () => new Error("over")))], [1, 1, 1, 1, 2]);
+    await assert.rejects(
+      readAtMost(chunks(6), 5, () => new Error("over")),
+      /^Error: over$/,
+    );
   });
 });

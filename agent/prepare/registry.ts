@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { readAtMost } from "../../lib/bounded.ts";
 import type { Credential, CredentialSource } from "./credentials.ts";
 import { apiHost, type ImageRef } from "./image-ref.ts";
 
@@ -60,15 +61,9 @@ class Unusable extends Error {
 }
 
 /** Read a body up to `max` bytes; more is an error, not a truncation. */
-async function boundedBody(res: Response, max: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of res.body ?? []) {
-    size += (chunk as Uint8Array).byteLength;
-    if (size > max) throw new Unusable("unreachable", `answer larger than ${max} bytes`);
-    chunks.push(Buffer.from(chunk as Uint8Array));
-  }
-  return Buffer.concat(chunks);
+function boundedBody(res: Response, max: number): Promise<Buffer> {
+  const body = (res.body ?? []) as AsyncIterable<Uint8Array>;
+  return readAtMost(body, max, () => new Unusable("unreachable", `answer larger than ${max} bytes`));
 }
 
 /** One client's settings and its cache of pull tokens. */
