@@ -33,13 +33,17 @@ export async function localEngine(docker: DockerRunner): Promise<EngineReader | 
 export function engineReader(socket: string): EngineReader {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 4, timeout: TIMEOUT_MS });
   const get = async (p: string): Promise<unknown> => {
+    let late: Error | undefined;
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
       const req = http.get({ socketPath: socket, path: p, agent, headers: { host: "docker" }, timeout: TIMEOUT_MS }, resolve);
       // the socket's idle timeout covers the answer's body too: destroying the request ends its read
-      req.on("timeout", () => req.destroy(new Error(`engine API ${p}: no answer within ${TIMEOUT_MS / 1000} s`)));
+      req.on("timeout", () => req.destroy((late = new Error(`engine API ${p}: no answer within ${TIMEOUT_MS / 1000} s`))));
       req.on("error", reject);
     });
-    const body = (await readAtMost(res, MAX_BYTES, () => new Error(`engine API ${p}: answer over ${MAX_BYTES} bytes`))).toString("utf8");
+    const bytes = await readAtMost(res, MAX_BYTES, () => new Error(`engine API ${p}: answer over ${MAX_BYTES} bytes`)).catch(
+      (err: Error) => Promise.reject(late ?? err), // a body cut by the timeout says so, not "aborted"
+    );
+    const body = bytes.toString("utf8");
     if (res.statusCode === 404) return null;
     if (res.statusCode !== 200) throw new Error(`engine API ${p}: HTTP ${res.statusCode}: ${body.slice(0, 200).trim()}`);
     try {
